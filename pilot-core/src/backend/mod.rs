@@ -1,0 +1,56 @@
+//! Resource backends: where a pilot's nodes come from and how processes are launched on them.
+//!
+//! A [`ResourceBackend`] allocates an [`Allocation`] (a job id and its [`Node`]s with their addresses), launches
+//! long-running framework processes on a node ([`ResourceBackend::launch`]) and short set-up commands
+//! ([`ResourceBackend::run`]), and releases the allocation. The local backend ([`local::LocalBackend`]) treats
+//! slots on this host as nodes, each with its own loopback address; batch backends implement the same trait.
+
+pub mod local;
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::description::PilotPlan;
+use crate::error::Result;
+use crate::process::{LaunchSpec, ManagedChild};
+
+/// One node of an allocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// The name the resource manager uses for it.
+    pub name: String,
+    /// The address services on this node listen on (never a login host's).
+    pub address: IpAddr,
+}
+
+/// What a backend handed out for one pilot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allocation {
+    /// Backend job id (local: `local-<pid>-<n>`).
+    pub job_id: String,
+    pub nodes: Vec<Node>,
+}
+
+/// A resource manager.
+pub trait ResourceBackend: Send {
+    /// Short name for messages ("local").
+    fn name(&self) -> &str;
+
+    /// Obtain `plan.nodes` nodes. Blocks until they are usable or fails with the reason.
+    /// `pilot_dir` is the pilot's own directory (for lock files, scripts, logs).
+    fn allocate(&mut self, plan: &PilotPlan, ports: &[u16], pilot_dir: &Path)
+        -> Result<Allocation>;
+
+    /// Start a long-running process on `node`.
+    fn launch(&mut self, node: &Node, spec: &LaunchSpec) -> Result<ManagedChild>;
+
+    /// Run a short command on `node` to completion.
+    fn run(&mut self, node: &Node, spec: &LaunchSpec, timeout: Duration) -> Result<ExitStatus>;
+
+    /// Give the allocation back. Idempotent.
+    fn release(&mut self) -> Result<()>;
+}

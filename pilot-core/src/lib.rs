@@ -1,0 +1,36 @@
+//! pilot-core: pilots on HPC resources for streaming pipelines, and the contract between the mini-apps.
+//!
+//! A *pilot* ([`pilot::Pilot`]) is a placeholder allocation of nodes that boots a framework (today Kafka) and
+//! reports how to reach it. Data flows:
+//!
+//! ```text
+//! description (TOML / flags)  --validate-->  PilotPlan  --ResourceBackend::allocate-->  nodes
+//!        description.rs                                     backend/ (local; batch later)
+//!   --Framework::start + wait_ready-->  PilotDetails (bootstrap servers, client properties, nodes, logs)
+//!        framework/kafka (tansu | apache-kafka | external)        pilot.rs, persisted by store.rs
+//! ```
+//!
+//! Where things live:
+//! - [`description`]: raw descriptions (unknown keys rejected) and the validated [`description::PilotPlan`].
+//! - [`backend`]: the [`backend::ResourceBackend`] trait and the local backend (one loopback address per node).
+//! - [`framework`]: the [`framework::Framework`] plugin trait and the Kafka plugin ([`framework::kafka`]),
+//!   including Apache Kafka KRaft config generation ([`framework::kafka::apache`]).
+//! - [`pilot`]: lifecycle and states; [`store`]: pilot state on disk; [`process`]: child processes that die
+//!   with their owner.
+//! - [`admin`]: topics and metadata over the Kafka protocol; [`client`]: client properties both mini-apps use.
+//! - [`cli`]: the `pilot` command (the binary is a thin wrapper); [`smoke`]: an end-to-end check of a pilot.
+
+pub mod admin;
+pub mod backend;
+pub mod cli;
+pub mod client;
+pub mod description;
+pub mod error;
+pub mod framework;
+pub mod pilot;
+pub mod process;
+pub mod smoke;
+pub mod store;
+
+pub use error::{PilotError, Result};
+pub use pilot::{Pilot, PilotDetails, PilotState};

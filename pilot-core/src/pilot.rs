@@ -1,0 +1,355 @@
+//! The pilot: a placeholder allocation that boots a framework and hands out connection details.
+//!
+//! Lifecycle: [`Pilot::submit`] (state New, an id and a directory) -> [`Pilot::start`] (Pending while nodes are
+//! allocated and the framework boots; Running only once the framework really serves clients) ->
+//! [`Pilot::details`] -> [`Pilot::cancel`] (Canceled) or [`Pilot::supervise`] until a shutdown signal, a dying
+//! framework process (Failed, with the reason and log tail) or the walltime (Done). A pilot whose description
+//! names a `parent` extends that running pilot: its nodes join the parent's cluster and its details list both.
+//! Dropping a live `Pilot` cancels it, so nothing outlives its owner.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{local::LocalBackend, Allocation, ResourceBackend};
+use crate::description::{FrameworkPlan, PilotPlan, ResourceUrl};
+use crate::error::{PilotError, Result};
+use crate::framework::kafka::KafkaFramework;
+use crate::framework::{Framework, FrameworkDetails, StartContext};
+use crate::process::same_process_alive;
+use crate::store::{now_utc, PilotRecord, Store};
+
+/// How long framework processes get between SIGTERM and SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// A pilot's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PilotState {
+    /// Described and given an id; nothing allocated yet.
+    New,
+    /// Nodes being allocated or the framework booting.
+    Pending,
+    /// The framework serves clients.
+    Running,
+    /// Ended on its own (walltime).
+    Done,
+    /// Ended by an error; the record's reason says which.
+    Failed,
+    /// Ended by a cancel request.
+    Canceled,
+}
+
+impl PilotState {
+    /// Done, Failed or Canceled.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            PilotState::Done | PilotState::Failed | PilotState::Canceled
+        )
+    }
+}
+
+impl std::fmt::Display for PilotState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+/// What a node does in the pilot's cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeRole {
+    /// Runs a broker.
+    Broker,
+    /// Runs no framework process; free for producers and consumers.
+    Compute,
+}
+
+/// One node of the pilot's cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub name: String,
+    pub address: IpAddr,
+    /// The pilot that owns the node.
+    pub pilot_id: String,
+    pub role: NodeRole,
+}
+
+/// Connection details: what a client needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PilotDetails {
+    pub id: String,
+    pub resource: String,
+    /// The backend's job id.
+    pub job_id: String,
+    /// Every node of the cluster, parents' first.
+    pub nodes: Vec<NodeInfo>,
+    pub framework: FrameworkDetails,
+    /// This pilot's directory (state and logs).
+    pub directory: PathBuf,
+    /// Log files of this pilot's framework processes.
+    pub logs: Vec<PathBuf>,
+    /// Seconds from submit to ready.
+    pub startup_s: Option<f64>,
+    pub parent: Option<String>,
+}
+
+/// A pilot owned by this process.
+pub struct Pilot {
+    record: PilotRecord,
+    store: Store,
+    backend: Box<dyn ResourceBackend>,
+    framework: Box<dyn Framework>,
+    allocation: Option<Allocation>,
+    running_since: Option<Instant>,
+}
+
+/// The backend for a resource URL.
+pub fn backend_for(resource: &ResourceUrl) -> Box<dyn ResourceBackend> {
+    match resource {
+        ResourceUrl::Local => Box::new(LocalBackend::new()),
+    }
+}
+
+fn framework_for(plan: &PilotPlan) -> Box<dyn Framework> {
+    match &plan.framework {
+        FrameworkPlan::Kafka(k) => Box::new(KafkaFramework::new(k.clone())),
+    }
+}
+
+impl Pilot {
+    /// Register a new pilot (state New) under the plan's working directory.
+    pub fn submit(plan: PilotPlan, backend: Box<dyn ResourceBackend>) -> Result<Pilot> {
+        Ok(Self::from_record(Self::register(plan)?, backend))
+    }
+
+    /// Write a New pilot's record, for another process (the detached agent) to take over.
+    pub fn register(plan: PilotPlan) -> Result<PilotRecord> {
+        let store = Store::new(&plan.working_directory);
+        let id = store.reserve_id()?;
+        let now = now_utc();
+        let record = PilotRecord {
+            id,
+            plan,
+            state: PilotState::New,
+            reason: None,
+            manager_pid: None,
+            manager_start_ticks: None,
+            created_utc: now.clone(),
+            updated_utc: now,
+            details: None,
+        };
+        store.save(&record)?;
+        Ok(record)
+    }
+
+    /// Take over a registered pilot that has not started (the detached agent does this).
+    pub fn from_record(record: PilotRecord, backend: Box<dyn ResourceBackend>) -> Pilot {
+        Pilot {
+            store: Store::new(&record.plan.working_directory),
+            framework: framework_for(&record.plan),
+            record,
+            backend,
+            allocation: None,
+            running_since: None,
+        }
+    }
+
+    /// Submit and start in one go, with the default backend for the plan's resource.
+    pub fn create(plan: PilotPlan, interrupted: &dyn Fn() -> bool) -> Result<Pilot> {
+        let backend = backend_for(&plan.resource);
+        let mut p = Pilot::submit(plan, backend)?;
+        p.start(interrupted)?;
+        Ok(p)
+    }
+
+    pub fn id(&self) -> &str {
+        &self.record.id
+    }
+
+    pub fn state(&self) -> PilotState {
+        self.record.state
+    }
+
+    pub fn record(&self) -> &PilotRecord {
+        &self.record
+    }
+
+    /// Connection details (Some once Running).
+    pub fn details(&self) -> Option<&PilotDetails> {
+        self.record.details.as_ref()
+    }
+
+    /// This pilot's directory.
+    pub fn directory(&self) -> PathBuf {
+        self.store.pilot_dir(&self.record.id)
+    }
+
+    fn set_state(&mut self, state: PilotState, reason: Option<String>) {
+        self.record.state = state;
+        if reason.is_some() {
+            self.record.reason = reason;
+        }
+        self.record.updated_utc = now_utc();
+        // A state file we cannot write is reported by the next explicit save; transitions themselves go on.
+        if let Err(e) = self.store.save(&self.record) {
+            eprintln!("warning: {e}");
+        }
+    }
+
+    /// Allocate nodes, boot the framework and wait until it serves clients. On error the pilot is Failed,
+    /// cleaned up, and the error returned.
+    pub fn start(&mut self, interrupted: &dyn Fn() -> bool) -> Result<()> {
+        if self.record.state != PilotState::New {
+            return Err(PilotError::WrongState {
+                id: self.record.id.clone(),
+                state: self.record.state.to_string(),
+                message: "only a New pilot can be started".into(),
+            });
+        }
+        let submitted = Instant::now();
+        self.record.manager_pid = Some(std::process::id());
+        self.record.manager_start_ticks = crate::process::start_ticks(std::process::id());
+        self.set_state(PilotState::Pending, None);
+        match self.boot(submitted, interrupted) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let state = if matches!(e, PilotError::Interrupted { .. }) {
+                    PilotState::Canceled
+                } else {
+                    PilotState::Failed
+                };
+                self.teardown();
+                self.set_state(state, Some(e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    fn parent_details(&self) -> Result<Option<PilotDetails>> {
+        let Some(pid) = &self.record.plan.parent else {
+            return Ok(None);
+        };
+        let parent = self.store.load_reconciled(pid)?;
+        let alive = parent
+            .manager_pid
+            .is_none_or(|p| same_process_alive(p, parent.manager_start_ticks));
+        if parent.state != PilotState::Running || !alive {
+            return Err(PilotError::WrongState {
+                id: pid.clone(),
+                state: if alive {
+                    parent.state.to_string()
+                } else {
+                    "without a manager".into()
+                },
+                message: "only a Running pilot can be extended".into(),
+            });
+        }
+        Ok(parent.details)
+    }
+
+    fn boot(&mut self, submitted: Instant, interrupted: &dyn Fn() -> bool) -> Result<()> {
+        let parent = self.parent_details()?;
+        let dir = self.directory();
+        let ports = self.framework.ports();
+        let alloc = self.backend.allocate(&self.record.plan, &ports, &dir)?;
+        self.allocation = Some(alloc.clone());
+        let ctx = StartContext {
+            pilot_id: &self.record.id,
+            pilot_dir: &dir,
+            parent: parent.as_ref().map(|p| &p.framework),
+        };
+        self.framework.start(self.backend.as_mut(), &alloc, &ctx)?;
+        let timeout = Duration::from_secs(self.record.plan.kafka().ready_timeout_s);
+        self.framework.wait_ready(timeout, interrupted)?;
+        let framework = self.framework.details();
+        let brokers: Vec<&str> = framework
+            .kafka()
+            .brokers
+            .iter()
+            .filter(|b| b.pilot_id == self.record.id)
+            .map(|b| b.node.as_str())
+            .collect();
+        let mut nodes = parent.as_ref().map(|p| p.nodes.clone()).unwrap_or_default();
+        nodes.extend(alloc.nodes.iter().map(|n| NodeInfo {
+            name: n.name.clone(),
+            address: n.address,
+            pilot_id: self.record.id.clone(),
+            role: if brokers.contains(&n.name.as_str()) {
+                NodeRole::Broker
+            } else {
+                NodeRole::Compute
+            },
+        }));
+        self.record.details = Some(PilotDetails {
+            id: self.record.id.clone(),
+            resource: self.record.plan.resource.to_string(),
+            job_id: alloc.job_id.clone(),
+            nodes,
+            framework,
+            directory: dir,
+            logs: self.framework.logs(),
+            startup_s: Some(submitted.elapsed().as_secs_f64()),
+            parent: self.record.plan.parent.clone(),
+        });
+        self.running_since = Some(Instant::now());
+        self.set_state(PilotState::Running, None);
+        Ok(())
+    }
+
+    /// Check the framework's processes; a dead one makes the pilot Failed (and cleans up the rest).
+    pub fn poll(&mut self) -> PilotState {
+        if self.record.state == PilotState::Running {
+            if let Err(e) = self.framework.check() {
+                self.teardown();
+                self.set_state(PilotState::Failed, Some(e.to_string()));
+            }
+        }
+        self.record.state
+    }
+
+    fn teardown(&mut self) {
+        self.framework.stop(STOP_GRACE);
+        if let Err(e) = self.backend.release() {
+            eprintln!("warning: releasing {}: {e}", self.record.id);
+        }
+    }
+
+    /// End the pilot: stop every framework process, release the nodes. Canceled.
+    pub fn cancel(&mut self) {
+        if !self.record.state.is_terminal() {
+            self.teardown();
+            self.set_state(PilotState::Canceled, Some("canceled on request".into()));
+        }
+    }
+
+    /// Run until `shutdown()` (then Canceled), a framework failure (Failed) or the walltime (Done).
+    pub fn supervise(&mut self, shutdown: &dyn Fn() -> bool, tick: Duration) -> PilotState {
+        let walltime = Duration::from_secs(self.record.plan.walltime_min as u64 * 60);
+        loop {
+            if shutdown() {
+                self.cancel();
+                break;
+            }
+            if self.poll().is_terminal() {
+                break;
+            }
+            if self.running_since.is_some_and(|t| t.elapsed() >= walltime) {
+                self.teardown();
+                let reason = format!("walltime of {} min reached", self.record.plan.walltime_min);
+                self.set_state(PilotState::Done, Some(reason));
+                break;
+            }
+            std::thread::sleep(tick);
+        }
+        self.record.state
+    }
+}
+
+impl Drop for Pilot {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
