@@ -177,7 +177,7 @@ impl KafkaAdmin {
         if let Some(e) = t.error() {
             return Err(self.err(
                 "describe topic",
-                format!("{name}: {:?}", rdkafka::types::RDKafkaRespErr::from(e)),
+                format!("{name}: {}", rdkafka::types::RDKafkaErrorCode::from(e)),
             ));
         }
         let mut partitions: Vec<PartitionMeta> = t

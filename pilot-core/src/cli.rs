@@ -546,8 +546,8 @@ fn status(store: &Store, id: Option<&str>, json: bool, out: &mut dyn Write) -> R
     }
     writeln!(
         out,
-        "{:<28} {:<9} {:>5}  {:<28} {}",
-        "ID", "STATE", "NODES", "BOOTSTRAP", "PARENT"
+        "{:<28} {:<9} {:>5}  {:<28} PARENT",
+        "ID", "STATE", "NODES", "BOOTSTRAP"
     )
     .map_err(io_out)?;
     for r in all {

@@ -1,0 +1,301 @@
+//! The `pilot` binary: detached lifecycle, crashed managers, and a clear error for each bad input.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::{pids_with, wait_gone};
+
+fn pilot(workdir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pilot"))
+        .arg("--workdir")
+        .arg(workdir)
+        .args(args)
+        .output()
+        .expect("run pilot")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn started_id(o: &Output) -> String {
+    let t = text(o);
+    assert!(o.status.success(), "{t}");
+    t.lines()
+        .next()
+        .and_then(|l| l.strip_prefix("pilot "))
+        .and_then(|l| l.split(':').next())
+        .unwrap_or_else(|| panic!("no id in {t}"))
+        .to_string()
+}
+
+/// Stops the pilot even if an assertion fails first.
+struct StopOnDrop<'a>(&'a Path, String);
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = pilot(self.0, &["stop", &self.1]);
+    }
+}
+
+#[test]
+fn detached_start_extend_status_stop_leaves_no_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path();
+    let id = started_id(&pilot(w, &["start", "--nodes", "1"]));
+    let _guard = StopOnDrop(w, id.clone());
+    let agent = pids_with(&format!("agent {id}"));
+    assert_eq!(agent.len(), 1);
+    let ext = pilot(w, &["extend", &id, "--nodes", "1"]);
+    let child = started_id(&ext);
+    let t = text(&ext);
+    assert!(t.contains(&format!("extends:           {id}")), "{t}");
+    let node_rows: Vec<&str> = t.lines().filter(|l| l.starts_with("    local-")).collect();
+    assert_eq!(node_rows.len(), 2, "{t}");
+    assert!(
+        node_rows[0].contains(" broker ") && node_rows[1].contains(" compute "),
+        "{t}"
+    );
+
+    let st = text(&pilot(w, &["status"]));
+    assert!(
+        st.contains(&id) && st.contains(&child) && st.matches("Running").count() == 2,
+        "{st}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&pilot(w, &["status", &id, "--json"]).stdout).unwrap();
+    let bootstrap = json["details"]["framework"]["bootstrap_servers"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let brokers = pids_with(&format!("tcp://{bootstrap}"));
+    assert_eq!(brokers.len(), 1);
+
+    let created = pilot(
+        w,
+        &["topic", "create", &id, "cli-topic", "--partitions", "3"],
+    );
+    assert!(
+        text(&created).contains("3 partitions"),
+        "{}",
+        text(&created)
+    );
+    let described = text(&pilot(w, &["topic", "describe", &id, "cli-topic"]));
+    assert_eq!(described.matches("partition ").count(), 3, "{described}");
+
+    let stopped = text(&pilot(w, &["stop", &id]));
+    assert!(
+        stopped.contains(&format!("pilot {child} Canceled"))
+            && stopped.contains(&format!("pilot {id} Canceled")),
+        "{stopped}"
+    );
+    assert!(wait_gone(brokers[0]) && wait_gone(agent[0]));
+    assert!(pids_with(&id).is_empty());
+}
+
+#[test]
+fn a_killed_manager_takes_its_broker_along_and_status_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path();
+    let id = started_id(&pilot(w, &["start"]));
+    let _guard = StopOnDrop(w, id.clone());
+    let agent = pids_with(&format!("agent {id}"))[0];
+    let json: serde_json::Value =
+        serde_json::from_slice(&pilot(w, &["status", &id, "--json"]).stdout).unwrap();
+    let bootstrap = json["details"]["framework"]["bootstrap_servers"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let broker = pids_with(&format!("tcp://{bootstrap}"))[0];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(
+        wait_gone(broker),
+        "broker {broker} outlived its killed manager"
+    );
+    let st = text(&pilot(w, &["status", &id]));
+    assert!(
+        st.contains("Failed") && st.contains("ended without cleaning up"),
+        "{st}"
+    );
+}
+
+#[test]
+fn foreground_pilot_cancels_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pilot"))
+        .arg("--workdir")
+        .arg(dir.path())
+        .args(["start", "--foreground"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let store = pilot_core::store::Store::new(dir.path());
+    let t0 = std::time::Instant::now();
+    let rec = loop {
+        if let Some(r) = store
+            .list()
+            .unwrap()
+            .into_iter()
+            .find(|r| r.state == pilot_core::PilotState::Running)
+        {
+            break r;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "never running");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let bootstrap = rec.details.unwrap().framework.kafka().bootstrap();
+    let broker = pids_with(&format!("tcp://{bootstrap}"))[0];
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    assert!(wait_gone(broker));
+    assert_eq!(
+        store.load(&rec.id).unwrap().state,
+        pilot_core::PilotState::Canceled
+    );
+}
+
+#[test]
+fn unknown_key_is_reported_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("desc.toml");
+    std::fs::write(
+        &f,
+        "resource = \"local://\"\nnodes = 1\n\n[kafka]\npartitons_per_node = 4\n",
+    )
+    .unwrap();
+    let o = pilot(dir.path(), &["start", "--dry-run", f.to_str().unwrap()]);
+    let t = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        t.contains("desc.toml") && t.contains("line 5") && t.contains("partitons_per_node"),
+        "{t}"
+    );
+}
+
+#[test]
+fn zero_nodes_unknown_scheme_and_missing_binary_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path();
+    let t = text(&pilot(w, &["start", "--nodes", "0"]));
+    assert!(t.contains("nodes must be at least 1"), "{t}");
+    let t = text(&pilot(w, &["start", "--resource", "pbs://head"]));
+    assert!(
+        t.contains("unknown scheme `pbs`") && t.contains("supported schemes: local"),
+        "{t}"
+    );
+    let t = text(&pilot(
+        w,
+        &["start", "--tansu-binary", "/nonexistent/tansu"],
+    ));
+    assert!(
+        t.contains("tansu binary was not found")
+            && t.contains("cargo install tansu --version 0.6.0"),
+        "{t}"
+    );
+    let t = text(&pilot(w, &["start", "--address", "192.168.1.5"]));
+    assert!(t.contains("not a loopback address"), "{t}");
+    // Nothing was registered by rejected descriptions.
+    assert!(pilot_core::store::Store::new(w).list().unwrap().is_empty());
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = pilot(
+        dir.path(),
+        &[
+            "start",
+            "--dry-run",
+            "--nodes",
+            "3",
+            "--partitions-per-node",
+            "4",
+            "--queue",
+            "normal",
+        ],
+    );
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("nodes:             3")
+            && t.contains("partitions/node:   4")
+            && t.contains("queue:             normal"),
+        "{t}"
+    );
+    assert!(pilot_core::store::Store::new(dir.path())
+        .list()
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn port_in_use_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    // An address no automatic allocation reaches first, taken by a plain listener.
+    let _busy = std::net::TcpListener::bind("127.0.7.10:9092").unwrap();
+    let o = pilot(dir.path(), &["start", "--address", "127.0.7.10"]);
+    let t = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        t.contains("port 9092 on 127.0.7.10 is already in use"),
+        "{t}"
+    );
+}
+
+#[test]
+fn broker_that_never_becomes_ready_fails_with_its_log_tail() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // A stand-in broker binary that starts, logs, and never listens.
+    let fake = dir.path().join("silent-broker");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'stand-in broker: refusing to listen'\nexec sleep 60\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let w = dir.path().join("work");
+    let o = pilot(
+        &w,
+        &[
+            "start",
+            "--foreground",
+            "--tansu-binary",
+            fake.to_str().unwrap(),
+            "--ready-timeout-s",
+            "1",
+        ],
+    );
+    let t = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        t.contains("never became ready") && t.contains("refusing to listen"),
+        "{t}"
+    );
+    assert!(
+        pids_with(fake.to_str().unwrap()).is_empty()
+            && pids_with("sleep 60")
+                .iter()
+                .all(|p| !std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                    .unwrap_or_default()
+                    .contains(dir.path().to_str().unwrap()))
+    );
+    let recs = pilot_core::store::Store::new(&w).list().unwrap();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].state, pilot_core::PilotState::Failed);
+}
