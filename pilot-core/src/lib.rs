@@ -27,6 +27,7 @@ pub mod client;
 pub mod description;
 pub mod error;
 pub mod framework;
+pub mod message;
 pub mod pilot;
 pub mod process;
 pub mod smoke;
