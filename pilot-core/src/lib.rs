@@ -19,15 +19,23 @@
 //!   with their owner.
 //! - [`admin`]: topics and metadata over the Kafka protocol; [`client`]: client properties both mini-apps use.
 //! - [`cli`]: the `pilot` command (the binary is a thin wrapper); [`smoke`]: an end-to-end check of a pilot.
+//!
+//! What MASS and MASA must agree on also lives here:
+//! - [`message`]: the wire format (versioned envelope; the paper's text and HDF5 encodings);
+//! - [`aps`]: APS Data Exchange HDF5 files (from disk or from a message's bytes);
+//! - [`metrics`]: latency histograms and CSV records; [`clock`]: injected time.
 
 pub mod admin;
+pub mod aps;
 pub mod backend;
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod description;
 pub mod error;
 pub mod framework;
 pub mod message;
+pub mod metrics;
 pub mod pilot;
 pub mod process;
 pub mod smoke;
