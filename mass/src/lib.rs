@@ -1,6 +1,15 @@
 //! MASS, the Mini-App for Stream Sources: emulates a scientific instrument by pushing messages into Kafka.
 //!
-//! Starting point. The MASS issue fills this crate with the sources (cluster points, static, APS HDF5 template,
-//! synthetic bytes) behind one trait, open-loop rate control, and the producer with delivery-latency metrics.
-//! The message envelope both mini-apps agree on lives in `pilot-core`; broker connection details come from a
-//! [`pilot_core::PilotDetails`].
+//! Data flow: a [`source::Source`] hands out message bodies (cluster points, a static block, an APS HDF5
+//! template, synthetic bytes) -> the open-loop [`rate::Schedule`] says when each is due -> the producer stamps the
+//! actual send time and hands it to rdkafka -> delivery reports feed latency histograms and counters -> CSV.
+//!
+//! - [`source`]: the sources behind one trait; [`phantom`]: an analytic Shepp-Logan scan written in tooth.h5's
+//!   layout (the project's own template data).
+//! - [`normal`]: a fast ziggurat N(0,1) sampler (the generator's hot loop).
+//! - [`rate`]: open-loop rate control (intended send time of message n = start + n / rate).
+//!
+//! The message format and client settings come from `pilot-core` (shared with MASA).
+
+pub mod normal;
+pub mod source;
