@@ -140,7 +140,7 @@ impl NormalStream {
 
     /// The next sample.
     #[inline(always)]
-    pub fn next(&mut self) -> f64 {
+    pub fn sample(&mut self) -> f64 {
         match self.spare.take() {
             Some(z) => z,
             None => {
@@ -175,7 +175,7 @@ mod tests {
         let (mut s1, mut s2, mut s3, mut s4) = (0.0, 0.0, 0.0, 0.0);
         let mut beyond = [0u64; 4];
         for _ in 0..n {
-            let x = z.next();
+            let x = z.sample();
             s1 += x;
             s2 += x * x;
             s3 += x * x * x;

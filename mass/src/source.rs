@@ -163,7 +163,7 @@ impl ClusterSource {
             let c = (((picks & 0xffff_ffff) * k) >> 32) as usize;
             let centre = &self.centres[c * d..(c + 1) * d];
             for (slot, &cj) in point.chunks_exact_mut(width).zip(centre) {
-                put(slot, cj + spread * self.rng.next());
+                put(slot, cj + spread * self.rng.sample());
             }
         }
     }
@@ -179,10 +179,9 @@ impl ClusterSource {
         let mut pairs = out.chunks_exact_mut(16 * D);
         for two in &mut pairs {
             let mut z = [[0f64; D]; 2];
-            for j in 0..D {
-                let (a, b) = self.rng.next_pair();
-                z[0][j] = a;
-                z[1][j] = b;
+            let [z0, z1] = &mut z;
+            for (a, b) in z0.iter_mut().zip(z1.iter_mut()) {
+                (*a, *b) = self.rng.next_pair();
             }
             let picks = self.rng.next_u64();
             for (half, point) in two.chunks_exact_mut(8 * D).enumerate() {
