@@ -11,5 +11,10 @@
 //!
 //! The message format and client settings come from `pilot-core` (shared with MASA).
 
+pub mod config;
 pub mod normal;
+pub mod phantom;
+pub mod producer;
+pub mod rate;
+pub mod report;
 pub mod source;
