@@ -84,12 +84,7 @@ pub struct RawConfig {
     pub run_id: Option<String>,
 }
 
-/// Where to send.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub enum Target {
-    Bootstrap(String),
-    Pilot { id: String, workdir: PathBuf },
-}
+pub use pilot_core::client::Target;
 
 /// What to send.
 #[derive(Debug, Clone, PartialEq)]
@@ -172,10 +167,7 @@ impl ProducerPlan {
 
     /// A human-readable summary for `--dry-run`.
     pub fn describe(&self) -> String {
-        let target = match &self.target {
-            Target::Bootstrap(b) => format!("brokers {b}"),
-            Target::Pilot { id, workdir } => format!("pilot {id} (in {})", workdir.display()),
-        };
+        let target = self.target.to_string();
         let source = match &self.source {
             SourcePlan::Cluster(p) | SourcePlan::Static(p) => format!(
                 "{} ({} points x {}-D per message, k = {}, spread {}, seed {})",
@@ -260,33 +252,11 @@ impl RawConfig {
     }
 
     fn check(&self) -> Result<ProducerPlan, String> {
-        let target = match (&self.bootstrap_servers, &self.pilot) {
-            (Some(_), Some(_)) => return Err("give bootstrap_servers or pilot, not both".into()),
-            (None, None) => {
-                return Err(
-                    "where to send: set bootstrap_servers (host:port) or pilot (a pilot id)".into(),
-                )
-            }
-            (Some(b), None) => {
-                if b.split(',').any(|s| {
-                    s.rsplit_once(':')
-                        .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
-                }) {
-                    return Err(format!(
-                        "bootstrap_servers `{b}` is not host:port[,host:port]"
-                    ));
-                }
-                Target::Bootstrap(b.clone())
-            }
-            (None, Some(id)) => Target::Pilot {
-                id: id.clone(),
-                workdir: self
-                    .pilot_workdir
-                    .clone()
-                    .or_else(|| std::env::var_os("PILOT_WORKDIR").map(PathBuf::from))
-                    .unwrap_or_else(|| PathBuf::from("pilots")),
-            },
-        };
+        let target = Target::from_options(
+            self.bootstrap_servers.as_deref(),
+            self.pilot.as_deref(),
+            self.pilot_workdir.as_deref(),
+        )?;
         let topic = self.topic.clone().ok_or("topic is required")?;
         if topic.is_empty()
             || topic.len() > 249

@@ -12,11 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pilot_core::client::ClientProperties;
 use pilot_core::clock::Clock;
 use pilot_core::message::{self, AccountingKey, Encoding};
 use pilot_core::metrics::{CsvWriter, LatencyHistogram, MetricsError};
-use pilot_core::store::Store;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
@@ -44,41 +42,11 @@ pub enum ProduceError {
     },
 }
 
-/// Where the brokers are and how to talk to them.
-#[derive(Debug, Clone)]
-pub struct Connection {
-    pub bootstrap: String,
-    pub client: ClientProperties,
-    /// Default partitions for a new topic.
-    pub default_partitions: u32,
-}
+pub use pilot_core::client::Connection;
 
 /// Resolve the plan's target (a pilot's details, or plain brokers).
 pub fn connect(target: &Target) -> Result<Connection, ProduceError> {
-    match target {
-        Target::Bootstrap(b) => Ok(Connection {
-            bootstrap: b.clone(),
-            client: ClientProperties::for_distribution("external"),
-            default_partitions: 12,
-        }),
-        Target::Pilot { id, workdir } => {
-            let r = Store::new(workdir).load_reconciled(id)?;
-            let d = r
-                .details
-                .filter(|_| r.state == pilot_core::PilotState::Running)
-                .ok_or_else(|| pilot_core::PilotError::WrongState {
-                    id: id.clone(),
-                    state: r.state.to_string(),
-                    message: "producing needs a Running pilot".into(),
-                })?;
-            let k = d.framework.kafka();
-            Ok(Connection {
-                bootstrap: k.bootstrap(),
-                client: k.client.clone(),
-                default_partitions: k.default_partitions(),
-            })
-        }
-    }
+    Ok(Connection::resolve(target)?)
 }
 
 /// Build the source for one producer thread.

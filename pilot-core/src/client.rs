@@ -75,6 +75,113 @@ impl ClientProperties {
     }
 }
 
+/// Where a client should connect: brokers by address, or a running pilot by id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Target {
+    Bootstrap(String),
+    Pilot {
+        id: String,
+        workdir: std::path::PathBuf,
+    },
+}
+
+impl Target {
+    /// From a config's `bootstrap_servers` / `pilot` / `pilot_workdir` (exactly one of the first two).
+    pub fn from_options(
+        bootstrap: Option<&str>,
+        pilot: Option<&str>,
+        pilot_workdir: Option<&std::path::Path>,
+    ) -> Result<Self, String> {
+        match (bootstrap, pilot) {
+            (Some(_), Some(_)) => Err("give bootstrap_servers or pilot, not both".into()),
+            (None, None) => Err(
+                "where to connect: set bootstrap_servers (host:port) or pilot (a pilot id)".into(),
+            ),
+            (Some(b), None) => {
+                let bad = b.split(',').any(|s| {
+                    s.rsplit_once(':')
+                        .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+                });
+                if bad {
+                    Err(format!(
+                        "bootstrap_servers `{b}` is not host:port[,host:port]"
+                    ))
+                } else {
+                    Ok(Target::Bootstrap(b.to_string()))
+                }
+            }
+            (None, Some(id)) => Ok(Target::Pilot {
+                id: id.to_string(),
+                workdir: pilot_workdir
+                    .map(std::path::Path::to_path_buf)
+                    .or_else(|| std::env::var_os("PILOT_WORKDIR").map(std::path::PathBuf::from))
+                    .unwrap_or_else(|| std::path::PathBuf::from("pilots")),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Bootstrap(b) => write!(f, "brokers {b}"),
+            Target::Pilot { id, workdir } => write!(f, "pilot {id} (in {})", workdir.display()),
+        }
+    }
+}
+
+/// Where a client's brokers are and how to talk to them: from a running pilot's details, or plain brokers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Connection {
+    /// `bootstrap.servers`.
+    pub bootstrap: String,
+    /// Recommended client properties.
+    pub client: ClientProperties,
+    /// Partitions for a topic created through this connection.
+    pub default_partitions: u32,
+}
+
+impl Connection {
+    /// Brokers nobody described: generic Kafka client settings, 12 partitions per topic.
+    pub fn to_brokers(bootstrap: &str) -> Self {
+        Connection {
+            bootstrap: bootstrap.to_string(),
+            client: ClientProperties::for_distribution("external"),
+            default_partitions: crate::description::DEFAULT_PARTITIONS_PER_NODE,
+        }
+    }
+
+    /// The brokers of the Running pilot `id` under `workdir`.
+    pub fn to_pilot(id: &str, workdir: &std::path::Path) -> crate::Result<Self> {
+        let r = crate::store::Store::new(workdir).load_reconciled(id)?;
+        match (r.state, r.details) {
+            (crate::PilotState::Running, Some(d)) => Ok(Self::from_details(d.framework.kafka())),
+            (state, _) => Err(crate::PilotError::WrongState {
+                id: id.to_string(),
+                state: state.to_string(),
+                message: "clients need a Running pilot".into(),
+            }),
+        }
+    }
+
+    /// Resolve a target.
+    pub fn resolve(target: &Target) -> crate::Result<Self> {
+        match target {
+            Target::Bootstrap(b) => Ok(Self::to_brokers(b)),
+            Target::Pilot { id, workdir } => Self::to_pilot(id, workdir),
+        }
+    }
+
+    /// From a Kafka pilot's details.
+    pub fn from_details(k: &crate::framework::kafka::KafkaDetails) -> Self {
+        Connection {
+            bootstrap: k.bootstrap(),
+            client: k.client.clone(),
+            default_partitions: k.default_partitions(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

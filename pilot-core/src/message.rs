@@ -238,6 +238,28 @@ pub enum DecodeError {
     BadProjections(String),
 }
 
+impl DecodeError {
+    /// A short category for counting rejections by reason.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DecodeError::Truncated { .. } => "truncated",
+            DecodeError::BadMagic { .. } => "bad magic",
+            DecodeError::UnsupportedVersion { .. } => "unsupported version",
+            DecodeError::UnknownKind(_) => "unknown payload kind",
+            DecodeError::UnknownDtype(_) => "unknown dtype",
+            DecodeError::TooManyDims(_) => "too many dimensions",
+            DecodeError::Oversized { .. } => "oversized",
+            DecodeError::ShapeMismatch { .. } => "shape mismatch",
+            DecodeError::TrailingBytes { .. } => "trailing bytes",
+            DecodeError::WrongDtype { .. } => "wrong dtype",
+            DecodeError::BadText { .. } => "malformed points text",
+            DecodeError::BadHex { .. } => "malformed hex",
+            DecodeError::BadKey { .. } => "malformed accounting key",
+            DecodeError::BadProjections(_) => "malformed projections",
+        }
+    }
+}
+
 fn u16_at(b: &[u8], o: usize) -> u16 {
     u16::from_le_bytes(b[o..o + 2].try_into().expect("2 bytes"))
 }

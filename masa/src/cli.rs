@@ -1,0 +1,273 @@
+//! The `masa` command line: `masa run` consumes and processes (settings from TOML and/or flags),
+//! `masa merge` combines the accounting of a consumer group's processes. Glue only.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use masa::config::RawConfig;
+use masa::consumer;
+
+/// MASA, the mini-app stream analysis: consumes MASS's messages and processes them (KMeans, tomography).
+#[derive(Debug, Parser)]
+#[command(name = "masa", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Consume a topic in a consumer group, process windows, report latency, throughput and accounting
+    Run {
+        #[command(flatten)]
+        args: Box<RunArgs>,
+        /// Validate and print the plan; consume nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// No progress lines
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Merge the accounting of every consumer process found in results directories
+    Merge {
+        /// Results directories holding consumer-*-accounting.json
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Messages produced, to count what is missing
+        #[arg(long)]
+        expect_messages: Option<u64>,
+    },
+}
+
+/// `masa run` settings; each flag is the config key of the same name.
+#[derive(Debug, Args, Default)]
+pub struct RunArgs {
+    /// Settings file (TOML); flags override it
+    #[arg(value_name = "CONFIG.toml")]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub bootstrap_servers: Option<String>,
+    #[arg(long)]
+    pub pilot: Option<String>,
+    #[arg(long)]
+    pub pilot_workdir: Option<PathBuf>,
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Consumer group [default: masa]
+    #[arg(long)]
+    pub group: Option<String>,
+    #[arg(long)]
+    pub threads: Option<u32>,
+    /// none | kmeans [default: kmeans]
+    #[arg(long)]
+    pub processor: Option<String>,
+    /// message | count:N | time:SECONDS [default: message]
+    #[arg(long)]
+    pub window: Option<String>,
+    #[arg(long)]
+    pub messages: Option<u64>,
+    #[arg(long)]
+    pub duration_s: Option<f64>,
+    /// Stop after this long without a message [default: 10]
+    #[arg(long)]
+    pub idle_timeout_s: Option<f64>,
+    /// Messages produced, for the missing count
+    #[arg(long)]
+    pub expect_messages: Option<u64>,
+    /// earliest | latest [default: earliest]
+    #[arg(long)]
+    pub auto_offset_reset: Option<String>,
+    #[arg(long)]
+    pub k: Option<usize>,
+    #[arg(long)]
+    pub decay: Option<f64>,
+    #[arg(long)]
+    pub half_life: Option<f64>,
+    /// batches | points
+    #[arg(long)]
+    pub time_unit: Option<String>,
+    #[arg(long)]
+    pub seed: Option<u32>,
+    #[arg(long)]
+    pub snapshot_every_windows: Option<u64>,
+    #[arg(long)]
+    pub results_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub consumer_id: Option<String>,
+    #[arg(long)]
+    pub interval_s: Option<f64>,
+    #[arg(long)]
+    pub run_id: Option<String>,
+}
+
+impl RunArgs {
+    fn raw(&self) -> anyhow::Result<(RawConfig, String)> {
+        let (mut raw, origin) = match &self.config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))?;
+                (
+                    RawConfig::from_toml(&text, &p.display().to_string())?,
+                    p.display().to_string(),
+                )
+            }
+            None => (RawConfig::default(), "command line".to_string()),
+        };
+        macro_rules! over {
+            ($($f:ident),*) => { $( if self.$f.is_some() { raw.$f = self.$f.clone(); } )* };
+        }
+        over!(
+            bootstrap_servers,
+            pilot,
+            pilot_workdir,
+            topic,
+            group,
+            threads,
+            processor,
+            window,
+            messages,
+            duration_s,
+            idle_timeout_s,
+            expect_messages,
+            auto_offset_reset,
+            k,
+            decay,
+            half_life,
+            time_unit,
+            seed,
+            snapshot_every_windows,
+            results_dir,
+            consumer_id,
+            interval_s,
+            run_id
+        );
+        Ok((raw, origin))
+    }
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run {
+            args,
+            dry_run,
+            quiet,
+        } => {
+            let (raw, origin) = args.raw()?;
+            let plan = raw.validate(&origin)?;
+            if dry_run {
+                print!("dry run: masa would run\n{}", plan.describe());
+                return Ok(());
+            }
+            let shutdown = Arc::new(AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(sig, Arc::clone(&shutdown))?;
+            }
+            let conn = pilot_core::client::Connection::resolve(&plan.target)?;
+            let show = !quiet && std::io::stderr().is_terminal();
+            let mut progress = |r: &masa::report::ConsumerInterval| {
+                if show {
+                    eprint!("\r[{:>7.1} s] {:>9.0} msg/s {:>9.1} MB/s  received {:>8} rejected {:>4}   ", r.t_s, r.msgs_per_s, r.mb_per_s, r.received_msgs, r.rejected_msgs);
+                }
+            };
+            let out = consumer::run(
+                &plan,
+                &conn,
+                Arc::new(pilot_core::clock::SystemClock::new()),
+                &shutdown,
+                &mut progress,
+            )?;
+            if show {
+                eprintln!();
+            }
+            let s = &out.summary;
+            let mut o = std::io::stdout().lock();
+            writeln!(
+                o,
+                "run {} consumer {} ({} on {}, group {}, {} x {})",
+                s.run_id,
+                s.consumer_id,
+                s.topic,
+                s.bootstrap_servers,
+                s.group,
+                s.processor,
+                s.window
+            )?;
+            writeln!(
+                o,
+                "  received {} msgs ({:.1} MB), duplicates {}, rejected {}{}, missing {}",
+                s.received_msgs,
+                s.received_mb,
+                s.duplicate_msgs,
+                s.rejected_msgs,
+                if s.rejected_reasons.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", s.rejected_reasons)
+                },
+                s.missing_msgs
+            )?;
+            writeln!(
+                o,
+                "  throughput {:.0} msg/s, {:.1} MB/s, {:.0} items/s over {:.2} s; {} windows; group join {:.2} s; lag {}",
+                s.throughput_msgs_per_s, s.throughput_mb_per_s, s.throughput_items_per_s, s.receive_window_s, s.windows, s.rebalance_s, s.lag_msgs
+            )?;
+            writeln!(
+                o,
+                "  e2e latency us (from intended send): p50 {} p90 {} p99 {} p99.9 {} max {}; from actual send p50 {} p99 {}",
+                s.e2e_latency_us_p50, s.e2e_latency_us_p90, s.e2e_latency_us_p99, s.e2e_latency_us_p999, s.e2e_latency_us_max, s.e2e_actual_latency_us_p50, s.e2e_actual_latency_us_p99
+            )?;
+            writeln!(
+                o,
+                "  processing us per window: p50 {} p99 {} max {}; scheduling delay p50 {} p99 {}",
+                s.processing_us_p50,
+                s.processing_us_p99,
+                s.processing_us_max,
+                s.scheduling_delay_us_p50,
+                s.scheduling_delay_us_p99
+            )?;
+            if let Some(d) = &plan.results_dir {
+                writeln!(
+                    o,
+                    "  results: {}",
+                    consumer::summary_path(d, &plan.consumer_id).display()
+                )?;
+            }
+            if !s.complete {
+                anyhow::bail!("run incomplete: {}", s.incomplete_reason);
+            }
+            Ok(())
+        }
+        Command::Merge {
+            dirs,
+            expect_messages,
+        } => {
+            let (acc, files) = consumer::merge_accounting(&dirs)?;
+            if files == 0 {
+                anyhow::bail!("no consumer-*-accounting.json in {dirs:?}");
+            }
+            let t = acc.totals(expect_messages);
+            println!(
+                "{files} consumer processes: received {} distinct, duplicates {}, rejected {}, missing {}{}",
+                t.received,
+                t.duplicates,
+                t.rejected,
+                t.missing,
+                expect_messages.map(|e| format!(" (of {e} produced)")).unwrap_or_default()
+            );
+            for (p, r) in &acc.received {
+                println!(
+                    "  producer {p}: {} messages in {} range(s)",
+                    r.count(),
+                    r.0.len()
+                );
+            }
+            if t.missing > 0 || t.duplicates > 0 || t.rejected > 0 {
+                anyhow::bail!("not every message was received exactly once");
+            }
+            Ok(())
+        }
+    }
+}

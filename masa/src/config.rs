@@ -1,0 +1,363 @@
+//! MASA settings: [`RawConfig`] (TOML and/or flags, unknown keys rejected) validated into a [`ConsumerPlan`].
+
+use std::path::PathBuf;
+
+use pilot_core::client::Target;
+use serde::{Deserialize, Serialize};
+
+use crate::kmeans::TimeUnit;
+use crate::processor::{KMeansConfig, KMeansInit};
+use crate::window::WindowPolicy;
+
+/// MASA settings as written; every field optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Brokers, `host:port[,host:port]`. Either this or `pilot`.
+    pub bootstrap_servers: Option<String>,
+    /// A running Kafka pilot's id.
+    pub pilot: Option<String>,
+    /// The pilots' working directory. Default `$PILOT_WORKDIR` or `pilots`.
+    pub pilot_workdir: Option<PathBuf>,
+    pub topic: Option<String>,
+    /// Consumer group. Default `masa`.
+    pub group: Option<String>,
+    /// Consumer threads in this process. Default 1.
+    pub threads: Option<u32>,
+    /// `none` (decode and count) or `kmeans` (default).
+    pub processor: Option<String>,
+    /// `message` (default), `count:N` or `time:SECONDS`.
+    pub window: Option<String>,
+    /// Stop after this many messages (this process).
+    pub messages: Option<u64>,
+    /// Stop after this many seconds.
+    pub duration_s: Option<f64>,
+    /// Stop after this many seconds without a message or a group rebalance (counted from subscribing).
+    /// Default 10.
+    pub idle_timeout_s: Option<f64>,
+    /// How many messages were produced (for the missing count).
+    pub expect_messages: Option<u64>,
+    /// `earliest` (default) or `latest`.
+    pub auto_offset_reset: Option<String>,
+    /// KMeans: clusters. Default 10.
+    pub k: Option<usize>,
+    /// KMeans: decay factor. Default 1.0.
+    pub decay: Option<f64>,
+    /// KMeans: half-life instead of a decay factor.
+    pub half_life: Option<f64>,
+    /// KMeans: `batches` (default) or `points`.
+    pub time_unit: Option<String>,
+    /// KMeans: seed of the random initial centres (PySpark's setRandomCenters). Default 42.
+    pub seed: Option<u32>,
+    /// KMeans: write centres every this many windows.
+    pub snapshot_every_windows: Option<u64>,
+    /// Directory for this process's result files.
+    pub results_dir: Option<PathBuf>,
+    /// Names this process's result files (default: its pid).
+    pub consumer_id: Option<String>,
+    /// Seconds between interval rows. Default 1.
+    pub interval_s: Option<f64>,
+    pub run_id: Option<String>,
+}
+
+/// What to run on each window.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProcessorPlan {
+    None,
+    KMeans(KMeansConfig),
+}
+
+impl ProcessorPlan {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProcessorPlan::None => "none",
+            ProcessorPlan::KMeans(_) => "kmeans",
+        }
+    }
+}
+
+/// Validated settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumerPlan {
+    pub target: Target,
+    pub topic: String,
+    pub group: String,
+    pub threads: u32,
+    pub processor: ProcessorPlan,
+    pub window: WindowPolicy,
+    pub messages: Option<u64>,
+    pub duration_s: Option<f64>,
+    pub idle_timeout_s: f64,
+    pub expect_messages: Option<u64>,
+    pub auto_offset_reset: String,
+    pub results_dir: Option<PathBuf>,
+    pub consumer_id: String,
+    pub interval_s: f64,
+    pub run_id: String,
+}
+
+impl ConsumerPlan {
+    /// For `--dry-run`.
+    pub fn describe(&self) -> String {
+        let proc = match &self.processor {
+            ProcessorPlan::None => "none (decode and count)".to_string(),
+            ProcessorPlan::KMeans(k) => format!(
+                "kmeans (k = {}, decay {}, time unit {:?}, init {:?})",
+                k.k, k.decay, k.time_unit, k.init
+            ),
+        };
+        format!(
+            "run id:       {}\nsource:       {}\ntopic:        {} (group {}, offsets from {})\nthreads:      {}\nprocessor:    {proc}\nwindow:       {}\nstop:         {}{}idle {} s\nexpected:     {}\nresults:      {} (consumer id {})\n",
+            self.run_id,
+            self.target,
+            self.topic,
+            self.group,
+            self.auto_offset_reset,
+            self.threads,
+            self.window,
+            self.messages.map(|m| format!("{m} messages, ")).unwrap_or_default(),
+            self.duration_s.map(|d| format!("{d} s, ")).unwrap_or_default(),
+            self.idle_timeout_s,
+            self.expect_messages.map(|e| e.to_string()).unwrap_or_else(|| "(not declared)".into()),
+            self.results_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "(none)".into()),
+            self.consumer_id,
+        )
+    }
+}
+
+/// An unusable configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid MASA configuration ({origin}): {message}")]
+pub struct ConfigError {
+    pub origin: String,
+    pub message: String,
+}
+
+fn positive(name: &str, v: Option<f64>) -> Result<(), String> {
+    match v {
+        Some(x) if !(x.is_finite() && x > 0.0) => {
+            Err(format!("{name} must be a positive number (got {x})"))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl RawConfig {
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError {
+            origin: origin.into(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn validate(&self, origin: &str) -> Result<ConsumerPlan, ConfigError> {
+        self.check().map_err(|message| ConfigError {
+            origin: origin.into(),
+            message,
+        })
+    }
+
+    fn check(&self) -> Result<ConsumerPlan, String> {
+        let target = Target::from_options(
+            self.bootstrap_servers.as_deref(),
+            self.pilot.as_deref(),
+            self.pilot_workdir.as_deref(),
+        )?;
+        let topic = self.topic.clone().ok_or("topic is required")?;
+        let threads = self.threads.unwrap_or(1);
+        if threads == 0 || threads > 256 {
+            return Err(format!("threads must be 1..=256 (got {threads})"));
+        }
+        positive("duration_s", self.duration_s)?;
+        positive("idle_timeout_s", self.idle_timeout_s)?;
+        positive("interval_s", self.interval_s)?;
+        positive("half_life", self.half_life)?;
+        if self.messages == Some(0) {
+            return Err("messages must be at least 1".into());
+        }
+        let window = WindowPolicy::parse(self.window.as_deref().unwrap_or("message"))?;
+        let processor_name = self.processor.as_deref().unwrap_or("kmeans");
+        let kmeans_keys = [
+            ("k", self.k.is_some()),
+            ("decay", self.decay.is_some()),
+            ("half_life", self.half_life.is_some()),
+            ("time_unit", self.time_unit.is_some()),
+            ("seed", self.seed.is_some()),
+            (
+                "snapshot_every_windows",
+                self.snapshot_every_windows.is_some(),
+            ),
+        ];
+        let processor = match processor_name {
+            "none" => {
+                if let Some((key, _)) = kmeans_keys.iter().find(|(_, set)| *set) {
+                    return Err(format!(
+                        "{key} applies to processor kmeans (this run uses `none`)"
+                    ));
+                }
+                ProcessorPlan::None
+            }
+            "kmeans" => {
+                let time_unit = match self.time_unit.as_deref().unwrap_or("batches") {
+                    "batches" => TimeUnit::Batches,
+                    "points" => TimeUnit::Points,
+                    other => {
+                        return Err(format!("time_unit `{other}` is unknown (batches, points)"))
+                    }
+                };
+                if self.decay.is_some() && self.half_life.is_some() {
+                    return Err("give decay or half_life, not both".into());
+                }
+                let decay = self.decay.unwrap_or(1.0);
+                if !(0.0..=1.0).contains(&decay) {
+                    return Err(format!("decay must be in [0, 1] (got {decay})"));
+                }
+                let k = self.k.unwrap_or(10);
+                if k == 0 {
+                    return Err("k must be at least 1".into());
+                }
+                if self.snapshot_every_windows == Some(0) {
+                    return Err("snapshot_every_windows must be at least 1".into());
+                }
+                let mut cfg = KMeansConfig {
+                    k,
+                    decay,
+                    time_unit,
+                    init: KMeansInit::Random {
+                        seed: self.seed.unwrap_or(42),
+                        weight: 1.0,
+                    },
+                    snapshot_every_windows: self.snapshot_every_windows,
+                };
+                if let Some(h) = self.half_life {
+                    cfg = cfg.with_half_life(h)?;
+                }
+                ProcessorPlan::KMeans(cfg)
+            }
+            other => return Err(format!("processor `{other}` is unknown (none, kmeans)")),
+        };
+        let auto_offset_reset = self
+            .auto_offset_reset
+            .clone()
+            .unwrap_or_else(|| "earliest".into());
+        if !["earliest", "latest"].contains(&auto_offset_reset.as_str()) {
+            return Err(format!(
+                "auto_offset_reset `{auto_offset_reset}` is unknown (earliest, latest)"
+            ));
+        }
+        let consumer_id = self
+            .consumer_id
+            .clone()
+            .unwrap_or_else(|| std::process::id().to_string());
+        if consumer_id.is_empty()
+            || !consumer_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(format!(
+                "consumer_id `{consumer_id}` must be letters, digits, - _ ."
+            ));
+        }
+        let run_id = self.run_id.clone().unwrap_or_else(|| {
+            let t = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+            let digits: String = t.chars().filter(|c| c.is_ascii_digit()).collect();
+            format!("masa-{}-{}", &digits[..14], std::process::id())
+        });
+        Ok(ConsumerPlan {
+            target,
+            topic,
+            group: self.group.clone().unwrap_or_else(|| "masa".into()),
+            threads,
+            processor,
+            window,
+            messages: self.messages,
+            duration_s: self.duration_s,
+            idle_timeout_s: self.idle_timeout_s.unwrap_or(10.0),
+            expect_messages: self.expect_messages,
+            auto_offset_reset,
+            results_dir: self.results_dir.clone(),
+            consumer_id,
+            interval_s: self.interval_s.unwrap_or(1.0),
+            run_id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> RawConfig {
+        RawConfig {
+            bootstrap_servers: Some("127.0.0.2:9092".into()),
+            topic: Some("t".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        let p = base().validate("t").unwrap();
+        assert_eq!(p.processor.name(), "kmeans");
+        assert_eq!(
+            (p.group.as_str(), p.threads, p.window),
+            ("masa", 1, WindowPolicy::PerMessage)
+        );
+        let e = RawConfig::from_toml("topic = \"t\"\nwindow_s = 1\n", "masa.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("window_s") && e.contains("line 2"), "{e}");
+        for (raw, want) in [
+            (
+                RawConfig {
+                    processor: Some("none".into()),
+                    k: Some(3),
+                    ..base()
+                },
+                "k applies to processor kmeans",
+            ),
+            (
+                RawConfig {
+                    window: Some("time:0".into()),
+                    ..base()
+                },
+                "time must be positive",
+            ),
+            (
+                RawConfig {
+                    decay: Some(0.5),
+                    half_life: Some(3.0),
+                    ..base()
+                },
+                "not both",
+            ),
+            (
+                RawConfig {
+                    processor: Some("spark".into()),
+                    ..base()
+                },
+                "processor `spark` is unknown",
+            ),
+            (
+                RawConfig {
+                    consumer_id: Some("a/b".into()),
+                    ..base()
+                },
+                "consumer_id",
+            ),
+        ] {
+            let e = raw.validate("flags").unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+        let h = RawConfig {
+            half_life: Some(1.0),
+            ..base()
+        }
+        .validate("t")
+        .unwrap();
+        let ProcessorPlan::KMeans(k) = h.processor else {
+            panic!()
+        };
+        assert!((k.decay - 0.5).abs() < 1e-15);
+    }
+}

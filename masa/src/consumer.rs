@@ -1,0 +1,519 @@
+//! The consumer run loop. Each thread owns an rdkafka `BaseConsumer` in the plan's group (threads and
+//! processes share partitions through the group), a [`Decoder`], its [`Accounting`], a [`Windower`] and a
+//! [`Processor`]; the main thread writes interval rows. A run ends on its message count, duration, idle timeout
+//! or the injected shutdown flag (SIGINT/SIGTERM): the open window is processed, offsets committed, and the
+//! summary written (marked incomplete when interrupted, or when anything is missing or rejected).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pilot_core::client::Connection;
+use pilot_core::clock::Clock;
+use pilot_core::metrics::{CsvWriter, LatencyHistogram, MetricsError};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::{ClientContext, Message, TopicPartitionList};
+
+use crate::accounting::{Accounting, Arrival};
+use crate::config::{ConsumerPlan, ProcessorPlan};
+use crate::decode::Decoder;
+use crate::processor::{KMeansProcessor, NoneProcessor, Processor, WindowOutput};
+use crate::report::{ConsumerInterval, ConsumerSummary};
+use crate::window::Windower;
+
+/// Why a run could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    #[error(transparent)]
+    Pilot(#[from] pilot_core::PilotError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error("kafka {what} ({bootstrap}): {message}")]
+    Kafka {
+        what: String,
+        bootstrap: String,
+        message: String,
+    },
+    #[error("processor: {0}")]
+    Processor(String),
+    #[error("{path}: {message}")]
+    Io { path: PathBuf, message: String },
+}
+
+/// Build the processor a plan names.
+pub fn make_processor(plan: &ProcessorPlan) -> Result<Box<dyn Processor>, ConsumeError> {
+    Ok(match plan {
+        ProcessorPlan::None => Box::new(NoneProcessor::default()),
+        ProcessorPlan::KMeans(cfg) => {
+            Box::new(KMeansProcessor::new(cfg.clone()).map_err(ConsumeError::Processor)?)
+        }
+    })
+}
+
+/// Result files of one consumer process in a results directory.
+pub fn summary_path(dir: &Path, consumer_id: &str) -> PathBuf {
+    dir.join(format!("consumer-{consumer_id}-summary.csv"))
+}
+pub fn intervals_path(dir: &Path, consumer_id: &str) -> PathBuf {
+    dir.join(format!("consumer-{consumer_id}-intervals.csv"))
+}
+pub fn accounting_path(dir: &Path, consumer_id: &str) -> PathBuf {
+    dir.join(format!("consumer-{consumer_id}-accounting.json"))
+}
+
+/// Follows the group: when partitions were first assigned (group join time), how many this consumer holds, and
+/// rebalance activity (which resets the idle timer).
+struct GroupContext {
+    clock: Arc<dyn Clock>,
+    first_assignment_ns: Arc<AtomicU64>,
+    assigned: AtomicU64,
+    last_activity_ns: Arc<AtomicU64>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let now = self.clock.now_ns();
+        self.last_activity_ns.fetch_max(now, Ordering::Relaxed);
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let _ = self.first_assignment_ns.compare_exchange(
+                    0,
+                    now,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                self.assigned.store(tpl.count() as u64, Ordering::Relaxed);
+            }
+            Rebalance::Revoke(_) => self.assigned.store(0, Ordering::Relaxed),
+            Rebalance::Error(_) => {}
+        }
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    received: AtomicU64,
+    rejected: AtomicU64,
+    bytes: AtomicU64,
+}
+
+#[derive(Default)]
+struct ThreadOut {
+    accounting: Accounting,
+    e2e: LatencyHistogram,
+    e2e_actual: LatencyHistogram,
+    processing: LatencyHistogram,
+    scheduling: LatencyHistogram,
+    windows: u64,
+    items: u64,
+    first_ns: Option<u64>,
+    last_ns: u64,
+    lag: i64,
+    last_score: f64,
+    errors: Vec<String>,
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    pub summary: ConsumerSummary,
+    pub accounting: Accounting,
+    pub intervals: Vec<ConsumerInterval>,
+}
+
+fn kafka_err(conn: &Connection, what: &str, e: impl ToString) -> ConsumeError {
+    ConsumeError::Kafka {
+        what: what.into(),
+        bootstrap: conn.bootstrap.clone(),
+        message: e.to_string(),
+    }
+}
+
+/// Consume until the plan's stop rule or `shutdown`.
+pub fn run(
+    plan: &ConsumerPlan,
+    conn: &Connection,
+    clock: Arc<dyn Clock>,
+    shutdown: &AtomicBool,
+    progress: &mut dyn FnMut(&ConsumerInterval),
+) -> Result<RunOutput, ConsumeError> {
+    let admin =
+        pilot_core::admin::KafkaAdmin::new(&conn.bootstrap, &conn.client, Duration::from_secs(10));
+    admin.brokers().map_err(|e| {
+        kafka_err(
+            conn,
+            "reaching the brokers",
+            format!("{e}; is the broker running?"),
+        )
+    })?;
+    let mut processors = Vec::new();
+    for _ in 0..plan.threads {
+        processors.push(make_processor(&plan.processor)?);
+    }
+    let mut cfg = conn.client.consumer_config(&conn.bootstrap, &plan.group);
+    cfg.set("auto.offset.reset", &plan.auto_offset_reset)
+        .set("enable.partition.eof", "false");
+    let first_assignment = Arc::new(AtomicU64::new(0));
+    let start_ns = clock.now_ns();
+    let last_activity = Arc::new(AtomicU64::new(start_ns));
+    let mut consumers = Vec::new();
+    for _ in 0..plan.threads {
+        let ctx = GroupContext {
+            clock: clock.clone(),
+            first_assignment_ns: first_assignment.clone(),
+            assigned: AtomicU64::new(0),
+            last_activity_ns: last_activity.clone(),
+        };
+        let c: BaseConsumer<GroupContext> = cfg
+            .create_with_context(ctx)
+            .map_err(|e| kafka_err(conn, "creating consumer", e))?;
+        c.subscribe(&[&plan.topic])
+            .map_err(|e| kafka_err(conn, "subscribe", e))?;
+        consumers.push(c);
+    }
+    let mut writers = match &plan.results_dir {
+        Some(d) => Some((
+            CsvWriter::create(&summary_path(d, &plan.consumer_id))?,
+            CsvWriter::create(&intervals_path(d, &plan.consumer_id))?,
+        )),
+        None => None,
+    };
+    let start_utc = pilot_core::store::now_utc();
+    let shared = Shared::default();
+    let idle_ns = (plan.idle_timeout_s * 1e9) as u64;
+    let end_ns = plan.duration_s.map(|d| start_ns + (d * 1e9) as u64);
+    let stop_all = AtomicBool::new(false);
+    let mut intervals = Vec::new();
+    let interrupted = || shutdown.load(Ordering::Relaxed);
+
+    let outs: Vec<ThreadOut> = std::thread::scope(|scope| {
+        let handles: Vec<_> = consumers
+            .iter()
+            .zip(processors.iter_mut())
+            .map(|(consumer, processor)| {
+                let (clock, shared, stop_all, last_activity) =
+                    (clock.clone(), &shared, &stop_all, &last_activity);
+                scope.spawn(move || {
+                    let mut out = ThreadOut::default();
+                    let mut decoder = Decoder::new();
+                    let mut windower = Windower::new(plan.window, start_ns);
+                    let process = |processor: &mut Box<dyn Processor>,
+                                   out: &mut ThreadOut,
+                                   end_ns: u64,
+                                   now: &dyn Fn() -> u64| {
+                        let t0 = now();
+                        match processor.process() {
+                            Ok(WindowOutput { items, score, .. }) => {
+                                out.items += items;
+                                out.last_score = score;
+                            }
+                            Err(e) => out.errors.push(e),
+                        }
+                        let t1 = now();
+                        out.processing.record_between_ns(t0, t1);
+                        out.scheduling.record_between_ns(end_ns, t0);
+                        out.windows += 1;
+                    };
+                    let now = || clock.now_ns();
+                    loop {
+                        let t = now();
+                        let received = shared.received.load(Ordering::Relaxed);
+                        if interrupted()
+                            || stop_all.load(Ordering::Relaxed)
+                            || plan.messages.is_some_and(|m| received >= m)
+                            || end_ns.is_some_and(|e| t >= e)
+                            || t.saturating_sub(last_activity.load(Ordering::Relaxed)) >= idle_ns
+                        {
+                            stop_all.store(true, Ordering::Relaxed);
+                            break;
+                        }
+                        match consumer.poll(Duration::from_millis(50)) {
+                            Some(Ok(m)) => {
+                                let t = now();
+                                last_activity.fetch_max(t, Ordering::Relaxed);
+                                let body = m.payload().unwrap_or_default();
+                                match decoder.decode(m.key(), body) {
+                                    Err(rej) => {
+                                        out.accounting.reject(rej.reason);
+                                        shared.rejected.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                    Ok((meta, payload)) => {
+                                        if out.accounting.record(meta.producer_id, meta.sequence)
+                                            == Arrival::Duplicate
+                                        {
+                                            continue;
+                                        }
+                                        shared.received.fetch_add(1, Ordering::Relaxed);
+                                        shared
+                                            .bytes
+                                            .fetch_add(meta.bytes as u64, Ordering::Relaxed);
+                                        out.first_ns.get_or_insert(t);
+                                        out.last_ns = t;
+                                        out.e2e.record_between_ns(meta.intended_send_ns, t);
+                                        out.e2e_actual.record_between_ns(meta.actual_send_ns, t);
+                                        if let Err(reason) = processor.add(&payload) {
+                                            out.accounting.reject(&format!("processor: {reason}"));
+                                            shared.rejected.fetch_add(1, Ordering::Relaxed);
+                                        } else if let Some(c) = windower.arrived(t) {
+                                            process(processor, &mut out, c.end_ns, &now);
+                                        }
+                                    }
+                                }
+                            }
+                            Some(Err(e)) => out.errors.push(e.to_string()),
+                            None => {}
+                        }
+                        if let Some(c) = windower.tick(now()) {
+                            process(processor, &mut out, c.end_ns, &now);
+                        }
+                    }
+                    if let Some(c) = windower.flush(now()) {
+                        process(processor, &mut out, c.end_ns, &now);
+                    }
+                    // Commit what was consumed, and measure what is left behind.
+                    let _ = consumer.commit_consumer_state(CommitMode::Sync);
+                    if let Ok(assigned) = consumer.assignment() {
+                        let positions = consumer
+                            .position()
+                            .unwrap_or_else(|_| TopicPartitionList::new());
+                        for e in assigned.elements() {
+                            if let Ok((_, high)) = consumer.fetch_watermarks(
+                                e.topic(),
+                                e.partition(),
+                                Duration::from_secs(2),
+                            ) {
+                                let pos = positions
+                                    .find_partition(e.topic(), e.partition())
+                                    .and_then(|p| p.offset().to_raw())
+                                    .filter(|o| *o >= 0)
+                                    .unwrap_or(0);
+                                out.lag += (high - pos).max(0);
+                            }
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+
+        let interval_ns = (plan.interval_s * 1e9) as u64;
+        let mut next = start_ns + interval_ns;
+        let (mut last, mut last_t) = ((0u64, 0u64, 0u64), start_ns);
+        let mut row = |now: u64| {
+            let cur = (
+                shared.received.load(Ordering::Relaxed),
+                shared.rejected.load(Ordering::Relaxed),
+                shared.bytes.load(Ordering::Relaxed),
+            );
+            let dt = now.saturating_sub(last_t) as f64 / 1e9;
+            let per_s = |x: f64| if dt > 0.0 { x / dt } else { 0.0 };
+            let r = ConsumerInterval {
+                run_id: plan.run_id.clone(),
+                role: "consumer".into(),
+                consumer_id: plan.consumer_id.clone(),
+                t_s: now.saturating_sub(start_ns) as f64 / 1e9,
+                interval_s: dt,
+                received_msgs: cur.0 - last.0,
+                rejected_msgs: cur.1 - last.1,
+                received_mb: (cur.2 - last.2) as f64 / 1e6,
+                msgs_per_s: per_s((cur.0 - last.0) as f64),
+                mb_per_s: per_s((cur.2 - last.2) as f64 / 1e6),
+                assigned_partitions: consumers
+                    .iter()
+                    .map(|c| c.context().assigned.load(Ordering::Relaxed))
+                    .sum(),
+            };
+            last = cur;
+            last_t = now;
+            r
+        };
+        let mut emit = |r: ConsumerInterval, intervals: &mut Vec<ConsumerInterval>| {
+            if let Some((_, w)) = writers.as_mut() {
+                if let Err(e) = w.write(&r) {
+                    eprintln!("warning: {e}");
+                }
+            }
+            progress(&r);
+            intervals.push(r);
+        };
+        while !handles.iter().all(|h| h.is_finished()) {
+            std::thread::sleep(Duration::from_millis(20));
+            let now = clock.now_ns();
+            if now >= next {
+                emit(row(now), &mut intervals);
+                next += interval_ns;
+            }
+        }
+        emit(row(clock.now_ns()), &mut intervals);
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("consumer thread panicked"))
+            .collect()
+    });
+
+    let mut accounting = Accounting::default();
+    let (mut e2e, mut e2e_actual, mut processing, mut scheduling) = (
+        LatencyHistogram::new(),
+        LatencyHistogram::new(),
+        LatencyHistogram::new(),
+        LatencyHistogram::new(),
+    );
+    let (mut windows, mut items, mut lag, mut first, mut last_rx, mut last_score) =
+        (0, 0, 0i64, u64::MAX, 0u64, 0.0);
+    let mut errors = Vec::new();
+    for o in &outs {
+        accounting.merge(&o.accounting);
+        e2e.merge(&o.e2e);
+        e2e_actual.merge(&o.e2e_actual);
+        processing.merge(&o.processing);
+        scheduling.merge(&o.scheduling);
+        windows += o.windows;
+        items += o.items;
+        lag += o.lag;
+        if let Some(f) = o.first_ns {
+            first = first.min(f);
+        }
+        last_rx = last_rx.max(o.last_ns);
+        last_score = o.last_score;
+        errors.extend(o.errors.iter().cloned());
+    }
+    for p in &mut processors {
+        p.finish(plan.results_dir.as_deref())
+            .map_err(ConsumeError::Processor)?;
+    }
+    if let Some(d) = &plan.results_dir {
+        let path = accounting_path(d, &plan.consumer_id);
+        std::fs::write(
+            &path,
+            serde_json::to_string(&accounting).expect("serialisable"),
+        )
+        .map_err(|e| ConsumeError::Io {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+    }
+    let totals = accounting.totals(plan.expect_messages);
+    let end_ns = clock.now_ns();
+    let window_s = if first != u64::MAX && last_rx > first {
+        (last_rx - first) as f64 / 1e9
+    } else {
+        0.0
+    };
+    let received_mb = shared.bytes.load(Ordering::Relaxed) as f64 / 1e6;
+    let per_s = |x: f64| if window_s > 0.0 { x / window_s } else { 0.0 };
+    let fa = first_assignment.load(Ordering::Relaxed);
+    let mut reasons = Vec::new();
+    if interrupted() {
+        reasons.push("interrupted by SIGINT/SIGTERM".to_string());
+    }
+    if plan.expect_messages.is_some() && totals.missing > 0 {
+        reasons.push(format!("{} messages missing", totals.missing));
+    }
+    if totals.rejected > 0 {
+        reasons.push(format!("{} messages rejected", totals.rejected));
+    }
+    if !errors.is_empty() {
+        errors.sort();
+        errors.dedup();
+        reasons.push(format!("errors: {}", errors.join("; ")));
+    }
+    let (e, ea, pr, sc) = (
+        e2e.summary(),
+        e2e_actual.summary(),
+        processing.summary(),
+        scheduling.summary(),
+    );
+    let summary = ConsumerSummary {
+        run_id: plan.run_id.clone(),
+        role: "consumer".into(),
+        consumer_id: plan.consumer_id.clone(),
+        host: nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        pid: std::process::id(),
+        start_utc,
+        end_utc: pilot_core::store::now_utc(),
+        complete: reasons.is_empty(),
+        incomplete_reason: reasons.join("; "),
+        bootstrap_servers: conn.bootstrap.clone(),
+        topic: plan.topic.clone(),
+        group: plan.group.clone(),
+        threads: plan.threads,
+        processor: plan.processor.name().into(),
+        window: plan.window.to_string(),
+        expected_msgs: plan.expect_messages.unwrap_or(0),
+        elapsed_s: end_ns.saturating_sub(start_ns) as f64 / 1e9,
+        rebalance_s: if fa > start_ns {
+            (fa - start_ns) as f64 / 1e9
+        } else {
+            0.0
+        },
+        receive_window_s: window_s,
+        received_msgs: totals.received,
+        duplicate_msgs: totals.duplicates,
+        rejected_msgs: totals.rejected,
+        rejected_reasons: accounting.rejected_text(),
+        missing_msgs: totals.missing,
+        received_mb,
+        processed_items: items,
+        windows,
+        throughput_msgs_per_s: per_s(totals.received as f64),
+        throughput_mb_per_s: per_s(received_mb),
+        throughput_items_per_s: per_s(items as f64),
+        e2e_latency_us_p50: e.p50_us,
+        e2e_latency_us_p90: e.p90_us,
+        e2e_latency_us_p99: e.p99_us,
+        e2e_latency_us_p999: e.p999_us,
+        e2e_latency_us_max: e.max_us,
+        e2e_latency_us_mean: e.mean_us,
+        e2e_actual_latency_us_p50: ea.p50_us,
+        e2e_actual_latency_us_p99: ea.p99_us,
+        processing_us_p50: pr.p50_us,
+        processing_us_p99: pr.p99_us,
+        processing_us_max: pr.max_us,
+        scheduling_delay_us_p50: sc.p50_us,
+        scheduling_delay_us_p99: sc.p99_us,
+        lag_msgs: lag,
+        last_score,
+    };
+    if let Some((w, _)) = writers.as_mut() {
+        w.write(&summary)?;
+    }
+    Ok(RunOutput {
+        summary,
+        accounting,
+        intervals,
+    })
+}
+
+/// Merge the accounting files of every consumer process in `dirs` (a group's view of a run).
+pub fn merge_accounting(dirs: &[PathBuf]) -> Result<(Accounting, usize), ConsumeError> {
+    let mut all = Accounting::default();
+    let mut files = 0;
+    for d in dirs {
+        let entries = std::fs::read_dir(d).map_err(|e| ConsumeError::Io {
+            path: d.clone(),
+            message: e.to_string(),
+        })?;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with("consumer-") && name.ends_with("-accounting.json") {
+                let text = std::fs::read_to_string(e.path()).map_err(|err| ConsumeError::Io {
+                    path: e.path(),
+                    message: err.to_string(),
+                })?;
+                let a: Accounting =
+                    serde_json::from_str(&text).map_err(|err| ConsumeError::Io {
+                        path: e.path(),
+                        message: err.to_string(),
+                    })?;
+                all.merge(&a);
+                files += 1;
+            }
+        }
+    }
+    Ok((all, files))
+}

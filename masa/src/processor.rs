@@ -1,0 +1,314 @@
+//! Processors: what MASA does with each window of messages. Every processor implements [`Processor`]:
+//! [`Processor::add`] takes one decoded message into the open window (or refuses it with a reason, e.g. the
+//! wrong payload kind), [`Processor::process`] works on the window and clears it, [`Processor::finish`] writes
+//! whatever the processor keeps (KMeans centres). `none` decodes and counts (the transport baseline); `kmeans`
+//! runs Spark's streaming KMeans; the light-source reconstructions implement the same trait.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::decode::Payload;
+use crate::kmeans::{decay_for_half_life, random_centers, StreamingKMeans, TimeUnit};
+
+/// What processing a window did.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WindowOutput {
+    pub messages: usize,
+    /// Points (or slices) processed.
+    pub items: u64,
+    /// Processor-specific figure of merit (KMeans: cost per point under the pre-update model).
+    pub score: f64,
+}
+
+/// A window processor.
+pub trait Processor: Send {
+    fn name(&self) -> &'static str;
+    /// Take a message into the open window; `Err(reason)` rejects it.
+    fn add(&mut self, payload: &Payload<'_>) -> Result<(), String>;
+    /// Process and clear the open window.
+    fn process(&mut self) -> Result<WindowOutput, String>;
+    /// End of run: write what the processor keeps (to `dir` when given).
+    fn finish(&mut self, _dir: Option<&Path>) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Decode and count only.
+#[derive(Debug, Default)]
+pub struct NoneProcessor {
+    messages: usize,
+    items: u64,
+}
+
+impl Processor for NoneProcessor {
+    fn name(&self) -> &'static str {
+        "none"
+    }
+    fn add(&mut self, payload: &Payload<'_>) -> Result<(), String> {
+        self.messages += 1;
+        self.items += match payload {
+            Payload::Points { values, dims } => (values.len() / dims) as u64,
+            Payload::Projections(p) => p.rows as u64,
+            _ => 1,
+        };
+        Ok(())
+    }
+    fn process(&mut self) -> Result<WindowOutput, String> {
+        let out = WindowOutput {
+            messages: self.messages,
+            items: self.items,
+            score: 0.0,
+        };
+        self.messages = 0;
+        self.items = 0;
+        Ok(out)
+    }
+}
+
+/// How KMeans starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KMeansInit {
+    /// PySpark's setRandomCenters(dims, weight, seed).
+    Random { seed: u32, weight: f64 },
+    /// Given centres (`k x dims`) and weights.
+    Given {
+        centres: Vec<f64>,
+        weights: Vec<f64>,
+        dims: usize,
+    },
+}
+
+/// Streaming KMeans settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KMeansConfig {
+    pub k: usize,
+    pub decay: f64,
+    pub time_unit: TimeUnit,
+    pub init: KMeansInit,
+    /// Write the centres every this many windows (and at the end) when an output directory is given.
+    pub snapshot_every_windows: Option<u64>,
+}
+
+impl KMeansConfig {
+    /// Spark's defaults as the paper ran them: k = 10, decay 1.0, time unit batches, random centres.
+    pub fn paper(seed: u32) -> Self {
+        KMeansConfig {
+            k: 10,
+            decay: 1.0,
+            time_unit: TimeUnit::Batches,
+            init: KMeansInit::Random { seed, weight: 1.0 },
+            snapshot_every_windows: None,
+        }
+    }
+
+    /// Decay from a half-life instead.
+    pub fn with_half_life(mut self, h: f64) -> Result<Self, String> {
+        self.decay = decay_for_half_life(h).map_err(|e| e.to_string())?;
+        Ok(self)
+    }
+}
+
+/// Streaming KMeans over windows: update the model with the window's points, then score them against it.
+pub struct KMeansProcessor {
+    cfg: KMeansConfig,
+    model: Option<StreamingKMeans>,
+    batch: Vec<f64>,
+    dims: Option<usize>,
+    messages: usize,
+    labels: Vec<u32>,
+    windows: u64,
+    snapshots: Vec<String>,
+}
+
+impl KMeansProcessor {
+    pub fn new(cfg: KMeansConfig) -> Result<Self, String> {
+        if cfg.k == 0 {
+            return Err("k must be at least 1".into());
+        }
+        let (model, dims) = match &cfg.init {
+            KMeansInit::Given {
+                centres,
+                weights,
+                dims,
+            } => (
+                Some(
+                    StreamingKMeans::new(
+                        centres.clone(),
+                        weights.clone(),
+                        *dims,
+                        cfg.decay,
+                        cfg.time_unit,
+                    )
+                    .map_err(|e| e.to_string())?,
+                ),
+                Some(*dims),
+            ),
+            KMeansInit::Random { .. } => (None, None),
+        };
+        Ok(KMeansProcessor {
+            cfg,
+            model,
+            batch: Vec::new(),
+            dims,
+            messages: 0,
+            labels: Vec::new(),
+            windows: 0,
+            snapshots: Vec::new(),
+        })
+    }
+
+    /// The model (once the first points arrived).
+    pub fn model(&self) -> Option<&StreamingKMeans> {
+        self.model.as_ref()
+    }
+
+    fn snapshot(&mut self) {
+        if let Some(m) = &self.model {
+            self.snapshots.push(
+                serde_json::json!({"window": self.windows, "centres": m.centres(), "weights": m.weights(), "dims": m.dims()})
+                    .to_string(),
+            );
+        }
+    }
+
+    /// Where snapshots go in a results directory.
+    pub fn snapshot_path(dir: &Path) -> PathBuf {
+        dir.join("kmeans-centres.jsonl")
+    }
+}
+
+impl Processor for KMeansProcessor {
+    fn name(&self) -> &'static str {
+        "kmeans"
+    }
+
+    fn add(&mut self, payload: &Payload<'_>) -> Result<(), String> {
+        let Payload::Points { values, dims } = payload else {
+            return Err("kmeans needs points".into());
+        };
+        match self.dims {
+            Some(d) if d != *dims => return Err(format!("points of {dims} dims, model has {d}")),
+            None => self.dims = Some(*dims),
+            _ => {}
+        }
+        self.batch.extend_from_slice(values);
+        self.messages += 1;
+        Ok(())
+    }
+
+    fn process(&mut self) -> Result<WindowOutput, String> {
+        let dims = match self.dims {
+            Some(d) => d,
+            None => return Ok(WindowOutput::default()),
+        };
+        if self.model.is_none() {
+            let KMeansInit::Random { seed, weight } = self.cfg.init else {
+                unreachable!("given centres build the model")
+            };
+            let centres = random_centers(self.cfg.k, dims, seed);
+            self.model = Some(
+                StreamingKMeans::new(
+                    centres,
+                    vec![weight; self.cfg.k],
+                    dims,
+                    self.cfg.decay,
+                    self.cfg.time_unit,
+                )
+                .map_err(|e| e.to_string())?,
+            );
+        }
+        let model = self.model.as_mut().expect("built above");
+        let n = self.batch.len() / dims;
+        let out = if n > 0 {
+            let st = model.update(&self.batch).map_err(|e| e.to_string())?;
+            model
+                .assign(&self.batch, &mut self.labels)
+                .map_err(|e| e.to_string())?;
+            WindowOutput {
+                messages: self.messages,
+                items: n as u64,
+                score: st.cost / n as f64,
+            }
+        } else {
+            WindowOutput::default()
+        };
+        self.batch.clear();
+        self.messages = 0;
+        self.windows += 1;
+        if self
+            .cfg
+            .snapshot_every_windows
+            .is_some_and(|e| self.windows % e == 0)
+        {
+            self.snapshot();
+        }
+        Ok(out)
+    }
+
+    fn finish(&mut self, dir: Option<&Path>) -> Result<(), String> {
+        self.snapshot();
+        if let Some(d) = dir {
+            let p = Self::snapshot_path(d);
+            let mut f = std::fs::File::create(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            for line in &self.snapshots {
+                writeln!(f, "{line}").map_err(|e| format!("{}: {e}", p.display()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kmeans_processor_learns_and_rejects_what_it_cannot_use() {
+        let mut p = KMeansProcessor::new(KMeansConfig::paper(1)).unwrap();
+        assert!(p.add(&Payload::Bytes { len: 3 }).is_err());
+        let pts: Vec<f64> = (0..300)
+            .map(|i| if i % 6 < 3 { 5.0 } else { -5.0 })
+            .collect();
+        p.add(&Payload::Points {
+            values: &pts,
+            dims: 3,
+        })
+        .unwrap();
+        assert!(p
+            .add(&Payload::Points {
+                values: &[1.0, 2.0],
+                dims: 2
+            })
+            .is_err());
+        let out = p.process().unwrap();
+        assert_eq!((out.messages, out.items), (1, 100));
+        let m = p.model().unwrap();
+        assert_eq!((m.k(), m.dims()), (10, 3));
+        let total: f64 = m.weights().iter().sum();
+        assert_eq!(total, 10.0 + 100.0);
+        let dir = tempfile::tempdir().unwrap();
+        p.finish(Some(dir.path())).unwrap();
+        let text = std::fs::read_to_string(KMeansProcessor::snapshot_path(dir.path())).unwrap();
+        assert!(text.contains("\"window\":1"));
+    }
+
+    #[test]
+    fn none_processor_counts() {
+        let mut p = NoneProcessor::default();
+        p.add(&Payload::Points {
+            values: &[0.0; 30],
+            dims: 3,
+        })
+        .unwrap();
+        p.add(&Payload::Bytes { len: 10 }).unwrap();
+        assert_eq!(
+            p.process().unwrap(),
+            WindowOutput {
+                messages: 2,
+                items: 11,
+                score: 0.0
+            }
+        );
+        assert_eq!(p.process().unwrap().messages, 0);
+    }
+}

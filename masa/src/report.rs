@@ -1,0 +1,89 @@
+//! MASA's result schema: a [`ConsumerSummary`] row per consumer process and run, [`ConsumerInterval`] rows,
+//! and the process's [`crate::accounting::Accounting`] as JSON (merged across processes by `masa merge`).
+//! Units are in the column names; columns shared with MASS's producer rows have the same names.
+
+use serde::{Deserialize, Serialize};
+
+/// One row per consumer process and run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsumerSummary {
+    pub run_id: String,
+    /// Always `consumer`.
+    pub role: String,
+    pub consumer_id: String,
+    pub host: String,
+    pub pid: u32,
+    pub start_utc: String,
+    pub end_utc: String,
+    /// False when interrupted, or when messages are missing or were rejected.
+    pub complete: bool,
+    pub incomplete_reason: String,
+    // --- configuration
+    pub bootstrap_servers: String,
+    pub topic: String,
+    pub group: String,
+    pub threads: u32,
+    pub processor: String,
+    pub window: String,
+    /// Messages the run was told were produced (0 when not declared).
+    pub expected_msgs: u64,
+    // --- results
+    pub elapsed_s: f64,
+    /// Subscribe to first partition assignment (group join), seconds.
+    pub rebalance_s: f64,
+    /// First to last message received, seconds.
+    pub receive_window_s: f64,
+    /// Distinct (producer, sequence) pairs received.
+    pub received_msgs: u64,
+    pub duplicate_msgs: u64,
+    pub rejected_msgs: u64,
+    /// `reason=count;...`
+    pub rejected_reasons: String,
+    /// In this process's view (see `masa merge` for a group's).
+    pub missing_msgs: u64,
+    pub received_mb: f64,
+    pub processed_items: u64,
+    pub windows: u64,
+    pub throughput_msgs_per_s: f64,
+    pub throughput_mb_per_s: f64,
+    /// Points (KMeans) or slices processed per second.
+    pub throughput_items_per_s: f64,
+    /// Receive time minus the producer's intended send time.
+    pub e2e_latency_us_p50: u64,
+    pub e2e_latency_us_p90: u64,
+    pub e2e_latency_us_p99: u64,
+    pub e2e_latency_us_p999: u64,
+    pub e2e_latency_us_max: u64,
+    pub e2e_latency_us_mean: f64,
+    /// Receive time minus the producer's actual send time.
+    pub e2e_actual_latency_us_p50: u64,
+    pub e2e_actual_latency_us_p99: u64,
+    /// Time to process a window.
+    pub processing_us_p50: u64,
+    pub processing_us_p99: u64,
+    pub processing_us_max: u64,
+    /// Window end to processing start.
+    pub scheduling_delay_us_p50: u64,
+    pub scheduling_delay_us_p99: u64,
+    /// Messages left in the assigned partitions at the end (high watermark minus position).
+    pub lag_msgs: i64,
+    /// Processor figure of merit of the last window (KMeans: mean squared distance per point).
+    pub last_score: f64,
+}
+
+/// One row per reporting interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsumerInterval {
+    pub run_id: String,
+    pub role: String,
+    pub consumer_id: String,
+    pub t_s: f64,
+    pub interval_s: f64,
+    pub received_msgs: u64,
+    pub rejected_msgs: u64,
+    pub received_mb: f64,
+    pub msgs_per_s: f64,
+    pub mb_per_s: f64,
+    /// Partitions this process holds at the end of the interval.
+    pub assigned_partitions: u64,
+}

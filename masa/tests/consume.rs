@@ -1,0 +1,167 @@
+//! MASA's consumer against a real broker: malformed messages and duplicates are counted and never stop it;
+//! an interrupt writes an incomplete summary.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use masa::config::RawConfig;
+use pilot_core::client::Connection;
+use pilot_core::clock::SystemClock;
+use pilot_core::description::{ProcessEnvironment, RawDescription};
+use pilot_core::message::{encode_f64, header, Dtype, PayloadKind};
+use pilot_core::pilot::Pilot;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+fn pilot(dir: &std::path::Path) -> (Pilot, Connection) {
+    let plan = RawDescription {
+        working_directory: Some(dir.to_path_buf()),
+        ..Default::default()
+    }
+    .validate("test", &ProcessEnvironment)
+    .expect("tansu installed (scripts/setup.sh)");
+    let p = Pilot::create(plan, &|| false).unwrap();
+    let c = Connection::from_details(p.details().unwrap().framework.kafka());
+    pilot_core::admin::KafkaAdmin::new(&c.bootstrap, &c.client, Duration::from_secs(10))
+        .create_topic("t", 3, 1)
+        .unwrap();
+    (p, c)
+}
+
+fn envelope(seq: u64) -> Vec<u8> {
+    let mut h = header(PayloadKind::Points, Dtype::F64, 5, seq, &[4, 3]);
+    h.intended_send_ns = 1;
+    h.actual_send_ns = 2;
+    let mut out = Vec::new();
+    encode_f64(&h, &[seq as f64; 12], &mut out);
+    out
+}
+
+#[test]
+fn malformed_and_duplicate_messages_are_counted_and_never_stop_the_consumer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_p, conn) = pilot(dir.path());
+    let producer: ThreadedProducer<DefaultProducerContext> = conn
+        .client
+        .producer_config(&conn.bootstrap)
+        .create()
+        .unwrap();
+    let mut truncated = envelope(99);
+    truncated.truncate(40);
+    let bodies: Vec<Vec<u8>> = vec![
+        envelope(0),
+        b"garbage".to_vec(),
+        envelope(1),
+        truncated,
+        envelope(1),                   // duplicate
+        b"[[1.0, 2.0, 3.0]]".to_vec(), // paper text without its accounting key
+        envelope(3),                   // 2 is missing
+    ];
+    for b in &bodies {
+        producer
+            .send(BaseRecord::<(), _>::to("t").payload(b).partition(0))
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let plan = RawConfig {
+        bootstrap_servers: Some(conn.bootstrap.clone()),
+        topic: Some("t".into()),
+        idle_timeout_s: Some(3.0),
+        expect_messages: Some(4),
+        k: Some(2),
+        ..Default::default()
+    }
+    .validate("test")
+    .unwrap();
+    let out = masa::consumer::run(
+        &plan,
+        &conn,
+        Arc::new(SystemClock::new()),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    let s = &out.summary;
+    assert_eq!(
+        (
+            s.received_msgs,
+            s.duplicate_msgs,
+            s.rejected_msgs,
+            s.missing_msgs
+        ),
+        (3, 1, 3, 1)
+    );
+    assert_eq!(
+        s.rejected_reasons,
+        "malformed accounting key=1;truncated=1;unrecognised encoding=1"
+    );
+    assert_eq!(s.processed_items, 12, "three valid messages of 4 points");
+    assert!(
+        !s.complete
+            && s.incomplete_reason.contains("1 messages missing")
+            && s.incomplete_reason.contains("3 messages rejected")
+    );
+}
+
+#[test]
+fn an_interrupt_writes_an_incomplete_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_p, conn) = pilot(dir.path());
+    let results = dir.path().join("r");
+    let plan = RawConfig {
+        bootstrap_servers: Some(conn.bootstrap.clone()),
+        topic: Some("t".into()),
+        idle_timeout_s: Some(60.0),
+        results_dir: Some(results.clone()),
+        consumer_id: Some("x".into()),
+        ..Default::default()
+    }
+    .validate("test")
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        s2.store(true, Ordering::Relaxed);
+    });
+    let out = masa::consumer::run(
+        &plan,
+        &conn,
+        Arc::new(SystemClock::new()),
+        &stop,
+        &mut |_| {},
+    )
+    .unwrap();
+    t.join().unwrap();
+    assert!(!out.summary.complete && out.summary.incomplete_reason.contains("SIGINT/SIGTERM"));
+    let rows: Vec<masa::report::ConsumerSummary> =
+        pilot_core::metrics::read_csv(&masa::consumer::summary_path(&results, "x")).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(!rows[0].complete);
+    assert!(masa::consumer::accounting_path(&results, "x").exists());
+}
+
+#[test]
+fn an_unreachable_broker_is_a_clear_error() {
+    let plan = RawConfig {
+        bootstrap_servers: Some("127.0.7.98:9".into()),
+        topic: Some("t".into()),
+        ..Default::default()
+    }
+    .validate("test")
+    .unwrap();
+    let conn = Connection::to_brokers("127.0.7.98:9");
+    let err = masa::consumer::run(
+        &plan,
+        &conn,
+        Arc::new(SystemClock::new()),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("127.0.7.98:9") && err.contains("is the broker running"),
+        "{err}"
+    );
+}
