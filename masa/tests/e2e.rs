@@ -1,6 +1,7 @@
-//! MASS -> tansu -> MASA end to end: two MASA processes in one consumer group, every message accounted for.
+//! MASS -> tansu -> MASA end to end: two MASA processes in one consumer group, started on the pilot's node
+//! through pilot-core's tasks (2 processes per node), every message accounted for.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,55 +11,6 @@ use pilot_core::client::Connection;
 use pilot_core::clock::SystemClock;
 use pilot_core::description::{ProcessEnvironment, RawDescription};
 use pilot_core::pilot::Pilot;
-
-/// Kills the child if the test fails before it exits.
-struct Reap(Child);
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn masa(
-    conn: &Connection,
-    topic: &str,
-    group: &str,
-    id: &str,
-    results: &std::path::Path,
-    expect: u64,
-) -> Reap {
-    Reap(
-        Command::new(env!("CARGO_BIN_EXE_masa"))
-            .args([
-                "run",
-                "--bootstrap-servers",
-                &conn.bootstrap,
-                "--topic",
-                topic,
-                "--group",
-                group,
-            ])
-            .args([
-                "--consumer-id",
-                id,
-                "--idle-timeout-s",
-                "8",
-                "--interval-s",
-                "0.1",
-                "--quiet",
-                "--processor",
-                "kmeans",
-            ])
-            .args(["--expect-messages", &expect.to_string()])
-            .arg("--results-dir")
-            .arg(results)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    )
-}
 
 /// Wait until the consumers' interval rows show the topic's partitions shared among `members` processes.
 fn wait_for_group(results: &std::path::Path, ids: &[&str], partitions: u64) {
@@ -101,9 +53,46 @@ fn two_consumer_processes_account_for_every_message_exactly_once() {
     let results = dir.path().join("results");
     std::fs::create_dir_all(&results).unwrap();
     let n = 1000u64;
-    let a = masa(&conn, "e2e", "g", "a", &results, n);
-    let b = masa(&conn, "e2e", "g", "b", &results, n);
-    wait_for_group(&results, &["a", "b"], 12);
+    let details = _pilot.details().unwrap().clone();
+    let command: Vec<String> = [
+        env!("CARGO_BIN_EXE_masa"),
+        "run",
+        "--bootstrap-servers",
+        "{bootstrap}",
+        "--topic",
+        "e2e",
+        "--group",
+        "g",
+        "--consumer-id",
+        "c{process_index}",
+        "--idle-timeout-s",
+        "8",
+        "--interval-s",
+        "0.1",
+        "--quiet",
+        "--processor",
+        "kmeans",
+        "--expect-messages",
+        "1000",
+        "--results-dir",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([results.display().to_string()])
+    .collect();
+    let consumers = std::thread::spawn(move || {
+        let mut backend = pilot_core::backend::local::LocalBackend::new();
+        pilot_core::tasks::run_per_node(
+            &details,
+            &mut backend,
+            pilot_core::tasks::NodeSelection::Own,
+            2,
+            &command,
+            Duration::from_secs(120),
+        )
+        .unwrap()
+    });
+    wait_for_group(&results, &["c0", "c1"], 12);
 
     let mplan = MassConfig {
         bootstrap_servers: Some(conn.bootstrap.clone()),
@@ -125,13 +114,16 @@ fn two_consumer_processes_account_for_every_message_exactly_once() {
     .unwrap();
     assert_eq!(out.summary.delivered_msgs, n);
 
-    for mut c in [a, b] {
-        let status = c.0.wait().unwrap();
-        let mut err = String::new();
-        std::io::Read::read_to_string(c.0.stderr.as_mut().unwrap(), &mut err).unwrap();
-        // Each process alone sees only its partitions: it reports its own gaps, so it exits non-zero; the
-        // group's merged account below is what must be whole.
-        assert!(status.success() || err.contains("missing"), "{err}");
+    let tasks = consumers.join().unwrap();
+    assert_eq!(tasks.len(), 2);
+    for t in &tasks {
+        // Each process alone sees only its partitions and reports its own gaps (non-zero exit); the group's
+        // merged account below is what must be whole.
+        let log = std::fs::read_to_string(&t.log).unwrap();
+        assert!(
+            t.status.is_some() && (t.success() || log.contains("missing")),
+            "{log}"
+        );
     }
     let (acc, files) = masa::consumer::merge_accounting(std::slice::from_ref(&results)).unwrap();
     assert_eq!(files, 2);
@@ -145,7 +137,7 @@ fn two_consumer_processes_account_for_every_message_exactly_once() {
         vec![0, 1],
         "both producer threads"
     );
-    for id in ["a", "b"] {
+    for id in ["c0", "c1"] {
         let rows: Vec<masa::report::ConsumerSummary> =
             pilot_core::metrics::read_csv(&masa::consumer::summary_path(&results, id)).unwrap();
         assert!(rows[0].received_msgs > 0, "consumer {id} got a share");

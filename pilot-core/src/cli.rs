@@ -97,6 +97,26 @@ pub enum Command {
         #[arg(long, default_value_t = 1024)]
         message_bytes: usize,
     },
+    /// Run P copies of a command on each of a running pilot's nodes and wait for them
+    ///
+    /// In the command, {node} {node_address} {process_index} {local_index} {bootstrap} {pilot} are replaced
+    /// (also set as PILOT_NODE, PILOT_NODE_ADDRESS, ... in the environment). Logs: <pilot dir>/tasks/.
+    Exec {
+        /// Pilot id
+        id: String,
+        /// Copies per node
+        #[arg(long, default_value_t = 1)]
+        processes_per_node: usize,
+        /// Nodes to use: own (this pilot's), compute (this pilot's nodes without a broker), all (parents' too)
+        #[arg(long, default_value = "own")]
+        nodes: String,
+        /// Give up (and end the tasks) after this many seconds
+        #[arg(long, default_value_t = 3600)]
+        timeout_s: u64,
+        /// The command, after `--`
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// (internal) Manage a registered pilot until stopped
     #[command(hide = true)]
     Agent { id: String },
@@ -290,6 +310,69 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         } => {
             let plan = plan_from(&desc, workdir.as_deref())?;
             smoke(plan, messages, message_bytes, out)
+        }
+        Command::Exec {
+            id,
+            processes_per_node,
+            nodes,
+            timeout_s,
+            command,
+        } => {
+            let which = match nodes.as_str() {
+                "own" => crate::tasks::NodeSelection::Own,
+                "compute" => crate::tasks::NodeSelection::Compute,
+                "all" => crate::tasks::NodeSelection::All,
+                other => {
+                    return Err(PilotError::invalid(
+                        "command line",
+                        format!("--nodes `{other}` is unknown (own, compute, all)"),
+                    ))
+                }
+            };
+            if processes_per_node == 0 {
+                return Err(PilotError::invalid(
+                    "command line",
+                    "--processes-per-node must be at least 1",
+                ));
+            }
+            let d = running_details(&store(), &id)?;
+            let r = store().load(&id)?;
+            let mut backend = backend_for(&r.plan.resource);
+            let results = crate::tasks::run_per_node(
+                &d,
+                backend.as_mut(),
+                which,
+                processes_per_node,
+                &command,
+                Duration::from_secs(timeout_s),
+            )?;
+            let failed = results.iter().filter(|t| !t.success()).count();
+            for t in &results {
+                let status = t
+                    .status
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "timed out".into());
+                writeln!(
+                    out,
+                    "task {:>3} on {:<24} {:<22} {}",
+                    t.process_index,
+                    t.node,
+                    status,
+                    t.log.display()
+                )
+                .map_err(io_out)?;
+            }
+            if failed > 0 {
+                return Err(PilotError::WrongState {
+                    id,
+                    state: "Running".into(),
+                    message: format!(
+                        "{failed} of {} tasks failed (see their logs)",
+                        results.len()
+                    ),
+                });
+            }
+            Ok(())
         }
         Command::Agent { id } => agent(&store(), &id),
     }
@@ -638,7 +721,7 @@ fn running_details(store: &Store, id: &str) -> Result<PilotDetails> {
         (state, _) => Err(PilotError::WrongState {
             id: id.into(),
             state: state.to_string(),
-            message: "topics need a Running pilot".into(),
+            message: "this needs a Running pilot".into(),
         }),
     }
 }

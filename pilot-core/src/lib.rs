@@ -18,6 +18,7 @@
 //! - [`pilot`]: lifecycle and states; [`store`]: pilot state on disk; [`process`]: child processes that die
 //!   with their owner.
 //! - [`admin`]: topics and metadata over the Kafka protocol; [`client`]: client properties both mini-apps use.
+//! - [`tasks`]: P copies of a command per node (MASS and MASA processes on a pilot's nodes).
 //! - [`cli`]: the `pilot` command (the binary is a thin wrapper); [`smoke`]: an end-to-end check of a pilot.
 //!
 //! What MASS and MASA must agree on also lives here:
@@ -40,6 +41,7 @@ pub mod pilot;
 pub mod process;
 pub mod smoke;
 pub mod store;
+pub mod tasks;
 
 pub use error::{PilotError, Result};
 pub use pilot::{Pilot, PilotDetails, PilotState};

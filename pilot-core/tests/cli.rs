@@ -299,3 +299,42 @@ fn broker_that_never_becomes_ready_fails_with_its_log_tail() {
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].state, pilot_core::PilotState::Failed);
 }
+
+#[test]
+fn exec_runs_copies_per_node_with_their_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path();
+    let id = started_id(&pilot(w, &["start"]));
+    let _guard = StopOnDrop(w, id.clone());
+    let o = pilot(
+        w,
+        &[
+            "exec",
+            &id,
+            "--processes-per-node",
+            "3",
+            "--",
+            "sh",
+            "-c",
+            "echo task {process_index} of $PILOT_ID on $PILOT_NODE_ADDRESS via {bootstrap}",
+        ],
+    );
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let logs: Vec<String> = std::fs::read_dir(w.join(&id).join("tasks"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(logs.len(), 3);
+    for i in 0..3 {
+        assert!(logs.iter().any(|l| l.starts_with(&format!("task {i} of {id} on 127.")) && l.contains(":9092")), "{logs:?}");
+    }
+    let o = pilot(w, &["exec", &id, "--", "sh", "-c", "exit 3"]);
+    assert!(
+        !o.status.success() && text(&o).contains("1 of 1 tasks failed"),
+        "{}",
+        text(&o)
+    );
+    let o = pilot(w, &["exec", &id, "--nodes", "compute", "--", "true"]);
+    assert!(text(&o).contains("no Compute nodes"), "{}", text(&o));
+}
