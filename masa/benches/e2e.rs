@@ -13,17 +13,11 @@ use masa::config::RawConfig as MasaConfig;
 use mass::config::RawConfig as MassConfig;
 use pilot_core::client::Connection;
 use pilot_core::clock::SystemClock;
-use pilot_core::description::{ProcessEnvironment, RawDescription};
 use pilot_core::pilot::Pilot;
 
 fn fresh(dir: &std::path::Path) -> anyhow::Result<(Pilot, Connection)> {
-    let plan = RawDescription {
-        working_directory: Some(dir.to_path_buf()),
-        ..Default::default()
-    }
-    .validate("bench", &ProcessEnvironment)?;
-    let p = Pilot::create(plan, &|| false)?;
-    let c = Connection::from_details(p.details().expect("running").framework.kafka());
+    let p = Pilot::create_local(dir)?;
+    let c = p.connection().expect("running");
     Ok((p, c))
 }
 

@@ -3,7 +3,6 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
@@ -106,14 +105,7 @@ pub struct RunArgs {
 impl RunArgs {
     fn raw(&self) -> anyhow::Result<(RawConfig, String)> {
         let (mut raw, origin) = match &self.config {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))?;
-                (
-                    RawConfig::from_toml(&text, &p.display().to_string())?,
-                    p.display().to_string(),
-                )
-            }
+            Some(p) => (RawConfig::from_file(p)?, p.display().to_string()),
             None => (RawConfig::default(), "command line".to_string()),
         };
         macro_rules! over {
@@ -161,10 +153,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 print!("dry run: masa would run\n{}", plan.describe());
                 return Ok(());
             }
-            let shutdown = Arc::new(AtomicBool::new(false));
-            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-                signal_hook::flag::register(sig, Arc::clone(&shutdown))?;
-            }
+            let shutdown = pilot_core::cli::shutdown_flag()?;
             let conn = pilot_core::client::Connection::resolve(&plan.target)?;
             let show = !quiet && std::io::stderr().is_terminal();
             let mut progress = |r: &masa::report::ConsumerInterval| {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use pilot_core::client::Target;
+use pilot_core::config::{check_topic, default_run_id, positive};
 use serde::{Deserialize, Serialize};
 
 use crate::kmeans::TimeUnit;
@@ -133,16 +134,16 @@ pub struct ConfigError {
     pub message: String,
 }
 
-fn positive(name: &str, v: Option<f64>) -> Result<(), String> {
-    match v {
-        Some(x) if !(x.is_finite() && x > 0.0) => {
-            Err(format!("{name} must be a positive number (got {x})"))
-        }
-        _ => Ok(()),
-    }
-}
-
 impl RawConfig {
+    /// Read a TOML settings file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        pilot_core::config::read_toml(path).map_err(|message| ConfigError {
+            origin: path.display().to_string(),
+            message,
+        })
+    }
+
+    /// Parse TOML; errors name `origin` and the line.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError {
             origin: origin.into(),
@@ -164,6 +165,7 @@ impl RawConfig {
             self.pilot_workdir.as_deref(),
         )?;
         let topic = self.topic.clone().ok_or("topic is required")?;
+        check_topic(&topic)?;
         let threads = self.threads.unwrap_or(1);
         if threads == 0 || threads > 256 {
             return Err(format!("threads must be 1..=256 (got {threads})"));
@@ -258,11 +260,10 @@ impl RawConfig {
                 "consumer_id `{consumer_id}` must be letters, digits, - _ ."
             ));
         }
-        let run_id = self.run_id.clone().unwrap_or_else(|| {
-            let t = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-            let digits: String = t.chars().filter(|c| c.is_ascii_digit()).collect();
-            format!("masa-{}-{}", &digits[..14], std::process::id())
-        });
+        let run_id = self
+            .run_id
+            .clone()
+            .unwrap_or_else(|| default_run_id("masa"));
         Ok(ConsumerPlan {
             target,
             topic,

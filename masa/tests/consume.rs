@@ -8,20 +8,13 @@ use std::time::Duration;
 use masa::config::RawConfig;
 use pilot_core::client::Connection;
 use pilot_core::clock::SystemClock;
-use pilot_core::description::{ProcessEnvironment, RawDescription};
 use pilot_core::message::{encode_f64, header, Dtype, PayloadKind};
 use pilot_core::pilot::Pilot;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 fn pilot(dir: &std::path::Path) -> (Pilot, Connection) {
-    let plan = RawDescription {
-        working_directory: Some(dir.to_path_buf()),
-        ..Default::default()
-    }
-    .validate("test", &ProcessEnvironment)
-    .expect("tansu installed (scripts/setup.sh)");
-    let p = Pilot::create(plan, &|| false).unwrap();
-    let c = Connection::from_details(p.details().unwrap().framework.kafka());
+    let p = Pilot::create_local(dir).expect("tansu installed (scripts/setup.sh)");
+    let c = p.connection().unwrap();
     pilot_core::admin::KafkaAdmin::new(&c.bootstrap, &c.client, Duration::from_secs(10))
         .create_topic("t", 3, 1)
         .unwrap();

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use mass::config::RawConfig as MassConfig;
 use pilot_core::client::Connection;
 use pilot_core::clock::SystemClock;
-use pilot_core::description::{ProcessEnvironment, RawDescription};
 use pilot_core::pilot::Pilot;
 
 /// Wait until the consumers' interval rows show the topic's partitions shared among `members` processes.
@@ -41,14 +40,8 @@ fn wait_for_group(results: &std::path::Path, ids: &[&str], partitions: u64) {
 #[test]
 fn two_consumer_processes_account_for_every_message_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let plan = RawDescription {
-        working_directory: Some(dir.path().join("pilots")),
-        ..Default::default()
-    }
-    .validate("test", &ProcessEnvironment)
-    .expect("tansu installed (scripts/setup.sh)");
-    let _pilot = Pilot::create(plan, &|| false).unwrap();
-    let conn = Connection::from_details(_pilot.details().unwrap().framework.kafka());
+    let _pilot = Pilot::create_local(&dir.path().join("pilots")).expect("tansu installed (scripts/setup.sh)");
+    let conn = _pilot.connection().unwrap();
     conn_topic(&conn, "e2e");
     let results = dir.path().join("results");
     std::fs::create_dir_all(&results).unwrap();

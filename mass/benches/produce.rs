@@ -13,23 +13,12 @@ use std::sync::Arc;
 
 use mass::config::RawConfig;
 use mass::producer::{self, Connection};
-use pilot_core::description::{ProcessEnvironment, RawDescription};
 use pilot_core::pilot::Pilot;
 
 fn fresh_pilot(dir: &std::path::Path) -> anyhow::Result<(Pilot, Connection)> {
-    let plan = RawDescription {
-        working_directory: Some(dir.to_path_buf()),
-        ..Default::default()
-    }
-    .validate("bench", &ProcessEnvironment)?;
-    let pilot = Pilot::create(plan, &|| false)?;
-    let k = pilot.details().expect("running").framework.kafka().clone();
-    let conn = Connection {
-        bootstrap: k.bootstrap(),
-        client: k.client.clone(),
-        default_partitions: k.default_partitions(),
-    };
-    Ok((pilot, conn))
+    let p = Pilot::create_local(dir)?;
+    let c = p.connection().expect("running");
+    Ok((p, c))
 }
 
 fn ours(conn: &Connection, raw: RawConfig) -> anyhow::Result<mass::report::ProducerSummary> {

@@ -4,7 +4,6 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
@@ -153,14 +152,7 @@ impl RunArgs {
     /// File settings with flags on top, and the origin for error messages.
     pub fn raw(&self) -> anyhow::Result<(RawConfig, String)> {
         let (mut raw, origin) = match &self.config {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))?;
-                (
-                    RawConfig::from_toml(&text, &p.display().to_string())?,
-                    p.display().to_string(),
-                )
-            }
+            Some(p) => (RawConfig::from_file(p)?, p.display().to_string()),
             None => (RawConfig::default(), "command line".to_string()),
         };
         macro_rules! over {
@@ -222,10 +214,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 print!("dry run: mass would run\n{}", plan.describe());
                 return Ok(());
             }
-            let shutdown = Arc::new(AtomicBool::new(false));
-            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-                signal_hook::flag::register(sig, Arc::clone(&shutdown))?;
-            }
+            let shutdown = pilot_core::cli::shutdown_flag()?;
             let conn = producer::connect(&plan.target)?;
             let show = !quiet && std::io::stderr().is_terminal();
             let mut progress = |row: &mass::report::IntervalRow| {

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use pilot_core::config::{check_topic, default_run_id, positive};
 use pilot_core::message::Encoding;
 use serde::{Deserialize, Serialize};
 
@@ -225,16 +226,15 @@ pub struct ConfigError {
     pub message: String,
 }
 
-fn positive(name: &str, v: Option<f64>) -> Result<(), String> {
-    match v {
-        Some(x) if !(x.is_finite() && x > 0.0) => {
-            Err(format!("{name} must be a positive number (got {x})"))
-        }
-        _ => Ok(()),
-    }
-}
-
 impl RawConfig {
+    /// Read a TOML settings file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        pilot_core::config::read_toml(path).map_err(|message| ConfigError {
+            origin: path.display().to_string(),
+            message,
+        })
+    }
+
     /// Parse TOML; errors name `origin` and the line.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError {
@@ -258,14 +258,7 @@ impl RawConfig {
             self.pilot_workdir.as_deref(),
         )?;
         let topic = self.topic.clone().ok_or("topic is required")?;
-        if topic.is_empty()
-            || topic.len() > 249
-            || !topic
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        {
-            return Err(format!("topic `{topic}` is not a valid Kafka topic name (letters, digits, . _ -; at most 249)"));
-        }
+        check_topic(&topic)?;
         if self.partitions == Some(0) {
             return Err("partitions must be at least 1".into());
         }
@@ -449,11 +442,10 @@ impl RawConfig {
                 "compression `{compression}` is unknown (none, gzip, snappy, lz4, zstd)"
             ));
         }
-        let run_id = self.run_id.clone().unwrap_or_else(|| {
-            let t = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-            let digits: String = t.chars().filter(|c| c.is_ascii_digit()).collect();
-            format!("mass-{}-{}", &digits[..14], std::process::id())
-        });
+        let run_id = self
+            .run_id
+            .clone()
+            .unwrap_or_else(|| default_run_id("mass"));
         Ok(ProducerPlan {
             target,
             topic,

@@ -9,27 +9,15 @@ use std::time::Duration;
 use mass::config::RawConfig;
 use mass::producer::{self, Connection};
 use pilot_core::clock::{ManualClock, SystemClock};
-use pilot_core::description::{ProcessEnvironment, RawDescription};
 use pilot_core::message::{self, AccountingKey, Encoding};
 use pilot_core::pilot::Pilot;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::Message;
 
 fn pilot(dir: &std::path::Path) -> (Pilot, Connection) {
-    let plan = RawDescription {
-        working_directory: Some(dir.to_path_buf()),
-        ..Default::default()
-    }
-    .validate("test", &ProcessEnvironment)
-    .expect("tansu installed (scripts/setup.sh)");
-    let p = Pilot::create(plan, &|| false).unwrap();
-    let k = p.details().unwrap().framework.kafka().clone();
-    let conn = Connection {
-        bootstrap: k.bootstrap(),
-        client: k.client.clone(),
-        default_partitions: k.default_partitions(),
-    };
-    (p, conn)
+    let p = Pilot::create_local(dir).expect("tansu installed (scripts/setup.sh)");
+    let c = p.connection().unwrap();
+    (p, c)
 }
 
 fn raw(conn: &Connection, topic: &str) -> RawConfig {

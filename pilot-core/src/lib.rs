@@ -32,6 +32,7 @@ pub mod backend;
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod config;
 pub mod description;
 pub mod error;
 pub mod framework;

@@ -86,6 +86,13 @@ pub struct LatencySummary {
     pub max_us: u64,
 }
 
+/// This host's name, for result rows.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// Errors writing or reading result files.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {

@@ -165,6 +165,23 @@ impl Pilot {
         Ok(p)
     }
 
+    /// A 1-node tansu pilot on this machine with every default, its state under `working_directory`: what
+    /// tests and benchmarks need, started and ready.
+    pub fn create_local(working_directory: &std::path::Path) -> Result<Pilot> {
+        let plan = crate::description::RawDescription {
+            working_directory: Some(working_directory.to_path_buf()),
+            ..Default::default()
+        }
+        .validate("local defaults", &crate::description::ProcessEnvironment)?;
+        Self::create(plan, &|| false)
+    }
+
+    /// Client connection to this pilot's brokers (once Running).
+    pub fn connection(&self) -> Option<crate::client::Connection> {
+        self.details()
+            .map(|d| crate::client::Connection::from_details(d.framework.kafka()))
+    }
+
     pub fn id(&self) -> &str {
         &self.record.id
     }
