@@ -40,7 +40,8 @@ fn wait_for_group(results: &std::path::Path, ids: &[&str], partitions: u64) {
 #[test]
 fn two_consumer_processes_account_for_every_message_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let _pilot = Pilot::create_local(&dir.path().join("pilots")).expect("tansu installed (scripts/setup.sh)");
+    let _pilot = Pilot::create_local(&dir.path().join("pilots"))
+        .expect("tansu installed (scripts/setup.sh)");
     let conn = _pilot.connection().unwrap();
     conn_topic(&conn, "e2e");
     let results = dir.path().join("results");
