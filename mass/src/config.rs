@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::rate::Rate;
 use crate::source::{AngleConvention, ClusterParams, TemplateMode};
 
+/// Default librdkafka batch.size.
+pub const DEFAULT_BATCH_BYTES: u32 = 4_000_000;
+
 /// MASS settings as written. Every field is optional; [`RawConfig::validate`] fills defaults.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,7 +74,8 @@ pub struct RawConfig {
     pub acks: Option<String>,
     /// librdkafka linger.ms. Default 5.
     pub linger_ms: Option<u32>,
-    /// librdkafka batch.size in bytes (default: librdkafka's).
+    /// librdkafka batch.size in bytes. Default 4,000,000 (librdkafka's 1 MB holds only 8 point messages; bigger
+    /// batches mean fewer produce requests, which is what a broker like tansu pays for).
     pub batch_size: Option<u32>,
     /// `none` (default), `gzip`, `snappy`, `lz4`, `zstd`.
     pub compression: Option<String>,
@@ -148,7 +152,7 @@ pub struct ProducerPlan {
     pub partitioning: Partitioning,
     pub acks: String,
     pub linger_ms: u32,
-    pub batch_size: Option<u32>,
+    pub batch_size: u32,
     pub compression: String,
     pub message_timeout_ms: u32,
     pub results_dir: Option<PathBuf>,
@@ -210,7 +214,7 @@ impl ProducerPlan {
             self.partitioning,
             self.acks,
             self.linger_ms,
-            self.batch_size.map(|b| b.to_string()).unwrap_or_else(|| "default".into()),
+            self.batch_size,
             self.compression,
             self.message_timeout_ms,
             self.results_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "(none)".into()),
@@ -462,7 +466,7 @@ impl RawConfig {
             partitioning,
             acks,
             linger_ms: self.linger_ms.unwrap_or(5),
-            batch_size: self.batch_size,
+            batch_size: self.batch_size.unwrap_or(DEFAULT_BATCH_BYTES),
             compression,
             message_timeout_ms: self.message_timeout_ms.unwrap_or(30_000),
             results_dir: self.results_dir.clone(),
