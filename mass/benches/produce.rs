@@ -62,6 +62,12 @@ fn python(args: &[&str]) -> Option<serde_json::Value> {
     serde_json::from_slice(&out.stdout).ok()
 }
 
+/// Stop a pilot and give the machine a moment to take back the broker's memory before the next measurement.
+fn settle(p: &mut Pilot) {
+    p.cancel();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+}
+
 fn python_bytes(dir: &std::path::Path, n: u64, linger: u32, rep: u32) -> anyhow::Result<()> {
     let (mut p, conn) = fresh_pilot(dir)?;
     pilot_core::admin::KafkaAdmin::new(
@@ -83,7 +89,7 @@ fn python_bytes(dir: &std::path::Path, n: u64, linger: u32, rep: u32) -> anyhow:
             v["mb_per_s"].as_f64().unwrap_or(0.0)
         );
     }
-    p.cancel();
+    settle(&mut p);
     Ok(())
 }
 
@@ -118,7 +124,7 @@ fn main() -> anyhow::Result<()> {
             "  mass (rust)        rep {rep}: {:>7.0} msg/s delivered ({:>6.1} MB/s, {:.1} M points/s), delivery p50 {} us",
             s.throughput_msgs_per_s, s.throughput_mb_per_s, s.throughput_points_per_s / 1e6, s.delivery_latency_us_p50
         );
-        p.cancel();
+        settle(&mut p);
         if peers {
             let (mut p, conn) = fresh_pilot(dir.path())?;
             pilot_core::admin::KafkaAdmin::new(
@@ -133,18 +139,17 @@ fn main() -> anyhow::Result<()> {
                     v["msgs_per_s"].as_f64().unwrap_or(0.0)
                 );
             }
-            p.cancel();
+            settle(&mut p);
         }
     }
 
     let n = if quick { 500 } else { 1500 };
     println!("== 2 MB messages (static bytes), unlimited, acks=all, {n} messages");
     for (linger, batch) in [(5u32, None), (20, Some(8_000_000u32))] {
-        let batch: Option<u32> = batch;
-        for rep in 1..=2 {
+        for rep in 1..=3 {
             // Who runs first alternates: a broker started right after the previous one freed gigabytes of memory
             // is measurably slower, and that must not favour either side.
-            if rep == 2 && peers {
+            if rep % 2 == 0 && peers {
                 python_bytes(dir.path(), n, linger, rep)?;
             }
             let (mut p, conn) = fresh_pilot(dir.path())?;
@@ -161,32 +166,15 @@ fn main() -> anyhow::Result<()> {
                 },
             )?;
             println!(
-                "  mass (rust)         linger {linger:>2} ms rep {rep}: {:>6.1} MB/s delivered, {:>5.0} msg/s, delivery p50 {} us",
-                s.throughput_mb_per_s, s.throughput_msgs_per_s, s.delivery_latency_us_p50
+                "  mass (rust)         linger {linger:>2} ms{} rep {rep}: {:>6.1} MB/s delivered, {:>5.0} msg/s, delivery p50 {} us",
+                if batch.is_some() { ", 8 MB batches" } else { "" },
+                s.throughput_mb_per_s,
+                s.throughput_msgs_per_s,
+                s.delivery_latency_us_p50
             );
-            p.cancel();
-            if peers {
-                let (mut p, conn) = fresh_pilot(dir.path())?;
-                pilot_core::admin::KafkaAdmin::new(
-                    &conn.bootstrap,
-                    &conn.client,
-                    std::time::Duration::from_secs(10),
-                )
-                .create_topic("b", 12, 1)?;
-                if let Some(v) = python(&[
-                    &conn.bootstrap,
-                    "b",
-                    "bytes",
-                    "2000000",
-                    &n.to_string(),
-                    &linger.to_string(),
-                ]) {
-                    println!(
-                        "  confluent-kafka (py) linger {linger:>2} ms rep {rep}: {:>6.1} MB/s delivered",
-                        v["mb_per_s"].as_f64().unwrap_or(0.0)
-                    );
-                }
-                p.cancel();
+            settle(&mut p);
+            if rep % 2 == 1 && peers {
+                python_bytes(dir.path(), n, linger, rep)?;
             }
         }
     }

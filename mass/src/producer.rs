@@ -246,14 +246,17 @@ pub fn run(
     let message_bytes = sources[0].next(0, 0).len();
     let points = sources[0].points_per_message();
     let rate = plan.rate(message_bytes);
+    let batch_bytes = plan
+        .batch_size
+        .unwrap_or_else(|| crate::config::default_batch_bytes(message_bytes));
     // Messages per partition run: what fits one batch.
-    let run = (plan.batch_size as usize / message_bytes.max(1)).max(1) as u64;
+    let run = (batch_bytes as usize / message_bytes.max(1)).max(1) as u64;
     let mut cfg = conn.client.producer_config(&conn.bootstrap);
     cfg.set("acks", &plan.acks)
         .set("linger.ms", plan.linger_ms.to_string())
         .set("compression.type", &plan.compression)
         .set("message.timeout.ms", plan.message_timeout_ms.to_string())
-        .set("batch.size", plan.batch_size.to_string());
+        .set("batch.size", batch_bytes.to_string());
     let mut writers = match &plan.results_dir {
         Some(d) => Some((
             CsvWriter::create(&summary_path(d))?,
@@ -525,7 +528,7 @@ pub fn run(
         warmup_s: plan.warmup_s,
         acks: plan.acks.clone(),
         linger_ms: plan.linger_ms,
-        batch_size: plan.batch_size,
+        batch_size: batch_bytes,
         compression: plan.compression.clone(),
         elapsed_s: end_ns.saturating_sub(start_ns) as f64 / 1e9,
         measured_s,
