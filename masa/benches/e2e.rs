@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use masa::config::RawConfig as MasaConfig;
-use mass::config::RawConfig as MassConfig;
+use mass::config::{RawConfig as MassConfig, Settings};
 use pilot_core::client::Connection;
 use pilot_core::clock::SystemClock;
 use pilot_core::pilot::Pilot;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use masa::config::RawConfig;
+use masa::config::{RawConfig, Settings};
 use masa::consumer;
 
 /// MASA, the mini-app stream analysis: consumes MASS's messages and processes them (KMeans, tomography).

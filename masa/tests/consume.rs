@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use masa::config::RawConfig;
+use masa::config::{RawConfig, Settings};
 use pilot_core::client::Connection;
 use pilot_core::clock::SystemClock;
 use pilot_core::message::{encode_f64, header, Dtype, PayloadKind};

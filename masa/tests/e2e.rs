@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mass::config::RawConfig as MassConfig;
+use mass::config::{RawConfig as MassConfig, Settings};
 use pilot_core::client::Connection;
 use pilot_core::clock::SystemClock;
 use pilot_core::pilot::Pilot;

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use mass::config::RawConfig;
+use mass::config::{RawConfig, Settings};
 use mass::producer::{self, Connection};
 use pilot_core::pilot::Pilot;
 

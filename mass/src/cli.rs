@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
-use mass::config::RawConfig;
+use mass::config::{RawConfig, Settings};
 use mass::phantom::{scan, ScanParams};
 use mass::producer;
 

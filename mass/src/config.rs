@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use pilot_core::config::{check_topic, default_run_id, positive};
+pub use pilot_core::config::{ConfigError, Settings};
 use pilot_core::message::Encoding;
 use serde::{Deserialize, Serialize};
 
@@ -230,38 +231,9 @@ impl ProducerPlan {
     }
 }
 
-/// A configuration that cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid MASS configuration ({origin}): {message}")]
-pub struct ConfigError {
-    pub origin: String,
-    pub message: String,
-}
-
-impl RawConfig {
-    /// Read a TOML settings file.
-    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
-        pilot_core::config::read_toml(path).map_err(|message| ConfigError {
-            origin: path.display().to_string(),
-            message,
-        })
-    }
-
-    /// Parse TOML; errors name `origin` and the line.
-    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError {
-            origin: origin.into(),
-            message: e.to_string(),
-        })
-    }
-
-    /// Check and fill defaults.
-    pub fn validate(&self, origin: &str) -> Result<ProducerPlan, ConfigError> {
-        self.check().map_err(|message| ConfigError {
-            origin: origin.into(),
-            message,
-        })
-    }
+impl Settings for RawConfig {
+    type Plan = ProducerPlan;
+    const APP: &'static str = "MASS";
 
     fn check(&self) -> Result<ProducerPlan, String> {
         let target = Target::from_options(

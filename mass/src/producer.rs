@@ -249,8 +249,9 @@ pub fn run(
     let batch_bytes = plan
         .batch_size
         .unwrap_or_else(|| crate::config::default_batch_bytes(message_bytes));
-    // Messages per partition run: what fits one batch.
-    let run = (batch_bytes as usize / message_bytes.max(1)).max(1) as u64;
+    // Messages per partition run: what fits one batch, at most 32 (enough to fill a linger's batch at thousands of
+    // messages per second; more would park small messages on one partition for seconds at low rates).
+    let run = (batch_bytes as usize / message_bytes.max(1)).clamp(1, 32) as u64;
     let mut cfg = conn.client.producer_config(&conn.bootstrap);
     cfg.set("acks", &plan.acks)
         .set("linger.ms", plan.linger_ms.to_string())

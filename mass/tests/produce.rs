@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mass::config::RawConfig;
+use mass::config::{RawConfig, Settings};
 use mass::producer::{self, Connection};
 use pilot_core::clock::{ManualClock, SystemClock};
 use pilot_core::message::{self, AccountingKey, Encoding};

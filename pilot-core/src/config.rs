@@ -3,6 +3,53 @@
 
 use std::path::Path;
 
+/// A configuration that cannot be used: which program's, where it came from (a file or "command line"), why.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {app} configuration ({origin}): {message}")]
+pub struct ConfigError {
+    pub app: &'static str,
+    pub origin: String,
+    pub message: String,
+}
+
+/// Two-stage settings: a raw serde struct (unknown keys rejected) that [`Settings::check`] turns into a validated
+/// plan. Reading files and wrapping errors with their origin are provided.
+pub trait Settings: serde::de::DeserializeOwned {
+    /// The validated form.
+    type Plan;
+    /// The program the settings belong to, for messages ("MASS", "MASA").
+    const APP: &'static str;
+    /// Check everything and fill defaults.
+    fn check(&self) -> Result<Self::Plan, String>;
+
+    /// Read a TOML settings file.
+    fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        read_toml(path).map_err(|message| ConfigError {
+            app: Self::APP,
+            origin: path.display().to_string(),
+            message,
+        })
+    }
+
+    /// Parse TOML; errors name `origin` and the line.
+    fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError {
+            app: Self::APP,
+            origin: origin.into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Validate; errors name `origin`.
+    fn validate(&self, origin: &str) -> Result<Self::Plan, ConfigError> {
+        self.check().map_err(|message| ConfigError {
+            app: Self::APP,
+            origin: origin.into(),
+            message,
+        })
+    }
+}
+
 /// Read and parse a TOML file into `T`. A parse error names the line and key (the caller names the file); a read
 /// error names the file.
 pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
