@@ -62,6 +62,24 @@ fn python(args: &[&str]) -> Option<serde_json::Value> {
     serde_json::from_slice(&out.stdout).ok()
 }
 
+/// An unreported run on its own broker before each section: the first broker after a previous section's
+/// gigabytes were freed is measurably slower, and warm-up is kept apart from measurement.
+fn warm_up(dir: &std::path::Path) -> anyhow::Result<()> {
+    let (mut p, conn) = fresh_pilot(dir)?;
+    ours(
+        &conn,
+        RawConfig {
+            topic: Some("w".into()),
+            source: Some("synthetic".into()),
+            message_bytes: Some(2_000_000),
+            messages: Some(300),
+            ..Default::default()
+        },
+    )?;
+    settle(&mut p);
+    Ok(())
+}
+
 /// Stop a pilot and give the machine a moment to take back the broker's memory before the next measurement.
 fn settle(p: &mut Pilot) {
     p.cancel();
@@ -109,6 +127,7 @@ fn main() -> anyhow::Result<()> {
     }
     let secs = if quick { 5.0 } else { 10.0 };
 
+    warm_up(dir.path())?;
     println!("== fresh cluster-source messages (5,000 x 3-D f64 points, new every message), unlimited, acks=all");
     for rep in 1..=2 {
         let (mut p, conn) = fresh_pilot(dir.path())?;
@@ -144,6 +163,7 @@ fn main() -> anyhow::Result<()> {
     }
 
     let n = if quick { 500 } else { 1500 };
+    warm_up(dir.path())?;
     println!("== 2 MB messages (static bytes), unlimited, acks=all, {n} messages");
     for (linger, batch) in [(5u32, None), (20, Some(8_000_000u32))] {
         for rep in 1..=3 {
