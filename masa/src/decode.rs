@@ -101,12 +101,7 @@ impl Decoder {
                     let dims = h.shape[1] as usize;
                     match h.dtype {
                         Dtype::F64 => env.f64_into(&mut self.points).map_err(rejected)?,
-                        Dtype::F32 => {
-                            let mut f = Vec::new();
-                            env.f32_into(&mut f).map_err(rejected)?;
-                            self.points.clear();
-                            self.points.extend(f.iter().map(|&x| x as f64));
-                        }
+                        Dtype::F32 => env.f32_as_f64_into(&mut self.points).map_err(rejected)?,
                         Dtype::U8 => {
                             return Err(Rejected {
                                 reason: "wrong dtype",
@@ -225,6 +220,22 @@ mod tests {
         assert_eq!(
             d.decode(Some(&key), &file).unwrap().1,
             Payload::Hdf5File(&file)
+        );
+    }
+
+    #[test]
+    fn f32_points_are_widened_into_the_same_view() {
+        let mut d = Decoder::new();
+        let h = header(PayloadKind::Points, Dtype::F32, 1, 2, &[2, 2]);
+        let mut env = Vec::new();
+        pilot_core::message::encode_f32(&h, &[0.5, 1.5, -2.0, 4.0], &mut env);
+        let (_, p) = d.decode(None, &env).unwrap();
+        assert_eq!(
+            p,
+            Payload::Points {
+                values: &[0.5, 1.5, -2.0, 4.0],
+                dims: 2
+            }
         );
     }
 

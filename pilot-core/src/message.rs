@@ -174,6 +174,18 @@ impl Envelope<'_> {
         Ok(())
     }
 
+    /// Decode an f32 payload widened to f64 into `out` (cleared first; capacity reused).
+    pub fn f32_as_f64_into(&self, out: &mut Vec<f64>) -> Result<(), DecodeError> {
+        self.expect_dtype(Dtype::F32)?;
+        out.clear();
+        out.extend(
+            self.payload
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")) as f64),
+        );
+        Ok(())
+    }
+
     /// Decode an f32 payload into `out` (cleared first; capacity reused).
     pub fn f32_into(&self, out: &mut Vec<f32>) -> Result<(), DecodeError> {
         self.expect_dtype(Dtype::F32)?;
@@ -368,30 +380,33 @@ pub fn set_sequence(message: &mut [u8], sequence: u64, intended_send_ns: u64) {
     message[20..28].copy_from_slice(&intended_send_ns.to_le_bytes());
 }
 
-/// Encode header + f64 elements into `out` (cleared; capacity reused).
-pub fn encode_f64(header: &Header, data: &[f64], out: &mut Vec<u8>) {
-    debug_assert_eq!(header.dtype, Dtype::F64);
-    debug_assert_eq!(header.payload_bytes(), (data.len() * 8) as u64);
+/// Header then `N`-byte little-endian elements into `out` (cleared; capacity reused).
+fn encode_elements<T: Copy, const N: usize>(
+    header: &Header,
+    dtype: Dtype,
+    data: &[T],
+    to_le: impl Fn(T) -> [u8; N],
+    out: &mut Vec<u8>,
+) {
+    debug_assert_eq!(header.dtype, dtype);
+    debug_assert_eq!(header.payload_bytes(), (data.len() * N) as u64);
     out.clear();
     out.resize(HEADER_BYTES, 0);
     write_header(header, out);
-    out.reserve(data.len() * 8);
-    for v in data {
-        out.extend_from_slice(&v.to_le_bytes());
+    out.reserve(data.len() * N);
+    for &v in data {
+        out.extend_from_slice(&to_le(v));
     }
+}
+
+/// Encode header + f64 elements into `out` (cleared; capacity reused).
+pub fn encode_f64(header: &Header, data: &[f64], out: &mut Vec<u8>) {
+    encode_elements(header, Dtype::F64, data, f64::to_le_bytes, out);
 }
 
 /// Encode header + f32 elements into `out` (cleared; capacity reused).
 pub fn encode_f32(header: &Header, data: &[f32], out: &mut Vec<u8>) {
-    debug_assert_eq!(header.dtype, Dtype::F32);
-    debug_assert_eq!(header.payload_bytes(), (data.len() * 4) as u64);
-    out.clear();
-    out.resize(HEADER_BYTES, 0);
-    write_header(header, out);
-    out.reserve(data.len() * 4);
-    for v in data {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
+    encode_elements(header, Dtype::F32, data, f32::to_le_bytes, out);
 }
 
 /// Encode header + raw bytes (kinds `hdf5-file`, `bytes`) into `out`.
