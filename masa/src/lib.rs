@@ -8,6 +8,8 @@
 //! - [`kmeans`]: streaming KMeans with Spark MLlib's exact update rule (numerics only).
 //! - [`processor`]: `none` (decode and count) and `kmeans`; the light-source processors plug in here too.
 //! - [`consumer`]: the run loop; [`report`]: the result schema.
+//! - [`tomo`]: tomographic reconstruction numerics (filters, filtered back projection so far; GridRec and ML-EM
+//!   come with the light-source issue).
 pub mod accounting;
 pub mod config;
 pub mod consumer;
@@ -15,4 +17,5 @@ pub mod decode;
 pub mod kmeans;
 pub mod processor;
 pub mod report;
+pub mod tomo;
 pub mod window;
