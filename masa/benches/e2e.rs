@@ -103,8 +103,9 @@ fn main() -> anyhow::Result<()> {
         p.cancel();
     }
     let secs = if quick { 8.0 } else { 15.0 };
-    for rate in [1_500.0, 2_000.0] {
-        println!("== together: MASS at {rate} msg/s for {secs} s, MASA (kmeans) consuming");
+    for rate in [Some(1_500.0), Some(2_000.0), None] {
+        let label = rate.map_or("unlimited".to_string(), |r| format!("at {r} msg/s"));
+        println!("== together: MASS {label} for {secs} s, MASA (kmeans) consuming");
         let (mut p, conn) = fresh(dir.path())?;
         pilot_core::admin::KafkaAdmin::new(
             &conn.bootstrap,
@@ -120,43 +121,17 @@ fn main() -> anyhow::Result<()> {
             "r",
             MassConfig {
                 duration_s: Some(secs),
-                rate_msgs_per_s: Some(rate),
+                rate_msgs_per_s: rate,
                 ..Default::default()
             },
         )?;
         let s = consumer.join().expect("consumer thread")?;
         println!(
-            "  producer sent {} at {:.1} msg/s",
-            prod.sent_msgs, prod.send_rate_msgs_per_s
+            "  producer sent {} at {:.1} msg/s, delivered {:.0} msg/s",
+            prod.sent_msgs, prod.send_rate_msgs_per_s, prod.throughput_msgs_per_s
         );
         line("kmeans", &s);
         p.cancel();
     }
-    println!("== together: MASS unlimited for {secs} s, MASA (kmeans) consuming");
-    let (mut p, conn) = fresh(dir.path())?;
-    pilot_core::admin::KafkaAdmin::new(
-        &conn.bootstrap,
-        &conn.client,
-        std::time::Duration::from_secs(10),
-    )
-    .create_topic("u", 12, 1)?;
-    let c2 = conn.clone();
-    let consumer = std::thread::spawn(move || consume(&c2, "u", "kmeans", None));
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    let prod = produce(
-        &conn,
-        "u",
-        MassConfig {
-            duration_s: Some(secs),
-            ..Default::default()
-        },
-    )?;
-    let s = consumer.join().expect("consumer thread")?;
-    println!(
-        "  producer delivered {} at {:.0} msg/s",
-        prod.delivered_msgs, prod.throughput_msgs_per_s
-    );
-    line("kmeans", &s);
-    p.cancel();
     Ok(())
 }

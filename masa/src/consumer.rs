@@ -299,8 +299,6 @@ pub fn run(
             })
             .collect();
 
-        let interval_ns = (plan.interval_s * 1e9) as u64;
-        let mut next = start_ns + interval_ns;
         let (mut last, mut last_t) = ((0u64, 0u64, 0u64), start_ns);
         let mut row = |now: u64| {
             let cur = (
@@ -330,24 +328,15 @@ pub fn run(
             last_t = now;
             r
         };
-        let mut emit = |r: ConsumerInterval, intervals: &mut Vec<ConsumerInterval>| {
-            if let Some((_, w)) = writers.as_mut() {
-                if let Err(e) = w.write(&r) {
-                    eprintln!("warning: {e}");
-                }
-            }
-            progress(&r);
-            intervals.push(r);
-        };
-        while !handles.iter().all(|h| h.is_finished()) {
-            std::thread::sleep(Duration::from_millis(20));
-            let now = clock.now_ns();
-            if now >= next {
-                emit(row(now), &mut intervals);
-                next += interval_ns;
-            }
-        }
-        emit(row(clock.now_ns()), &mut intervals);
+        intervals = pilot_core::metrics::report_intervals(
+            clock.as_ref(),
+            start_ns,
+            (plan.interval_s * 1e9) as u64,
+            || handles.iter().all(|h| h.is_finished()),
+            &mut row,
+            writers.as_mut().map(|(_, w)| w),
+            progress,
+        );
         handles
             .into_iter()
             .map(|h| h.join().expect("consumer thread panicked"))

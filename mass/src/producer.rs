@@ -395,8 +395,6 @@ pub fn run(
             .collect();
 
         // Interval reporting on this thread until every producer is done.
-        let interval_ns = (plan.interval_s * 1e9) as u64;
-        let mut next = start_ns + interval_ns;
         let mut tracker = IntervalTracker {
             run_id: &plan.run_id,
             counters: &counters,
@@ -404,27 +402,15 @@ pub fn run(
             last: (0, 0, 0, 0),
             last_t: start_ns,
         };
-        let mut emit = |row: IntervalRow, intervals: &mut Vec<IntervalRow>| {
-            if let Some((_, iw)) = writers.as_mut() {
-                if let Err(e) = iw.write(&row) {
-                    eprintln!("warning: {e}");
-                }
-            }
-            progress(&row);
-            intervals.push(row);
-        };
-        while !handles.iter().all(|h| h.is_finished()) {
-            std::thread::sleep(Duration::from_millis(20));
-            let now = clock.now_ns();
-            if now >= next {
-                emit(tracker.row(now), &mut intervals);
-                next += interval_ns;
-            }
-        }
-        let now = clock.now_ns();
-        if now > tracker.last_t {
-            emit(tracker.row(now), &mut intervals);
-        }
+        intervals = pilot_core::metrics::report_intervals(
+            clock.as_ref(),
+            start_ns,
+            (plan.interval_s * 1e9) as u64,
+            || handles.iter().all(|h| h.is_finished()),
+            |now| tracker.row(now),
+            writers.as_mut().map(|(_, w)| w),
+            progress,
+        );
         handles
             .into_iter()
             .map(|h| h.join().expect("producer thread panicked"))

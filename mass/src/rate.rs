@@ -53,11 +53,6 @@ impl Pacer {
             None => self.clock.now_ns(),
         }
     }
-
-    /// Current time on the pacer's clock.
-    pub fn now_ns(&self) -> u64 {
-        self.clock.now_ns()
-    }
 }
 
 #[cfg(test)]

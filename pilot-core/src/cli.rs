@@ -423,8 +423,7 @@ fn start(
     // Detached: register, hand over to an agent, wait until it reports Running or gives up.
     let store = Store::new(&plan.working_directory);
     let timeout = Duration::from_secs(plan.kafka().ready_timeout_s + 30);
-    let record = Pilot::register(plan)?;
-    let id = record.id.clone();
+    let id = Pilot::register(plan)?.id;
     let dir = store.pilot_dir(&id);
     let log_path = dir.join("agent.log");
     let log =
@@ -492,7 +491,7 @@ fn start(
             );
             let _ = child.wait();
             return Err(PilotError::NotReady {
-                what: format!("pilot {id} (record {:?})", record.state),
+                what: format!("pilot {id} (still {})", r.state),
                 waited_s: t0.elapsed().as_secs_f64(),
                 last_error: format!("see {}", log_path.display()),
             });

@@ -141,6 +141,41 @@ impl CsvWriter {
     }
 }
 
+/// Interval reporting while a run's workers go on: every `interval_ns` from `start_ns` (on `clock`) until
+/// `done()`, and once more at the end, build a row with `row(now_ns)`, append it to `csv` (a failed write is a
+/// warning: the run goes on), show it to `progress`, and keep it.
+pub fn report_intervals<R: Serialize>(
+    clock: &dyn crate::clock::Clock,
+    start_ns: u64,
+    interval_ns: u64,
+    done: impl Fn() -> bool,
+    mut row: impl FnMut(u64) -> R,
+    mut csv: Option<&mut CsvWriter>,
+    progress: &mut dyn FnMut(&R),
+) -> Vec<R> {
+    let mut rows = Vec::new();
+    let mut emit = |r: R, rows: &mut Vec<R>| {
+        if let Some(w) = csv.as_mut() {
+            if let Err(e) = w.write(&r) {
+                eprintln!("warning: {e}");
+            }
+        }
+        progress(&r);
+        rows.push(r);
+    };
+    let mut next = start_ns + interval_ns.max(1);
+    while !done() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let now = clock.now_ns();
+        if now >= next {
+            emit(row(now), &mut rows);
+            next += interval_ns.max(1);
+        }
+    }
+    emit(row(clock.now_ns()), &mut rows);
+    rows
+}
+
 /// Read every record of a CSV file written by [`CsvWriter`].
 pub fn read_csv<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, MetricsError> {
     let err = |e: &dyn std::fmt::Display| MetricsError::Csv {
