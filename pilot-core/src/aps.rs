@@ -210,7 +210,18 @@ fn attr(ds: &hdf5::Dataset, name: &str, value: &str) -> hdf5::Result<()> {
 }
 
 /// Open an in-memory file image read-only (HDF5's core driver; the library copies the bytes).
+///
+/// Each image gets its own name: HDF5 takes two core-driver files of the same name for one already-open file,
+/// so concurrent opens under a fixed name would read each other's bytes.
 fn open_image(bytes: &[u8]) -> hdf5::Result<hdf5::File> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT_IMAGE: AtomicU64 = AtomicU64::new(0);
+    let name = std::ffi::CString::new(format!(
+        "in-memory-{}-{}.h5",
+        std::process::id(),
+        NEXT_IMAGE.fetch_add(1, Ordering::Relaxed)
+    ))
+    .expect("image name has no NUL");
     use hdf5_sys::h5f::{H5Fopen, H5F_ACC_RDONLY};
     use hdf5_sys::h5p::{
         H5Pclose, H5Pcreate, H5Pset_fapl_core, H5Pset_file_image, H5P_CLS_FILE_ACCESS,
@@ -223,7 +234,7 @@ fn open_image(bytes: &[u8]) -> hdf5::Result<hdf5::File> {
         let ok = H5Pset_fapl_core(fapl, 1 << 20, 0) >= 0
             && H5Pset_file_image(fapl, bytes.as_ptr() as *mut _, bytes.len()) >= 0;
         let fid = if ok {
-            H5Fopen(c"in-memory.h5".as_ptr(), H5F_ACC_RDONLY, fapl)
+            H5Fopen(name.as_ptr(), H5F_ACC_RDONLY, fapl)
         } else {
             -1
         };
@@ -282,6 +293,34 @@ mod tests {
             scan
         );
         assert_eq!(scan.dark.mean_plane(), vec![0., 1.]);
+    }
+
+    #[test]
+    fn concurrent_in_memory_reads_see_their_own_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let images: Vec<(ApsScan, Vec<u8>)> = (0..2)
+            .map(|k| {
+                let scan = ApsScan {
+                    data: Volume::new([2, 1, 2], vec![k as f32; 4]),
+                    white: Volume::new([1, 1, 2], vec![9., 9.]),
+                    dark: Volume::new([1, 1, 2], vec![0., 0.]),
+                    theta_deg: vec![0., 180.],
+                };
+                let p = dir.path().join(format!("s{k}.h5"));
+                scan.write(&p).unwrap();
+                (scan, std::fs::read(&p).unwrap())
+            })
+            .collect();
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let (scan, bytes) = &images[t % 2];
+                s.spawn(move || {
+                    for _ in 0..50 {
+                        assert_eq!(&ApsScan::read_bytes(bytes).unwrap(), scan);
+                    }
+                });
+            }
+        });
     }
 
     #[test]
