@@ -11,6 +11,8 @@
 
 pub mod fbp;
 pub mod filter;
+pub mod gridrec;
+pub mod mlem;
 pub mod quality;
 
 /// Integration weight of each angle over [0, pi): half the distance to its neighbours, angles taken modulo pi
