@@ -60,7 +60,7 @@ pub struct RunArgs {
     pub group: Option<String>,
     #[arg(long)]
     pub threads: Option<u32>,
-    /// none | kmeans [default: kmeans]
+    /// none | kmeans | gridrec | mlem [default: kmeans]
     #[arg(long)]
     pub processor: Option<String>,
     /// message | count:N | time:SECONDS [default: message]
@@ -92,6 +92,39 @@ pub struct RunArgs {
     pub seed: Option<u32>,
     #[arg(long)]
     pub snapshot_every_windows: Option<u64>,
+    /// GridRec filter: shepp-logan | ramp | hann | hamming | cosine | butterworth | none [default: shepp-logan]
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// ML-EM iterations per slice [default: 10]
+    #[arg(long)]
+    pub iterations: Option<usize>,
+    /// ML-EM starting value [default: matched to the data's total]
+    #[arg(long)]
+    pub mlem_init: Option<f64>,
+    /// Rotation axis, detector index [default: searched automatically]
+    #[arg(long)]
+    pub center_px: Option<f64>,
+    /// Search the centre again every N messages [default: once per geometry]
+    #[arg(long)]
+    pub center_every_messages: Option<u64>,
+    /// Centre search half-width, pixels [default: 64]
+    #[arg(long)]
+    pub center_range_px: Option<f64>,
+    /// file | paper (evenly over [0, pi] inclusive, as the paper) [default: file]
+    #[arg(long)]
+    pub angles: Option<String>,
+    /// Circular mask radius, 1 = inscribed circle [default: 0.95]
+    #[arg(long)]
+    pub mask_ratio: Option<f64>,
+    /// Append reconstructed slices to recon-<consumer>-<thread>.h5 in the results directory
+    #[arg(long)]
+    pub write_hdf5: Option<bool>,
+    /// Write a PNG preview of the first slice [default: true]
+    #[arg(long)]
+    pub preview_png: Option<bool>,
+    /// Reconstruction threads per consumer thread, 0 = one per core [default: 0]
+    #[arg(long)]
+    pub tomo_threads: Option<usize>,
     #[arg(long)]
     pub results_dir: Option<PathBuf>,
     #[arg(long)]
@@ -131,6 +164,17 @@ impl RunArgs {
             time_unit,
             seed,
             snapshot_every_windows,
+            filter,
+            iterations,
+            mlem_init,
+            center_px,
+            center_every_messages,
+            center_range_px,
+            angles,
+            mask_ratio,
+            write_hdf5,
+            preview_png,
+            tomo_threads,
             results_dir,
             consumer_id,
             interval_s,

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::kmeans::TimeUnit;
 use crate::processor::{KMeansConfig, KMeansInit};
+use crate::reconstruct::{Algorithm, AngleSource, CenterPolicy, TomoConfig};
+use crate::tomo::filter::FilterKind;
+use crate::tomo::mlem::MlemInit;
 use crate::window::WindowPolicy;
 
 /// MASA settings as written; every field optional.
@@ -26,7 +29,7 @@ pub struct RawConfig {
     pub group: Option<String>,
     /// Consumer threads in this process. Default 1.
     pub threads: Option<u32>,
-    /// `none` (decode and count) or `kmeans` (default).
+    /// `none` (decode and count), `kmeans` (default), `gridrec` or `mlem` (tomography).
     pub processor: Option<String>,
     /// `message` (default), `count:N` or `time:SECONDS`.
     pub window: Option<String>,
@@ -53,6 +56,28 @@ pub struct RawConfig {
     pub seed: Option<u32>,
     /// KMeans: write centres every this many windows.
     pub snapshot_every_windows: Option<u64>,
+    /// GridRec: `shepp-logan` (default), `ramp`, `hann`, `hamming`, `cosine`, `butterworth` or `none`.
+    pub filter: Option<String>,
+    /// ML-EM: iterations per slice. Default 10.
+    pub iterations: Option<usize>,
+    /// ML-EM: starting value (default: the constant whose projections have the data's total).
+    pub mlem_init: Option<f64>,
+    /// Tomography: rotation axis, detector index (default: searched automatically).
+    pub center_px: Option<f64>,
+    /// Tomography: search the centre again every this many messages (default: once per geometry).
+    pub center_every_messages: Option<u64>,
+    /// Tomography: half-width of the centre search around the detector middle, pixels. Default 64.
+    pub center_range_px: Option<f64>,
+    /// Tomography: `file` (the angles the message carries, default) or `paper` (evenly over [0, pi], end included).
+    pub angles: Option<String>,
+    /// Tomography: radius of the circular mask, 1 = inscribed circle. Default 0.95.
+    pub mask_ratio: Option<f64>,
+    /// Tomography: append slices to `recon-<consumer>-<thread>.h5` in the results directory. Default false.
+    pub write_hdf5: Option<bool>,
+    /// Tomography: a PNG of the first slice in the results directory. Default true.
+    pub preview_png: Option<bool>,
+    /// Tomography: reconstruction threads per consumer thread (0: one per core). Default 0.
+    pub tomo_threads: Option<usize>,
     /// Directory for this process's result files.
     pub results_dir: Option<PathBuf>,
     /// Names this process's result files (default: its pid).
@@ -67,6 +92,7 @@ pub struct RawConfig {
 pub enum ProcessorPlan {
     None,
     KMeans(KMeansConfig),
+    Tomo(TomoConfig),
 }
 
 impl ProcessorPlan {
@@ -74,6 +100,10 @@ impl ProcessorPlan {
         match self {
             ProcessorPlan::None => "none",
             ProcessorPlan::KMeans(_) => "kmeans",
+            ProcessorPlan::Tomo(t) => match t.algorithm {
+                Algorithm::GridRec { .. } => "gridrec",
+                Algorithm::Mlem { .. } => "mlem",
+            },
         }
     }
 }
@@ -107,6 +137,7 @@ impl ConsumerPlan {
                 "kmeans (k = {}, decay {}, time unit {:?}, init {:?})",
                 k.k, k.decay, k.time_unit, k.init
             ),
+            ProcessorPlan::Tomo(t) => t.describe(),
         };
         format!(
             "run id:       {}\nsource:       {}\ntopic:        {} (group {}, offsets from {})\nthreads:      {}\nprocessor:    {proc}\nwindow:       {}\nstop:         {}{}idle {} s\nexpected:     {}\nresults:      {} (consumer id {})\n",
@@ -124,6 +155,68 @@ impl ConsumerPlan {
             self.results_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "(none)".into()),
             self.consumer_id,
         )
+    }
+}
+
+impl RawConfig {
+    fn tomo(&self, name: &str) -> Result<TomoConfig, String> {
+        let algorithm = if name == "gridrec" {
+            Algorithm::GridRec {
+                filter: FilterKind::parse(self.filter.as_deref().unwrap_or("shepp-logan"))?,
+            }
+        } else {
+            let iterations = self.iterations.unwrap_or(10);
+            if iterations == 0 {
+                return Err("iterations must be at least 1".into());
+            }
+            let init = match self.mlem_init {
+                None => MlemInit::Mean,
+                Some(v) if v > 0.0 && v.is_finite() => MlemInit::Constant(v as f32),
+                Some(v) => return Err(format!("mlem_init must be positive (got {v})")),
+            };
+            Algorithm::Mlem { iterations, init }
+        };
+        positive("center_range_px", self.center_range_px)?;
+        if self.center_every_messages == Some(0) {
+            return Err("center_every_messages must be at least 1".into());
+        }
+        let center = match self.center_px {
+            Some(c) => {
+                if self.center_every_messages.is_some() || self.center_range_px.is_some() {
+                    return Err(
+                        "center_px fixes the centre; center_every_messages and center_range_px apply to the automatic search"
+                            .into(),
+                    );
+                }
+                if !c.is_finite() || c < 0.0 {
+                    return Err(format!("center_px must be a detector index (got {c})"));
+                }
+                CenterPolicy::Fixed(c)
+            }
+            None => CenterPolicy::Auto {
+                every_messages: self.center_every_messages,
+                range_px: self.center_range_px.unwrap_or(64.0),
+            },
+        };
+        let angles = match self.angles.as_deref().unwrap_or("file") {
+            "file" => AngleSource::File,
+            "paper" => AngleSource::Paper,
+            other => return Err(format!("angles `{other}` is unknown (file, paper)")),
+        };
+        let mask_ratio = self.mask_ratio.unwrap_or(0.95);
+        if !(mask_ratio > 0.0 && mask_ratio <= 1.5) {
+            return Err(format!("mask_ratio must be in (0, 1.5] (got {mask_ratio})"));
+        }
+        Ok(TomoConfig {
+            algorithm,
+            center,
+            angles,
+            mask_ratio,
+            write_hdf5: self.write_hdf5.unwrap_or(false),
+            preview_png: self.preview_png.unwrap_or(true),
+            threads: self.tomo_threads.unwrap_or(0),
+            output_dir: self.results_dir.clone(),
+        })
     }
 }
 
@@ -163,15 +256,44 @@ impl Settings for RawConfig {
                 self.snapshot_every_windows.is_some(),
             ),
         ];
+        let tomo_keys = [
+            ("filter", self.filter.is_some()),
+            ("iterations", self.iterations.is_some()),
+            ("mlem_init", self.mlem_init.is_some()),
+            ("center_px", self.center_px.is_some()),
+            (
+                "center_every_messages",
+                self.center_every_messages.is_some(),
+            ),
+            ("center_range_px", self.center_range_px.is_some()),
+            ("angles", self.angles.is_some()),
+            ("mask_ratio", self.mask_ratio.is_some()),
+            ("write_hdf5", self.write_hdf5.is_some()),
+            ("preview_png", self.preview_png.is_some()),
+            ("tomo_threads", self.tomo_threads.is_some()),
+        ];
+        let misplaced = |keys: &[(&str, bool)], owner: &str| match keys.iter().find(|(_, set)| *set)
+        {
+            Some((key, _)) => Err(format!(
+                "{key} applies to processor {owner} (this run uses `{processor_name}`)"
+            )),
+            None => Ok(()),
+        };
+        if !["gridrec", "mlem"].contains(&processor_name) {
+            misplaced(&tomo_keys, "gridrec or mlem")?;
+        }
+        if processor_name != "kmeans" {
+            misplaced(&kmeans_keys, "kmeans")?;
+        }
+        if processor_name == "gridrec" {
+            misplaced(&tomo_keys[1..3], "mlem")?;
+        }
+        if processor_name == "mlem" {
+            misplaced(&tomo_keys[..1], "gridrec")?;
+        }
         let processor = match processor_name {
-            "none" => {
-                if let Some((key, _)) = kmeans_keys.iter().find(|(_, set)| *set) {
-                    return Err(format!(
-                        "{key} applies to processor kmeans (this run uses `none`)"
-                    ));
-                }
-                ProcessorPlan::None
-            }
+            "none" => ProcessorPlan::None,
+            "gridrec" | "mlem" => ProcessorPlan::Tomo(self.tomo(processor_name)?),
             "kmeans" => {
                 let time_unit = match self.time_unit.as_deref().unwrap_or("batches") {
                     "batches" => TimeUnit::Batches,
@@ -209,7 +331,11 @@ impl Settings for RawConfig {
                 }
                 ProcessorPlan::KMeans(cfg)
             }
-            other => return Err(format!("processor `{other}` is unknown (none, kmeans)")),
+            other => {
+                return Err(format!(
+                    "processor `{other}` is unknown (none, kmeans, gridrec, mlem)"
+                ))
+            }
         };
         let auto_offset_reset = self
             .auto_offset_reset

@@ -42,12 +42,20 @@ pub enum ConsumeError {
 }
 
 /// Build the processor a plan names.
-pub fn make_processor(plan: &ProcessorPlan) -> Result<Box<dyn Processor>, ConsumeError> {
+/// `label` names the processor's output files (unique per consumer thread).
+pub fn make_processor(
+    plan: &ProcessorPlan,
+    label: &str,
+) -> Result<Box<dyn Processor>, ConsumeError> {
     Ok(match plan {
         ProcessorPlan::None => Box::new(NoneProcessor::default()),
         ProcessorPlan::KMeans(cfg) => {
             Box::new(KMeansProcessor::new(cfg.clone()).map_err(ConsumeError::Processor)?)
         }
+        ProcessorPlan::Tomo(cfg) => Box::new(
+            crate::reconstruct::TomoProcessor::new(cfg.clone(), label)
+                .map_err(ConsumeError::Processor)?,
+        ),
     })
 }
 
@@ -150,8 +158,9 @@ pub fn run(
         )
     })?;
     let mut processors = Vec::new();
-    for _ in 0..plan.threads {
-        processors.push(make_processor(&plan.processor)?);
+    for t in 0..plan.threads {
+        let label = format!("{}-{t}", plan.consumer_id);
+        processors.push(make_processor(&plan.processor, &label)?);
     }
     let mut cfg = conn.client.consumer_config(&conn.bootstrap, &plan.group);
     cfg.set("auto.offset.reset", &plan.auto_offset_reset)

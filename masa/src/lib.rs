@@ -16,6 +16,7 @@ pub mod consumer;
 pub mod decode;
 pub mod kmeans;
 pub mod processor;
+pub mod reconstruct;
 pub mod report;
 pub mod tomo;
 pub mod window;

@@ -6,7 +6,8 @@
 //! - `/exchange/theta`      f64 `[angles]`, degrees
 //!
 //! [`ApsScan`] reads such a file from a path or from bytes in memory (a message carrying the whole file), and
-//! writes one (MASS's phantom generator). Both mini-apps use this module, so the layout has one definition.
+//! writes one (MASS's phantom generator). [`ReconFile`] holds MASA's reconstructed slices in the same style. Both
+//! mini-apps use this module, so the layouts have one definition.
 
 use std::path::{Path, PathBuf};
 
@@ -201,6 +202,117 @@ impl ApsScan {
         Ok(())
     }
 }
+
+/// Reconstructed slices, appended as they come: `/exchange/recon` f32 `[slices, n, n]`, with the detector row
+/// (`/exchange/recon_row`, u32) and rotation centre (`/exchange/recon_center`, f64) of each.
+pub struct ReconFile {
+    path: PathBuf,
+    file: hdf5::File,
+    n: usize,
+    written: usize,
+}
+
+impl ReconFile {
+    /// Create (or truncate) a file for `n x n` slices.
+    pub fn create(path: &Path, n: usize) -> Result<Self, ApsError> {
+        let e = h5err("creating", path);
+        let file = hdf5::File::create(path).map_err(&e)?;
+        let g = file.create_group("exchange").map_err(&e)?;
+        g.new_dataset::<f32>()
+            .chunk((1, n, n))
+            .shape((0.., n, n))
+            .create("recon")
+            .map_err(&e)?;
+        g.new_dataset::<u32>()
+            .chunk(1024)
+            .shape(0..)
+            .create("recon_row")
+            .map_err(&e)?;
+        g.new_dataset::<f64>()
+            .chunk(1024)
+            .shape(0..)
+            .create("recon_center")
+            .map_err(&e)?;
+        Ok(ReconFile {
+            path: path.to_path_buf(),
+            file,
+            n,
+            written: 0,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Side length of the slices this file holds.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Slices written so far.
+    pub fn len(&self) -> usize {
+        self.written
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.written == 0
+    }
+
+    /// Append slices (each `n x n`), with their rows and centres.
+    pub fn append<'a>(
+        &mut self,
+        slices: impl Iterator<Item = (&'a [f32], u32, f64)>,
+    ) -> Result<(), ApsError> {
+        let e = h5err("writing", &self.path);
+        let n = self.n;
+        let (recon, rows_ds, centers_ds) = (
+            self.file.dataset(RECON).map_err(&e)?,
+            self.file.dataset(RECON_ROW).map_err(&e)?,
+            self.file.dataset(RECON_CENTER).map_err(&e)?,
+        );
+        for (img, row, center) in slices {
+            if img.len() != n * n {
+                return Err(ApsError::Layout {
+                    path: self.path.clone(),
+                    message: format!("a slice of {} values for {n} x {n}", img.len()),
+                });
+            }
+            let k = self.written;
+            recon.resize((k + 1, n, n)).map_err(&e)?;
+            let view = ndarray::ArrayView2::from_shape((n, n), img).expect("checked length");
+            recon
+                .write_slice(view, ndarray::s![k, .., ..])
+                .map_err(&e)?;
+            rows_ds.resize(k + 1).map_err(&e)?;
+            rows_ds.write_slice(&[row], k..k + 1).map_err(&e)?;
+            centers_ds.resize(k + 1).map_err(&e)?;
+            centers_ds.write_slice(&[center], k..k + 1).map_err(&e)?;
+            self.written += 1;
+        }
+        self.file.flush().map_err(&e)?;
+        Ok(())
+    }
+
+    /// Read a file written by [`ReconFile`]: the slices (`[slices, n, n]`), rows and centres.
+    pub fn read(path: &Path) -> Result<(Volume, Vec<u32>, Vec<f64>), ApsError> {
+        let file = hdf5::File::open(path).map_err(h5err("opening", path))?;
+        let recon = read_volume(&file, RECON, path)?;
+        let rows = file
+            .dataset(RECON_ROW)
+            .and_then(|d| d.read_raw())
+            .map_err(h5err("reading", path))?;
+        let centers = file
+            .dataset(RECON_CENTER)
+            .and_then(|d| d.read_raw())
+            .map_err(h5err("reading", path))?;
+        Ok((recon, rows, centers))
+    }
+}
+
+const RECON: &str = "exchange/recon";
+const RECON_ROW: &str = "exchange/recon_row";
+const RECON_CENTER: &str = "exchange/recon_center";
 
 fn attr(ds: &hdf5::Dataset, name: &str, value: &str) -> hdf5::Result<()> {
     let v: hdf5::types::VarLenUnicode = value.parse().expect("attribute text has no NUL");

@@ -9,10 +9,12 @@
 //! - [`fbp`]: pixel-driven filtered back projection with linear interpolation (the textbook baseline).
 //! - [`quality`]: RMSE inside a circle, for comparing reconstructions with a phantom.
 
+pub mod center;
 pub mod fbp;
 pub mod filter;
 pub mod gridrec;
 pub mod mlem;
+pub mod pipeline;
 pub mod quality;
 
 /// Integration weight of each angle over [0, pi): half the distance to its neighbours, angles taken modulo pi
