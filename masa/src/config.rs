@@ -396,6 +396,98 @@ mod tests {
     }
 
     #[test]
+    fn tomography_settings_are_checked() {
+        let tomo = |f: &dyn Fn(&mut RawConfig)| {
+            let mut r = base();
+            r.processor = Some("gridrec".into());
+            f(&mut r);
+            r.check()
+        };
+        let p = tomo(&|_| {}).unwrap();
+        let ProcessorPlan::Tomo(t) = &p.processor else {
+            panic!("{:?}", p.processor)
+        };
+        assert_eq!(
+            t.algorithm,
+            Algorithm::GridRec {
+                filter: FilterKind::SheppLogan
+            }
+        );
+        assert_eq!(t.angles, AngleSource::File);
+        assert!(matches!(
+            t.center,
+            CenterPolicy::Auto {
+                every_messages: None,
+                ..
+            }
+        ));
+        for (set, want) in [
+            (
+                &(|r: &mut RawConfig| r.iterations = Some(3)) as &dyn Fn(&mut RawConfig),
+                "iterations applies to processor mlem",
+            ),
+            (
+                &|r| r.filter = Some("gauss".into()),
+                "filter `gauss` is unknown",
+            ),
+            (
+                &|r| r.angles = Some("degrees".into()),
+                "angles `degrees` is unknown",
+            ),
+            (
+                &|r| {
+                    r.center_px = Some(300.0);
+                    r.center_every_messages = Some(5)
+                },
+                "center_px fixes the centre",
+            ),
+            (&|r| r.mask_ratio = Some(0.0), "mask_ratio must be in"),
+            (&|r| r.k = Some(3), "k applies to processor kmeans"),
+            (
+                &|r| {
+                    r.processor = Some("mlem".into());
+                    r.iterations = Some(0)
+                },
+                "iterations must be at least 1",
+            ),
+            (
+                &|r| {
+                    r.processor = Some("mlem".into());
+                    r.filter = Some("hann".into())
+                },
+                "filter applies to processor gridrec",
+            ),
+            (
+                &|r| {
+                    r.processor = Some("kmeans".into());
+                    r.write_hdf5 = Some(true)
+                },
+                "write_hdf5 applies to processor gridrec or mlem",
+            ),
+        ] {
+            let err = tomo(set).unwrap_err();
+            assert!(err.contains(want), "{err} (wanted {want})");
+        }
+        let p = tomo(&|r| {
+            r.processor = Some("mlem".into());
+            r.center_px = Some(295.5);
+            r.mlem_init = Some(0.5)
+        })
+        .unwrap();
+        let ProcessorPlan::Tomo(t) = &p.processor else {
+            panic!()
+        };
+        assert_eq!(t.center, CenterPolicy::Fixed(295.5));
+        assert_eq!(
+            t.algorithm,
+            Algorithm::Mlem {
+                iterations: 10,
+                init: MlemInit::Constant(0.5)
+            }
+        );
+    }
+
+    #[test]
     fn defaults_and_errors() {
         let p = base().validate("t").unwrap();
         assert_eq!(p.processor.name(), "kmeans");

@@ -6,10 +6,12 @@
 //! [`processor::Processor`] collects the message -> [`window`] decides when to process -> metrics -> CSV.
 //!
 //! - [`kmeans`]: streaming KMeans with Spark MLlib's exact update rule (numerics only).
-//! - [`processor`]: `none` (decode and count) and `kmeans`; the light-source processors plug in here too.
+//! - [`processor`]: the `Processor` trait, `none` (decode and count) and `kmeans`.
+//! - [`reconstruct`]: the light-source processors `gridrec` and `mlem` (per-message pipeline, centre cache,
+//!   rayon over slice pairs, HDF5 and PNG output).
+//! - [`tomo`]: tomographic reconstruction numerics, no I/O (filters, FBP baseline, GridRec, ML-EM, centre search,
+//!   normalisation, quality measures).
 //! - [`consumer`]: the run loop; [`report`]: the result schema.
-//! - [`tomo`]: tomographic reconstruction numerics (filters, filtered back projection so far; GridRec and ML-EM
-//!   come with the light-source issue).
 pub mod accounting;
 pub mod config;
 pub mod consumer;

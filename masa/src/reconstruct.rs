@@ -111,7 +111,7 @@ enum Engine {
     /// ML-EM's projector depends on the centre: one per centre seen lately.
     Mlem {
         by_center: Vec<(u64, Mlem)>,
-        works: Vec<Mutex<MlemWork>>,
+        works: Vec<Mutex<(MlemWork<1>, MlemWork<2>)>>,
         init: MlemInit,
         iterations: usize,
     },
@@ -197,7 +197,10 @@ impl TomoProcessor {
             Algorithm::Mlem { iterations, init } => {
                 let mlem = Mlem::new(cols, cols, cols as f64 / 2.0, &self.theta);
                 let works = (0..threads)
-                    .map(|_| Mutex::new(mlem.projector().work()))
+                    .map(|_| {
+                        let p = mlem.projector();
+                        Mutex::new((p.work::<1>(), p.work::<2>()))
+                    })
                     .collect();
                 Engine::Mlem {
                     by_center: Vec::new(),
@@ -212,6 +215,7 @@ impl TomoProcessor {
                 cols,
                 &self.theta,
                 CenterSearchSettings { range_px },
+                threads,
             )),
             CenterPolicy::Fixed(_) => None,
         };
@@ -280,7 +284,8 @@ impl TomoProcessor {
                     _ => {
                         let g = self.geometry.as_mut().expect("geometry set above");
                         let search = g.search.as_mut().expect("auto centre has a search");
-                        let c = search.find(&self.queue[first].sino, self.center).center;
+                        let (sino, prev) = (&self.queue[first].sino, self.center);
+                        let c = self.pool.install(|| search.find(sino, prev)).center;
                         self.center = Some(c);
                         self.since_center = 0;
                         c
@@ -446,20 +451,46 @@ impl Processor for TomoProcessor {
                     }
                     let (by_center, works, init, iterations) =
                         (&*by_center, &*works, *init, *iterations);
+                    let mlem_of = |c: f64| {
+                        &by_center
+                            .iter()
+                            .find(|(k, _)| *k == c.to_bits())
+                            .expect("built above")
+                            .1
+                    };
                     self.pool.install(|| {
-                        queue.par_iter_mut().for_each(|s| {
-                            let mut w = works
+                        queue.par_chunks_mut(2).for_each(|pair| {
+                            let mut guard = works
                                 [rayon::current_thread_index().unwrap_or(0) % works.len()]
                             .lock()
                             .expect("a reconstruction thread panicked");
-                            let key = s.center.to_bits();
-                            let mlem = &by_center
-                                .iter()
-                                .find(|(k, _)| *k == key)
-                                .expect("built above")
-                                .1;
-                            mlem.reconstruct(&mut w, &s.sino, init, iterations, &mut s.image);
-                            circular_mask(&mut s.image, n, ratio);
+                            let (one, two) = &mut *guard;
+                            let (a, b) = pair.split_at_mut(1);
+                            let a = &mut a[0];
+                            match b.first_mut() {
+                                Some(b) if b.center == a.center => mlem_of(a.center)
+                                    .reconstruct_pair(
+                                        two,
+                                        (&a.sino, &b.sino),
+                                        init,
+                                        iterations,
+                                        (&mut a.image, &mut b.image),
+                                    ),
+                                other => {
+                                    for s in std::iter::once(a).chain(other) {
+                                        mlem_of(s.center).reconstruct(
+                                            one,
+                                            &s.sino,
+                                            init,
+                                            iterations,
+                                            &mut s.image,
+                                        );
+                                    }
+                                }
+                            }
+                            for s in pair.iter_mut() {
+                                circular_mask(&mut s.image, n, ratio);
+                            }
                         })
                     });
                 }

@@ -156,7 +156,7 @@ fn centre_search_recovers_known_offsets() {
         let (flat, dark) = (s.scan.white.mean_plane(), s.scan.dark.mean_plane());
         let mut y = vec![0f32; 181 * 640];
         row_sinogram(&s.scan.data.values, &flat, &dark, (181, 1, 640), 0, &mut y);
-        let found = CenterSearch::new(640, &theta, CenterSearchSettings::default())
+        let found = CenterSearch::new(640, &theta, CenterSearchSettings::default(), 1)
             .find(&y, None)
             .center;
         assert!(

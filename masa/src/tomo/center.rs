@@ -5,11 +5,14 @@
 //! resolution), and a parabola through the best three at the end for the sub-step position.
 //!
 //! [`CenterSearch`] keeps the GridRec plans and buffers for each level, so repeated searches on one geometry
-//! allocate nothing new.
+//! allocate nothing new. The candidates of a level are evaluated in parallel on the caller's rayon pool (run
+//! `find` inside `pool.install` to choose it).
 
 use super::filter::FilterKind;
 use super::gridrec::{GridRecPlan, GridRecWork};
 use super::pipeline::in_circle;
+use rayon::prelude::*;
+use std::sync::Mutex;
 
 /// Histogram bins of the entropy criterion.
 const BINS: usize = 64;
@@ -17,9 +20,10 @@ const BINS: usize = 64;
 struct Level {
     factor: usize,
     plan: GridRecPlan,
-    work: GridRecWork,
+    /// One reconstruction buffer set per worker (candidates are evaluated in parallel on the caller's rayon
+    /// pool).
+    works: Vec<Mutex<(GridRecWork, Vec<f32>)>>,
     sino: Vec<f32>,
-    img: Vec<f32>,
     inside: Vec<bool>,
 }
 
@@ -54,7 +58,13 @@ pub struct CenterSearch {
 }
 
 impl CenterSearch {
-    pub fn new(cols: usize, theta_rad: &[f64], settings: CenterSearchSettings) -> Self {
+    /// `workers`: how many candidates may be evaluated at once (the rayon pool's size it will run on).
+    pub fn new(
+        cols: usize,
+        theta_rad: &[f64],
+        settings: CenterSearchSettings,
+        workers: usize,
+    ) -> Self {
         let mut levels = Vec::new();
         for factor in [8usize, 4, 2, 1] {
             let c = cols / factor;
@@ -62,16 +72,17 @@ impl CenterSearch {
                 continue;
             }
             let plan = GridRecPlan::new(c, c, theta_rad, FilterKind::SheppLogan);
-            let work = plan.work();
+            let works = (0..workers.max(1))
+                .map(|_| Mutex::new((plan.work(), vec![0.0; c * c])))
+                .collect();
             let inside = (0..c * c)
                 .map(|k| in_circle(k / c, k % c, c, 0.95))
                 .collect();
             levels.push(Level {
                 factor,
                 plan,
-                work,
+                works,
                 sino: vec![0.0; theta_rad.len() * c],
-                img: vec![0.0; c * c],
                 inside,
             });
         }
@@ -105,21 +116,18 @@ impl CenterSearch {
                 _ => (self.levels[li - 1].factor as f64, f / 2.0),
             };
             let level = &mut self.levels[li];
-            // The histogram's limits come from the reconstruction at the current best centre, itself a candidate.
+            // The histogram's limits come from the reconstruction at the current best centre.
             let (hmin, hmax) = level.limits(best);
-            let centre_cost = level.entropy_of_image(hmin, hmax);
             let k = (range / step).round() as i64;
-            let mut costs = Vec::with_capacity(2 * k as usize + 1);
-            for s in -k..=k {
-                let c = best + s as f64 * step;
-                let cost = if s == 0 {
-                    centre_cost
-                } else {
-                    level.entropy(c, hmin, hmax)
-                };
-                costs.push((c, cost));
-                evaluations += 1;
-            }
+            let level = &self.levels[li];
+            let costs: Vec<(f64, f64)> = (-k..=k)
+                .into_par_iter()
+                .map(|s| {
+                    let c = best + s as f64 * step;
+                    (c, level.entropy(c, hmin, hmax))
+                })
+                .collect();
+            evaluations += costs.len() + 1;
             let (i, _) = costs
                 .iter()
                 .enumerate()
@@ -149,50 +157,53 @@ impl Level {
         (center - (f - 1.0) / 2.0) / f
     }
 
-    fn reconstruct(&mut self, center: f64) {
-        let c = self.scaled(center);
+    /// Reconstruct at `center` with this worker's buffers and hand the image to `f`.
+    fn with_image<T>(&self, center: f64, f: impl FnOnce(&[f32]) -> T) -> T {
+        let slot = rayon::current_thread_index().unwrap_or(0) % self.works.len();
+        let mut guard = self.works[slot]
+            .lock()
+            .expect("a centre-search worker panicked");
+        let (work, img) = &mut *guard;
         self.plan
-            .reconstruct(&mut self.work, c, &self.sino, &mut self.img);
+            .reconstruct(work, self.scaled(center), &self.sino, img);
+        f(img)
     }
 
-    /// TomoPy's histogram limits: the initial reconstruction's range, widened.
+    /// TomoPy's histogram limits: the range of the reconstruction at `center`, widened.
     fn limits(&mut self, center: f64) -> (f32, f32) {
-        self.reconstruct(center);
-        let (mut lo, mut hi) = (f32::MAX, f32::MIN);
-        for (&v, &inside) in self.img.iter().zip(&self.inside) {
-            if inside {
-                lo = lo.min(v);
-                hi = hi.max(v);
-            }
-        }
+        let inside = &self.inside;
+        let (lo, hi) = self.with_image(center, |img| {
+            img.iter()
+                .zip(inside)
+                .filter(|(_, &i)| i)
+                .fold((f32::MAX, f32::MIN), |(l, h), (&v, _)| (l.min(v), h.max(v)))
+        });
         let lo = if lo < 0.0 { 2.0 * lo } else { 0.5 * lo };
         let hi = if hi > 0.0 { 2.0 * hi } else { 0.5 * hi };
         (lo, hi.max(lo + f32::EPSILON))
     }
 
-    fn entropy(&mut self, center: f64, hmin: f32, hmax: f32) -> f64 {
-        self.reconstruct(center);
-        self.entropy_of_image(hmin, hmax)
-    }
-
-    fn entropy_of_image(&self, hmin: f32, hmax: f32) -> f64 {
-        let mut hist = [0u32; BINS];
-        let scale = BINS as f32 / (hmax - hmin);
-        let mut count = 0u32;
-        for (&v, &inside) in self.img.iter().zip(&self.inside) {
-            if inside && v >= hmin && v <= hmax {
-                let b = (((v - hmin) * scale) as usize).min(BINS - 1);
-                hist[b] += 1;
-                count += 1;
+    fn entropy(&self, center: f64, hmin: f32, hmax: f32) -> f64 {
+        let inside = &self.inside;
+        self.with_image(center, |img| {
+            let mut hist = [0u32; BINS];
+            let scale = BINS as f32 / (hmax - hmin);
+            let mut count = 0u32;
+            for (&v, &inside) in img.iter().zip(inside) {
+                if inside && v >= hmin && v <= hmax {
+                    let b = (((v - hmin) * scale) as usize).min(BINS - 1);
+                    hist[b] += 1;
+                    count += 1;
+                }
             }
-        }
-        let total = count.max(1) as f64;
-        hist.iter()
-            .map(|&h| {
-                let p = h as f64 / total + 1e-12;
-                -p * p.log2()
-            })
-            .sum()
+            let total = count.max(1) as f64;
+            hist.iter()
+                .map(|&h| {
+                    let p = h as f64 / total + 1e-12;
+                    -p * p.log2()
+                })
+                .sum()
+        })
     }
 }
 

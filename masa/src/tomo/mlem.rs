@@ -11,6 +11,9 @@
 //! line held in L1 cache, with no bounds branches. Rays with zero projection, and pixels no ray reaches, stay at
 //! zero: no division by zero, no NaN.
 //!
+//! Several slices share one traversal: images and sinograms may be interleaved pixel by pixel (`[f32; S]`), so
+//! ray positions and weights are computed once for all of them ([`Mlem::reconstruct_pair`]).
+//!
 //! [`Projector`] holds the geometry; [`MlemWork`] one thread's buffers (nothing is allocated per iteration).
 
 /// How one angle's rays cross the image.
@@ -134,17 +137,22 @@ impl Projector {
         (self.geom.len(), self.cols)
     }
 
-    /// Copy an image into the two padded layouts.
-    fn load(&self, x: &[f32], rows: &mut [f32], columns: &mut [f32]) {
+    /// Copy `S` interleaved images into the two padded layouts.
+    fn load<const S: usize>(
+        &self,
+        x: &[[f32; S]],
+        rows: &mut [[f32; S]],
+        columns: &mut [[f32; S]],
+    ) {
         let (n, l) = (self.n, self.n + 2);
         for i in 0..n {
-            rows[i * l] = 0.0;
+            rows[i * l] = [0.0; S];
             rows[i * l + 1..i * l + 1 + n].copy_from_slice(&x[i * n..(i + 1) * n]);
-            rows[i * l + n + 1] = 0.0;
+            rows[i * l + n + 1] = [0.0; S];
         }
         for j in 0..n {
-            columns[j * l] = 0.0;
-            columns[j * l + n + 1] = 0.0;
+            columns[j * l] = [0.0; S];
+            columns[j * l + n + 1] = [0.0; S];
         }
         for (i, row) in x.chunks_exact(n).enumerate() {
             for (j, &v) in row.iter().enumerate() {
@@ -153,8 +161,19 @@ impl Projector {
         }
     }
 
-    /// `sino = A x`.
-    pub fn forward(&self, work: &mut MlemWork, x: &[f32], sino: &mut [f32]) {
+    /// `sino = A x` for one image.
+    pub fn forward(&self, work: &mut MlemWork<1>, x: &[f32], sino: &mut [f32]) {
+        self.forward_interleaved(work, as_lanes(x), as_lanes_mut(sino));
+    }
+
+    /// `sino = A x` for `S` images at once, interleaved pixel by pixel (`x[pixel][slice]`,
+    /// `sino[ray][slice]`): the rays' positions and weights are computed once for all of them.
+    pub fn forward_interleaved<const S: usize>(
+        &self,
+        work: &mut MlemWork<S>,
+        x: &[[f32; S]],
+        sino: &mut [[f32; S]],
+    ) {
         assert_eq!(x.len(), self.n * self.n, "image is n x n");
         assert_eq!(
             sino.len(),
@@ -175,16 +194,16 @@ impl Projector {
     /// [`Self::forward_loaded`] compiled for AVX2 (gathers make the inner loop vector code).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn forward_avx2(&self, work: &MlemWork, sino: &mut [f32]) {
+    unsafe fn forward_avx2<const S: usize>(&self, work: &MlemWork<S>, sino: &mut [[f32; S]]) {
         self.forward_loaded(work, sino);
     }
 
     #[inline(always)]
-    fn forward_loaded(&self, work: &MlemWork, sino: &mut [f32]) {
+    fn forward_loaded<const S: usize>(&self, work: &MlemWork<S>, sino: &mut [[f32; S]]) {
         let (n, l, cols) = (self.n, self.n + 2, self.cols);
         for (a, g) in self.geom.iter().enumerate() {
             let out = &mut sino[a * cols..(a + 1) * cols];
-            out.fill(0.0);
+            out.fill([0.0; S]);
             let img = if g.over_columns {
                 &work.columns
             } else {
@@ -201,13 +220,25 @@ impl Projector {
                 }
             }
             for o in out.iter_mut() {
-                *o *= g.weight;
+                for v in o.iter_mut() {
+                    *v *= g.weight;
+                }
             }
         }
     }
 
     /// `x = A^T sino` (the exact adjoint of [`Self::forward`]).
-    pub fn backward(&self, work: &mut MlemWork, sino: &[f32], x: &mut [f32]) {
+    pub fn backward(&self, work: &mut MlemWork<1>, sino: &[f32], x: &mut [f32]) {
+        self.backward_interleaved(work, as_lanes(sino), as_lanes_mut(x));
+    }
+
+    /// `x = A^T sino` for `S` interleaved sinograms at once.
+    pub fn backward_interleaved<const S: usize>(
+        &self,
+        work: &mut MlemWork<S>,
+        sino: &[[f32; S]],
+        x: &mut [[f32; S]],
+    ) {
         assert_eq!(x.len(), self.n * self.n, "image is n x n");
         assert_eq!(
             sino.len(),
@@ -215,8 +246,8 @@ impl Projector {
             "sinogram is angles x cols"
         );
         let (n, l, cols) = (self.n, self.n + 2, self.cols);
-        work.rows.fill(0.0);
-        work.columns.fill(0.0);
+        work.rows.fill([0.0; S]);
+        work.columns.fill([0.0; S]);
         for (a, g) in self.geom.iter().enumerate() {
             let src = &sino[a * cols..(a + 1) * cols];
             let img = if g.over_columns {
@@ -240,30 +271,45 @@ impl Projector {
         }
         for j in 0..n {
             let col = &work.columns[j * l + 1..j * l + 1 + n];
-            for (i, &v) in col.iter().enumerate() {
-                x[i * n + j] += v;
+            for (i, v) in col.iter().enumerate() {
+                for (d, s) in x[i * n + j].iter_mut().zip(v) {
+                    *d += *s;
+                }
             }
         }
     }
 
-    /// Buffers for one thread.
-    pub fn work(&self) -> MlemWork {
+    /// Buffers for one thread, for `S` slices at a time.
+    pub fn work<const S: usize>(&self) -> MlemWork<S> {
         let (n, l) = (self.n, self.n + 2);
         let (a, c) = self.sinogram_shape();
         MlemWork {
-            rows: vec![0.0; n * l],
-            columns: vec![0.0; n * l],
-            sino: vec![0.0; a * c],
-            image: vec![0.0; n * n],
+            rows: vec![[0.0; S]; n * l],
+            columns: vec![[0.0; S]; n * l],
+            sino: vec![[0.0; S]; a * c],
+            image: vec![[0.0; S]; n * n],
+            y: vec![[0.0; S]; a * c],
+            x: vec![[0.0; S]; n * n],
         }
     }
 }
 
+/// A slice of values as one-lane groups (the `S = 1` case of the interleaved functions).
+fn as_lanes(v: &[f32]) -> &[[f32; 1]] {
+    // SAFETY: [f32; 1] has the size, alignment and validity of f32.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), v.len()) }
+}
+
+fn as_lanes_mut(v: &mut [f32]) -> &mut [[f32; 1]] {
+    // SAFETY: as above; the borrow is carried over.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), v.len()) }
+}
+
 /// Add the rays' interpolated values along one padded line into `out` (in increasing position order).
 #[inline(always)]
-fn forward_line<'a>(
-    data: &[f32],
-    out: impl Iterator<Item = &'a mut f32>,
+fn forward_line<'a, const S: usize>(
+    data: &[[f32; S]],
+    out: impl Iterator<Item = &'a mut [f32; S]>,
     start: u32,
     step: u32,
     n: usize,
@@ -275,7 +321,9 @@ fn forward_line<'a>(
         let f = (pos & FRAC_MASK) as f32 * FRAC_SCALE;
         // SAFETY: i <= n and data holds n + 2 values.
         let (a, b) = unsafe { (*data.get_unchecked(i), *data.get_unchecked(i + 1)) };
-        *o += a + f * (b - a);
+        for s in 0..S {
+            o[s] += a[s] + f * (b[s] - a[s]);
+        }
         pos = pos.wrapping_add(step);
     }
 }
@@ -284,9 +332,9 @@ fn forward_line<'a>(
 /// land 1 or 2 pixels apart, so the share for the pixel after a ray's is carried in a register and every pixel
 /// is read and written once per line (no read-modify-write chains between rays).
 #[inline(always)]
-fn backward_line<'a>(
-    data: &mut [f32],
-    src: impl Iterator<Item = &'a f32>,
+fn backward_line<'a, const S: usize>(
+    data: &mut [[f32; S]],
+    src: impl Iterator<Item = &'a [f32; S]>,
     start: u32,
     step: u32,
     weight: f32,
@@ -295,34 +343,47 @@ fn backward_line<'a>(
     assert!(data.len() >= n + 2, "padded line");
     let mut pos = start;
     let mut next = ((pos >> FRAC_BITS) as usize).min(n);
-    let mut carry = 0.0f32;
-    for &v in src {
+    let mut carry = [0.0f32; S];
+    for v in src {
         let i = ((pos >> FRAC_BITS) as usize).min(n);
         let f = (pos & FRAC_MASK) as f32 * FRAC_SCALE;
-        let v = v * weight;
-        let (own, skipped) = if i == next {
-            (carry, 0.0)
-        } else {
-            (0.0, carry)
-        };
+        let joined = i == next;
         // SAFETY: next <= i <= n and data holds n + 2 values.
-        unsafe {
-            *data.get_unchecked_mut(next) += skipped;
-            *data.get_unchecked_mut(i) += v - f * v + own;
+        let (dn, di) = unsafe { (*data.get_unchecked(next), *data.get_unchecked(i)) };
+        let (mut new_next, mut new_i) = (dn, di);
+        for s in 0..S {
+            let w = v[s] * weight;
+            let (own, skipped) = if joined {
+                (carry[s], 0.0)
+            } else {
+                (0.0, carry[s])
+            };
+            new_next[s] += skipped;
+            new_i[s] = if joined { dn[s] } else { di[s] } + w - f * w + own;
+            carry[s] = f * w;
         }
-        carry = f * v;
+        unsafe {
+            *data.get_unchecked_mut(next) = new_next;
+            *data.get_unchecked_mut(i) = new_i;
+        }
         next = i + 1;
         pos = pos.wrapping_add(step);
     }
-    data[next.min(n + 1)] += carry;
+    let last = &mut data[next.min(n + 1)];
+    for s in 0..S {
+        last[s] += carry[s];
+    }
 }
 
-/// One thread's buffers.
-pub struct MlemWork {
-    rows: Vec<f32>,
-    columns: Vec<f32>,
-    sino: Vec<f32>,
-    image: Vec<f32>,
+/// One thread's buffers for `S` slices at a time.
+pub struct MlemWork<const S: usize> {
+    rows: Vec<[f32; S]>,
+    columns: Vec<[f32; S]>,
+    sino: Vec<[f32; S]>,
+    image: Vec<[f32; S]>,
+    /// Interleaved data and image of [`Mlem::reconstruct_pair`].
+    y: Vec<[f32; S]>,
+    x: Vec<[f32; S]>,
 }
 
 /// Starting image of ML-EM.
@@ -344,7 +405,7 @@ pub struct Mlem {
 impl Mlem {
     pub fn new(n: usize, cols: usize, center: f64, theta_rad: &[f64]) -> Self {
         let projector = Projector::new(n, cols, center, theta_rad);
-        let mut work = projector.work();
+        let mut work = projector.work::<1>();
         let (a, c) = projector.sinogram_shape();
         let ones = vec![1.0f32; a * c];
         let mut sens = vec![0.0f32; n * n];
@@ -365,11 +426,10 @@ impl Mlem {
         &self.projector
     }
 
-    /// Set `x` to the starting image for data `y`.
-    pub fn init(&self, init: MlemInit, y: &[f32], x: &mut [f32]) {
-        let v = match init {
+    fn start_value(&self, init: MlemInit, y: impl Iterator<Item = f32>) -> f32 {
+        match init {
             MlemInit::Mean => {
-                let total: f64 = y.iter().map(|&v| v.max(0.0) as f64).sum();
+                let total: f64 = y.map(|v| v.max(0.0) as f64).sum();
                 if self.sensitivity_total > 0.0 {
                     (total / self.sensitivity_total) as f32
                 } else {
@@ -377,32 +437,55 @@ impl Mlem {
                 }
             }
             MlemInit::Constant(c) => c,
-        };
-        for (xi, &s) in x.iter_mut().zip(&self.sensitivity_inv) {
-            *xi = if s > 0.0 { v } else { 0.0 };
+        }
+    }
+
+    /// Set `x` to the starting image for data `y`.
+    pub fn init(&self, init: MlemInit, y: &[f32], x: &mut [f32]) {
+        self.init_interleaved(init, as_lanes(y), as_lanes_mut(x));
+    }
+
+    fn init_interleaved<const S: usize>(&self, init: MlemInit, y: &[[f32; S]], x: &mut [[f32; S]]) {
+        let v: [f32; S] = std::array::from_fn(|s| self.start_value(init, y.iter().map(|p| p[s])));
+        for (xi, &inv) in x.iter_mut().zip(&self.sensitivity_inv) {
+            *xi = if inv > 0.0 { v } else { [0.0; S] };
         }
     }
 
     /// One ML-EM iteration on `x` for data `y` (negative data counts as zero). Returns the Poisson
     /// log-likelihood of `x` before the update (up to a constant), `sum y ln(Ax) - Ax`.
-    pub fn iterate(&self, work: &mut MlemWork, y: &[f32], x: &mut [f32]) -> f64 {
+    pub fn iterate(&self, work: &mut MlemWork<1>, y: &[f32], x: &mut [f32]) -> f64 {
+        self.iterate_interleaved(work, as_lanes(y), as_lanes_mut(x))[0]
+    }
+
+    /// [`Self::iterate`] for `S` interleaved slices; one log-likelihood per slice.
+    pub fn iterate_interleaved<const S: usize>(
+        &self,
+        work: &mut MlemWork<S>,
+        y: &[[f32; S]],
+        x: &mut [[f32; S]],
+    ) -> [f64; S] {
         let mut sino = std::mem::take(&mut work.sino);
         let mut image = std::mem::take(&mut work.image);
-        self.projector.forward(work, x, &mut sino);
-        let mut ll = 0.0f64;
-        for (p, &yv) in sino.iter_mut().zip(y) {
-            let yv = yv.max(0.0);
-            let ax = *p;
-            if ax > 0.0 {
-                ll += (yv * ax.ln() - ax) as f64;
-                *p = yv / ax;
-            } else {
-                *p = 0.0;
+        self.projector.forward_interleaved(work, x, &mut sino);
+        let mut ll = [0.0f64; S];
+        for (p, yv) in sino.iter_mut().zip(y) {
+            for s in 0..S {
+                let yv = yv[s].max(0.0);
+                let ax = p[s];
+                if ax > 0.0 {
+                    ll[s] += (yv * ax.ln() - ax) as f64;
+                    p[s] = yv / ax;
+                } else {
+                    p[s] = 0.0;
+                }
             }
         }
-        self.projector.backward(work, &sino, &mut image);
-        for ((xi, &b), &s) in x.iter_mut().zip(&image).zip(&self.sensitivity_inv) {
-            *xi *= b * s;
+        self.projector.backward_interleaved(work, &sino, &mut image);
+        for ((xi, b), &inv) in x.iter_mut().zip(&image).zip(&self.sensitivity_inv) {
+            for s in 0..S {
+                xi[s] *= b[s] * inv;
+            }
         }
         work.sino = sino;
         work.image = image;
@@ -410,14 +493,15 @@ impl Mlem {
     }
 
     /// Poisson log-likelihood of `x` for `y` (up to a constant).
-    pub fn log_likelihood(&self, work: &mut MlemWork, y: &[f32], x: &[f32]) -> f64 {
+    pub fn log_likelihood(&self, work: &mut MlemWork<1>, y: &[f32], x: &[f32]) -> f64 {
         let mut sino = std::mem::take(&mut work.sino);
-        self.projector.forward(work, x, &mut sino);
+        self.projector
+            .forward_interleaved(work, as_lanes(x), &mut sino);
         let ll = sino
             .iter()
             .zip(y)
-            .filter(|(ax, _)| **ax > 0.0)
-            .map(|(&ax, &yv)| (yv.max(0.0) * ax.ln() - ax) as f64)
+            .filter(|(ax, _)| ax[0] > 0.0)
+            .map(|(ax, &yv)| (yv.max(0.0) * ax[0].ln() - ax[0]) as f64)
             .sum();
         work.sino = sino;
         ll
@@ -426,7 +510,7 @@ impl Mlem {
     /// `iterations` of ML-EM from `init`, into `x`.
     pub fn reconstruct(
         &self,
-        work: &mut MlemWork,
+        work: &mut MlemWork<1>,
         y: &[f32],
         init: MlemInit,
         iterations: usize,
@@ -436,6 +520,32 @@ impl Mlem {
         for _ in 0..iterations {
             self.iterate(work, y, x);
         }
+    }
+
+    /// Two slices at once (the same result as one at a time, for less than twice the time of one).
+    #[allow(clippy::too_many_arguments)]
+    pub fn reconstruct_pair(
+        &self,
+        work: &mut MlemWork<2>,
+        (ya, yb): (&[f32], &[f32]),
+        init: MlemInit,
+        iterations: usize,
+        (xa, xb): (&mut [f32], &mut [f32]),
+    ) {
+        let mut y = std::mem::take(&mut work.y);
+        let mut x = std::mem::take(&mut work.x);
+        for ((p, &a), &b) in y.iter_mut().zip(ya).zip(yb) {
+            *p = [a, b];
+        }
+        self.init_interleaved(init, &y, &mut x);
+        for _ in 0..iterations {
+            self.iterate_interleaved(work, &y, &mut x);
+        }
+        for ((p, a), b) in x.iter().zip(xa.iter_mut()).zip(xb.iter_mut()) {
+            (*a, *b) = (p[0], p[1]);
+        }
+        work.y = y;
+        work.x = x;
     }
 }
 
@@ -505,6 +615,34 @@ mod tests {
                 (mid as f64 - chord).abs() < 1.5,
                 "angle {a}: {mid} vs {chord}"
             );
+        }
+    }
+
+    #[test]
+    fn a_pair_reconstructs_as_two_singles() {
+        let (n, angles) = (40, 30);
+        let theta: Vec<f64> = (0..angles)
+            .map(|i| std::f64::consts::PI * i as f64 / angles as f64)
+            .collect();
+        let m = Mlem::new(n, n, 19.7, &theta);
+        let mut seed = 3;
+        let ya: Vec<f32> = (0..angles * n).map(|_| 5.0 * lcg(&mut seed)).collect();
+        let yb: Vec<f32> = (0..angles * n).map(|_| 9.0 * lcg(&mut seed)).collect();
+        let (mut a, mut b) = (vec![0.0; n * n], vec![0.0; n * n]);
+        m.reconstruct_pair(
+            &mut m.projector().work(),
+            (&ya, &yb),
+            MlemInit::Mean,
+            4,
+            (&mut a, &mut b),
+        );
+        let mut one = m.projector().work();
+        for (y, got) in [(&ya, &a), (&yb, &b)] {
+            let mut x = vec![0.0; n * n];
+            m.reconstruct(&mut one, y, MlemInit::Mean, 4, &mut x);
+            for (p, q) in x.iter().zip(got.iter()) {
+                assert!((p - q).abs() <= 1e-5 * p.abs().max(1.0), "{p} vs {q}");
+            }
         }
     }
 

@@ -7,7 +7,11 @@
 //!
 //! - [`filter`]: ramp filters with windows (none, ramp, Shepp-Logan, Hann, Hamming, Butterworth, cosine).
 //! - [`fbp`]: pixel-driven filtered back projection with linear interpolation (the textbook baseline).
-//! - [`quality`]: RMSE inside a circle, for comparing reconstructions with a phantom.
+//! - [`gridrec`]: GridRec, Fourier gridding with a Kaiser-Bessel kernel, two slices per pass.
+//! - [`mlem`]: ML-EM with a ray-driven Joseph projector and its exact adjoint.
+//! - [`center`]: the rotation centre by the entropy criterion, coarse to fine.
+//! - [`pipeline`]: normalisation, minus log, sinograms per row, the circular mask.
+//! - [`quality`]: RMSE and SSIM inside a circle, for comparing reconstructions with a phantom.
 
 pub mod center;
 pub mod fbp;

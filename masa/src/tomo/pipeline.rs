@@ -68,7 +68,7 @@ mod tests {
     #[test]
     fn normalises_and_guards() {
         // angles 1, rows 1, cols 4: ordinary, dead flat, data below dark, open beam
-        let data = [550.0, 10.0, 50.0, 1100.0];
+        let data = [600.0, 10.0, 50.0, 1100.0];
         let flat = [1100.0, 100.0, 1100.0, 1100.0];
         let dark = [100.0, 100.0, 100.0, 100.0];
         let mut out = [0.0; 4];
