@@ -73,6 +73,9 @@ pub struct RunArgs {
     /// Stop after this long without a message [default: 10]
     #[arg(long)]
     pub idle_timeout_s: Option<f64>,
+    /// Stop this long after subscribing if no message came [default: the idle timeout]
+    #[arg(long)]
+    pub start_timeout_s: Option<f64>,
     /// Messages produced, for the missing count
     #[arg(long)]
     pub expect_messages: Option<u64>,
@@ -156,6 +159,7 @@ impl RunArgs {
             messages,
             duration_s,
             idle_timeout_s,
+            start_timeout_s,
             expect_messages,
             auto_offset_reset,
             k,

@@ -40,6 +40,9 @@ pub struct RawConfig {
     /// Stop after this many seconds without a message or a group rebalance (counted from subscribing).
     /// Default 10.
     pub idle_timeout_s: Option<f64>,
+    /// Stop after this many seconds from subscribing when no message has come yet (a consumer group may take a
+    /// while to form before producers start). Default: the idle timeout.
+    pub start_timeout_s: Option<f64>,
     /// How many messages were produced (for the missing count).
     pub expect_messages: Option<u64>,
     /// `earliest` (default) or `latest`.
@@ -120,6 +123,7 @@ pub struct ConsumerPlan {
     pub messages: Option<u64>,
     pub duration_s: Option<f64>,
     pub idle_timeout_s: f64,
+    pub start_timeout_s: f64,
     pub expect_messages: Option<u64>,
     pub auto_offset_reset: String,
     pub results_dir: Option<PathBuf>,
@@ -140,7 +144,7 @@ impl ConsumerPlan {
             ProcessorPlan::Tomo(t) => t.describe(),
         };
         format!(
-            "run id:       {}\nsource:       {}\ntopic:        {} (group {}, offsets from {})\nthreads:      {}\nprocessor:    {proc}\nwindow:       {}\nstop:         {}{}idle {} s\nexpected:     {}\nresults:      {} (consumer id {})\n",
+            "run id:       {}\nsource:       {}\ntopic:        {} (group {}, offsets from {})\nthreads:      {}\nprocessor:    {proc}\nwindow:       {}\nstop:         {}{}idle {} s (first message within {} s)\nexpected:     {}\nresults:      {} (consumer id {})\n",
             self.run_id,
             self.target,
             self.topic,
@@ -151,6 +155,7 @@ impl ConsumerPlan {
             self.messages.map(|m| format!("{m} messages, ")).unwrap_or_default(),
             self.duration_s.map(|d| format!("{d} s, ")).unwrap_or_default(),
             self.idle_timeout_s,
+            self.start_timeout_s,
             self.expect_messages.map(|e| e.to_string()).unwrap_or_else(|| "(not declared)".into()),
             self.results_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "(none)".into()),
             self.consumer_id,
@@ -238,6 +243,7 @@ impl Settings for RawConfig {
         }
         positive("duration_s", self.duration_s)?;
         positive("idle_timeout_s", self.idle_timeout_s)?;
+        positive("start_timeout_s", self.start_timeout_s)?;
         positive("interval_s", self.interval_s)?;
         positive("half_life", self.half_life)?;
         if self.messages == Some(0) {
@@ -373,6 +379,7 @@ impl Settings for RawConfig {
             messages: self.messages,
             duration_s: self.duration_s,
             idle_timeout_s: self.idle_timeout_s.unwrap_or(10.0),
+            start_timeout_s: self.start_timeout_s.or(self.idle_timeout_s).unwrap_or(10.0),
             expect_messages: self.expect_messages,
             auto_offset_reset,
             results_dir: self.results_dir.clone(),

@@ -193,6 +193,7 @@ pub fn run(
     let start_utc = pilot_core::store::now_utc();
     let shared = Shared::default();
     let idle_ns = (plan.idle_timeout_s * 1e9) as u64;
+    let start_timeout_ns = (plan.start_timeout_s * 1e9) as u64;
     let end_ns = plan.duration_s.map(|d| start_ns + (d * 1e9) as u64);
     let stop_all = AtomicBool::new(false);
     let mut intervals = Vec::new();
@@ -234,7 +235,12 @@ pub fn run(
                             || stop_all.load(Ordering::Relaxed)
                             || plan.messages.is_some_and(|m| received >= m)
                             || end_ns.is_some_and(|e| t >= e)
-                            || t.saturating_sub(last_activity.load(Ordering::Relaxed)) >= idle_ns
+                            || t.saturating_sub(last_activity.load(Ordering::Relaxed))
+                                >= if received == 0 {
+                                    start_timeout_ns
+                                } else {
+                                    idle_ns
+                                }
                         {
                             stop_all.store(true, Ordering::Relaxed);
                             break;

@@ -1,0 +1,133 @@
+//! `experiments`: plan, run, compare and check experiment matrices (see the crate documentation).
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use anyhow::bail;
+use clap::{Parser, Subcommand};
+use experiments::runner::{self, LocalExecutor, RunOptions};
+use experiments::spec::Experiment;
+
+#[derive(Parser)]
+#[command(
+    name = "experiments",
+    version,
+    about = "Experiment matrices in TOML -> pilots, MASS and MASA runs -> tidy CSV under results/"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check an experiment file and print every run it would do and how long that should take
+    Plan { file: PathBuf },
+    /// Run an experiment (finished runs are skipped: run again to resume)
+    Run {
+        file: PathBuf,
+        /// Where results/<name>/ goes
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        /// Run again the runs recorded as failed or incomplete
+        #[arg(long)]
+        rerun_failed: bool,
+    },
+    /// Compare two results directories metric by metric (mean +- sd over repetitions)
+    Compare { baseline: PathBuf, current: PathBuf },
+    /// Check a results directory against reference bands; exits 1 on a breach
+    Check {
+        results: PathBuf,
+        /// The bands (TOML, [[band]] tables)
+        #[arg(long, default_value = "experiments/references.toml")]
+        references: PathBuf,
+        /// Machine name to match bands with [default: host name and CPU model]
+        #[arg(long)]
+        machine: Option<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Plan { file } => {
+            let e = Experiment::from_file(&file)?;
+            print!("{}", e.describe());
+        }
+        Command::Run {
+            file,
+            results,
+            rerun_failed,
+        } => {
+            let e = Experiment::from_file(&file)?;
+            print!("{}", e.describe());
+            let mut exec = LocalExecutor::locate().map_err(anyhow::Error::msg)?;
+            let shutdown = pilot_core::cli::shutdown_flag()?;
+            let repo = file
+                .parent()
+                .map(|p| {
+                    if p.as_os_str().is_empty() {
+                        PathBuf::from(".")
+                    } else {
+                        p.to_path_buf()
+                    }
+                })
+                .unwrap_or_else(|| PathBuf::from("."));
+            let s = runner::run(
+                &e,
+                &results,
+                &mut exec,
+                &RunOptions { rerun_failed, repo },
+                &shutdown,
+                &mut |line| eprintln!("{line}"),
+            )
+            .map_err(anyhow::Error::msg)?;
+            println!(
+                "{}: {} runs done ({} ok, {} incomplete, {} failed), {} already recorded; results in {}",
+                e.name,
+                s.ran,
+                s.ok,
+                s.incomplete,
+                s.failed,
+                s.skipped,
+                s.dir.display()
+            );
+            if s.interrupted || shutdown.load(Ordering::SeqCst) {
+                bail!("interrupted: finished runs are kept; run the same command again to resume");
+            }
+            if s.failed + s.incomplete > 0 {
+                bail!(
+                    "{} runs did not account for every message or failed (see the error column)",
+                    s.failed + s.incomplete
+                );
+            }
+        }
+        Command::Compare { baseline, current } => {
+            print!(
+                "{}",
+                experiments::compare::compare(&baseline, &current).map_err(anyhow::Error::msg)?
+            );
+        }
+        Command::Check {
+            results,
+            references,
+            machine,
+        } => {
+            let bands =
+                experiments::compare::read_references(&references).map_err(anyhow::Error::msg)?;
+            let r = experiments::compare::check(&results, &bands, machine.as_deref())
+                .map_err(anyhow::Error::msg)?;
+            print!("{}", r.text);
+            if r.checked == 0 {
+                bail!(
+                    "no band in {} applies to this experiment and machine",
+                    references.display()
+                );
+            }
+            if r.breaches > 0 {
+                std::process::exit(1);
+            }
+        }
+    }
+    Ok(())
+}

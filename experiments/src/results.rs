@@ -1,0 +1,394 @@
+//! What an experiment leaves under `results/<name>/`:
+//!
+//! - `results.csv`: tidy, long format, one row per run (point x repetition; warm-up runs tagged
+//!   `warmup = true`), the point's settings as columns, metrics with units in their names. Rewritten whole and
+//!   renamed into place after every run, so a crash never leaves half a row, and finished runs survive.
+//! - `manifest.json`: provenance (git commit and dirty flag, versions, rustc, build profile, host and CPU,
+//!   resource URLs, pilot ids and nodes per run, UTC start and end, the experiment file's SHA-256).
+//! - `runs/<point>-<rep>/`: each run's own MASS and MASA records and pilot logs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The columns every row starts with.
+pub const KEY_COLUMNS: &[&str] = &[
+    "experiment",
+    "point",
+    "point_index",
+    "repetition",
+    "warmup",
+    "status",
+    "error",
+    "start_utc",
+    "end_utc",
+];
+
+/// Metric columns, in order, with units in their names.
+pub const METRICS: &[&str] = &[
+    "run_wall_s",
+    "broker_startup_s",
+    "producer_pilot_startup_s",
+    "processing_pilot_startup_s",
+    "producer_processes",
+    "consumer_processes",
+    "partitions",
+    "produced_msgs",
+    "produce_failed_msgs",
+    "produced_mb",
+    "producer_throughput_msgs_per_s",
+    "producer_throughput_mb_per_s",
+    "received_msgs",
+    "missing_msgs",
+    "duplicate_msgs",
+    "rejected_msgs",
+    "processed_items",
+    "consumer_throughput_msgs_per_s",
+    "consumer_throughput_mb_per_s",
+    "consumer_throughput_items_per_s",
+    "e2e_latency_ms_p50",
+    "e2e_latency_ms_p90",
+    "e2e_latency_ms_p99",
+    "e2e_latency_ms_max",
+    "processing_ms_p50",
+];
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    /// Finished, every message accounted for.
+    Ok,
+    /// Finished, but messages are missing, rejected or failed (the reason is in `error`).
+    Incomplete,
+    /// Did not finish (a pilot, process or timeout failed; the reason is in `error`).
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Ok => "ok",
+            RunStatus::Incomplete => "incomplete",
+            RunStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ok" => Some(RunStatus::Ok),
+            "incomplete" => Some(RunStatus::Incomplete),
+            "failed" => Some(RunStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// Errors reading or writing results.
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error("{path}: {message}")]
+    Io { path: PathBuf, message: String },
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> ResultsError + '_ {
+    move |e| ResultsError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// A results table: column names and rows (`column -> text`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Table {
+    pub columns: Vec<String>,
+    pub rows: Vec<BTreeMap<String, String>>,
+}
+
+impl Table {
+    pub fn read(path: &Path) -> Result<Self, ResultsError> {
+        let err = |m: String| ResultsError::Io {
+            path: path.to_path_buf(),
+            message: m,
+        };
+        let mut r = csv::Reader::from_path(path).map_err(|e| err(e.to_string()))?;
+        let columns: Vec<String> = r
+            .headers()
+            .map_err(|e| err(e.to_string()))?
+            .iter()
+            .map(String::from)
+            .collect();
+        let mut rows = Vec::new();
+        for (i, rec) in r.records().enumerate() {
+            let rec = rec.map_err(|e| err(format!("row {}: {e}", i + 2)))?;
+            rows.push(
+                columns
+                    .iter()
+                    .cloned()
+                    .zip(rec.iter().map(String::from))
+                    .collect(),
+            );
+        }
+        Ok(Table { columns, rows })
+    }
+
+    /// Read, or an empty table when the file does not exist yet.
+    pub fn read_or_empty(path: &Path) -> Result<Self, ResultsError> {
+        if path.exists() {
+            Self::read(path)
+        } else {
+            Ok(Table::default())
+        }
+    }
+
+    /// Write to a temporary file beside `path`, then rename it into place.
+    pub fn write_atomic(&self, path: &Path) -> Result<(), ResultsError> {
+        let tmp = path.with_extension("csv.tmp");
+        {
+            let mut w = csv::Writer::from_path(&tmp).map_err(|e| ResultsError::Io {
+                path: tmp.clone(),
+                message: e.to_string(),
+            })?;
+            let werr = |e: csv::Error| ResultsError::Io {
+                path: tmp.clone(),
+                message: e.to_string(),
+            };
+            w.write_record(&self.columns).map_err(werr)?;
+            for row in &self.rows {
+                w.write_record(
+                    self.columns
+                        .iter()
+                        .map(|c| row.get(c).map(String::as_str).unwrap_or("")),
+                )
+                .map_err(werr)?;
+            }
+            w.flush().map_err(io(&tmp))?;
+        }
+        std::fs::rename(&tmp, path).map_err(io(path))
+    }
+
+    /// Add or replace the row of (point, repetition, warmup), keeping columns in order (new ones appended).
+    pub fn upsert(&mut self, row: BTreeMap<String, String>, order: &[String]) {
+        for c in order {
+            if !self.columns.contains(c) {
+                self.columns.push(c.clone());
+            }
+        }
+        let key = |r: &BTreeMap<String, String>| {
+            (
+                r.get("point").cloned(),
+                r.get("repetition").cloned(),
+                r.get("warmup").cloned(),
+            )
+        };
+        let k = key(&row);
+        match self.rows.iter_mut().find(|r| key(r) == k) {
+            Some(existing) => *existing = row,
+            None => self.rows.push(row),
+        }
+    }
+
+    /// The status of (point, repetition, warmup), if recorded.
+    pub fn status(&self, point: &str, repetition: u32, warmup: bool) -> Option<RunStatus> {
+        self.rows
+            .iter()
+            .find(|r| {
+                r.get("point").map(String::as_str) == Some(point)
+                    && r.get("repetition") == Some(&repetition.to_string())
+                    && r.get("warmup") == Some(&warmup.to_string())
+            })
+            .and_then(|r| RunStatus::parse(r.get("status")?))
+    }
+
+    /// A column's numbers over measured (not warm-up), finished rows.
+    pub fn numbers<'a>(
+        &'a self,
+        column: &'a str,
+    ) -> impl Iterator<Item = (&'a BTreeMap<String, String>, f64)> + 'a {
+        self.rows.iter().filter_map(move |r| {
+            if r.get("warmup").map(String::as_str) == Some("true")
+                || r.get("status").map(String::as_str) == Some("failed")
+            {
+                return None;
+            }
+            Some((r, r.get(column)?.parse::<f64>().ok()?))
+        })
+    }
+}
+
+/// Provenance of one run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunProvenance {
+    pub point: String,
+    pub repetition: u32,
+    pub warmup: bool,
+    pub start_utc: String,
+    pub end_utc: String,
+    pub resource: String,
+    /// Pilot ids (broker, producers, processing) with their batch job ids where there are any.
+    pub pilots: Vec<String>,
+    pub job_ids: Vec<String>,
+    /// `pilot: node (address)` for every node.
+    pub nodes: Vec<String>,
+}
+
+/// `manifest.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub experiment: String,
+    pub description: String,
+    pub file: String,
+    pub file_sha256: String,
+    pub git_commit: String,
+    pub git_dirty: bool,
+    pub crate_version: String,
+    pub broker_version: String,
+    pub rustc: String,
+    pub build_profile: String,
+    pub host: String,
+    pub cpu_model: String,
+    pub cpu_cores: usize,
+    pub resources: Vec<String>,
+    pub started_utc: String,
+    pub finished_utc: String,
+    /// Every planned run has a finished row.
+    pub complete: bool,
+    pub runs: Vec<RunProvenance>,
+}
+
+impl Manifest {
+    pub fn read(path: &Path) -> Result<Self, ResultsError> {
+        let text = std::fs::read_to_string(path).map_err(io(path))?;
+        serde_json::from_str(&text).map_err(|e| ResultsError::Io {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn write_atomic(&self, path: &Path) -> Result<(), ResultsError> {
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_string_pretty(self).expect("serialisable"),
+        )
+        .map_err(io(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(io(path))
+    }
+}
+
+/// SHA-256 of some bytes, hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The machine and build, for the manifest: `(git commit, dirty, host, cpu model, cores, broker version)`.
+pub fn environment(repo: &Path) -> Manifest {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("unknown")
+        .trim()
+        .to_string();
+    let broker_version =
+        pilot_core::description::find_tansu(None, &pilot_core::description::ProcessEnvironment)
+            .ok()
+            .and_then(|t| std::process::Command::new(t).arg("--version").output().ok())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "tansu (version unknown)".into());
+    Manifest {
+        git_commit: git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into()),
+        git_dirty: git(&["status", "--porcelain", "--untracked-files=no"])
+            .map(|s| !s.is_empty())
+            .unwrap_or(false),
+        crate_version: env!("CARGO_PKG_VERSION").into(),
+        broker_version,
+        rustc: env!("EXPERIMENTS_RUSTC").into(),
+        build_profile: if cfg!(debug_assertions) {
+            "debug".into()
+        } else {
+            "release".into()
+        },
+        host: pilot_core::metrics::hostname(),
+        cpu_model,
+        cpu_cores: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_and_manifest_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("results.csv");
+        let mut t = Table::default();
+        let cols: Vec<String> = ["point", "repetition", "warmup", "status", "x_ms"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let row = |rep: u32, status: &str, x: &str| -> BTreeMap<String, String> {
+            [
+                ("point", "p1"),
+                ("repetition", &rep.to_string()),
+                ("warmup", "false"),
+                ("status", status),
+                ("x_ms", x),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+        };
+        t.upsert(row(0, "failed", ""), &cols);
+        t.upsert(row(1, "ok", "2.5"), &cols);
+        t.upsert(row(0, "ok", "1.5, with a comma"), &cols);
+        assert_eq!(t.rows.len(), 2);
+        t.write_atomic(&p).unwrap();
+        let back = Table::read(&p).unwrap();
+        assert_eq!(back, t);
+        assert_eq!(back.status("p1", 0, false), Some(RunStatus::Ok));
+        assert_eq!(back.status("p1", 0, true), None);
+        assert_eq!(
+            back.numbers("x_ms").map(|(_, v)| v).collect::<Vec<_>>(),
+            vec![2.5]
+        );
+
+        let m = Manifest {
+            experiment: "e".into(),
+            runs: vec![RunProvenance {
+                point: "p1".into(),
+                nodes: vec!["a: local-127.0.0.2 (127.0.0.2)".into()],
+                ..Default::default()
+            }],
+            ..environment(Path::new("."))
+        };
+        let mp = dir.path().join("manifest.json");
+        m.write_atomic(&mp).unwrap();
+        assert_eq!(Manifest::read(&mp).unwrap(), m);
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

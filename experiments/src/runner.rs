@@ -1,0 +1,796 @@
+//! Running an experiment: every point's repetitions (warm-up first), each on fresh pilots, results recorded after
+//! every run so an interrupted experiment resumes where it stopped.
+//!
+//! [`Executor`] runs one point once; [`LocalExecutor`] is the real one: a broker pilot, a producer pilot and a
+//! processing pilot that extend it (through pilot-core, on the point's resource), the topic, MASA processes on
+//! the processing nodes (one consumer group; producers start once the group holds every partition), MASS
+//! processes on the producer nodes, then their records collected and the pilots cancelled (so the broker is
+//! restarted between runs). [`run`] walks the matrix with an injected executor and clock-free progress.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use pilot_core::description::{ProcessEnvironment, RawDescription};
+use pilot_core::pilot::Pilot;
+use pilot_core::tasks::{run_per_node, NodeSelection};
+
+use crate::results::{
+    environment, sha256_hex, Manifest, RunProvenance, RunStatus, Table, KEY_COLUMNS, METRICS,
+};
+use crate::spec::{human_duration, show, Experiment, Point};
+
+/// What one run produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunOutcome {
+    /// `(metric, value)` for names in [`METRICS`].
+    pub metrics: Vec<(&'static str, f64)>,
+    /// Empty when every message was accounted for.
+    pub incomplete_reason: String,
+    pub provenance: RunProvenance,
+}
+
+/// Runs one point once in `run_dir`.
+pub trait Executor {
+    fn run(
+        &mut self,
+        point: &Point,
+        run_dir: &Path,
+        shutdown: &AtomicBool,
+    ) -> Result<RunOutcome, String>;
+}
+
+/// Options of [`run`].
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Run again the runs recorded as failed or incomplete.
+    pub rerun_failed: bool,
+    /// The git checkout whose commit the manifest records.
+    pub repo: PathBuf,
+}
+
+/// What [`run`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    pub ran: usize,
+    pub skipped: usize,
+    pub ok: usize,
+    pub incomplete: usize,
+    pub failed: usize,
+    pub interrupted: bool,
+    pub dir: PathBuf,
+}
+
+/// The results directory of an experiment under `root`.
+pub fn results_dir(root: &Path, exp: &Experiment) -> PathBuf {
+    root.join(&exp.name)
+}
+
+/// Run every point of `exp` (skipping finished runs) into `root/<name>/`, calling `progress` with a line before
+/// each run.
+pub fn run(
+    exp: &Experiment,
+    root: &Path,
+    executor: &mut dyn Executor,
+    options: &RunOptions,
+    shutdown: &AtomicBool,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Summary, String> {
+    let dir = results_dir(root, exp);
+    std::fs::create_dir_all(dir.join("runs")).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let csv_path = dir.join("results.csv");
+    let manifest_path = dir.join("manifest.json");
+    let mut table = Table::read_or_empty(&csv_path).map_err(|e| e.to_string())?;
+    let file_sha = sha256_hex(exp.text.as_bytes());
+    let mut manifest = match Manifest::read(&manifest_path) {
+        Ok(m) if m.file_sha256 == file_sha => m,
+        Ok(m) => {
+            return Err(format!(
+                "{} holds results of a different version of {} (sha256 {} there, {} now): move it away or rename the experiment",
+                dir.display(),
+                exp.path.display(),
+                &m.file_sha256[..12.min(m.file_sha256.len())],
+                &file_sha[..12]
+            ))
+        }
+        Err(_) => Manifest {
+            experiment: exp.name.clone(),
+            description: exp.description.clone(),
+            file: exp.path.display().to_string(),
+            file_sha256: file_sha,
+            started_utc: pilot_core::store::now_utc(),
+            ..environment(&options.repo)
+        },
+    };
+    let mut resources: Vec<String> = exp
+        .points
+        .iter()
+        .map(|p| p.layout.resource.clone())
+        .collect();
+    resources.sort();
+    resources.dedup();
+    manifest.resources = resources;
+    manifest.complete = false;
+    manifest
+        .write_atomic(&manifest_path)
+        .map_err(|e| e.to_string())?;
+
+    // The runs in order: per point, warm-ups then measured repetitions.
+    let plan: Vec<(&Point, u32, bool)> = exp
+        .points
+        .iter()
+        .flat_map(|p| {
+            (0..exp.warmup_runs)
+                .map(move |r| (p, r, true))
+                .chain((0..exp.repetitions).map(move |r| (p, r, false)))
+        })
+        .collect();
+    let todo: Vec<&(&Point, u32, bool)> = plan
+        .iter()
+        .filter(|(p, r, w)| match table.status(&p.id, *r, *w) {
+            None => true,
+            Some(RunStatus::Ok) => false,
+            Some(_) => options.rerun_failed,
+        })
+        .collect();
+    let mut summary = Summary {
+        skipped: plan.len() - todo.len(),
+        dir: dir.clone(),
+        ..Default::default()
+    };
+    if summary.skipped > 0 {
+        progress(&format!(
+            "resuming: {} of {} runs already recorded{}",
+            summary.skipped,
+            plan.len(),
+            if options.rerun_failed {
+                ""
+            } else {
+                " (failed ones kept; --rerun-failed runs them again)"
+            }
+        ));
+    }
+    let mut columns: Vec<String> = KEY_COLUMNS.iter().map(|s| s.to_string()).collect();
+    let mut settings: Vec<String> = exp
+        .points
+        .iter()
+        .flat_map(|p| p.settings.keys().cloned())
+        .collect();
+    settings.sort();
+    settings.dedup();
+    columns.extend(settings);
+    columns.extend(METRICS.iter().map(|s| s.to_string()));
+    let started = Instant::now();
+    let mut remaining_estimate: f64 = todo.iter().map(|(p, ..)| p.estimate_s()).sum();
+    for (k, (point, rep, warmup)) in todo.iter().enumerate() {
+        if shutdown.load(Ordering::SeqCst) {
+            summary.interrupted = true;
+            break;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        progress(&format!(
+            "[{}/{}] point {}/{} {} {} {}: {} elapsed, about {} left",
+            k + 1,
+            todo.len(),
+            point.index + 1,
+            exp.points.len(),
+            point.label(),
+            if *warmup { "warm-up" } else { "repetition" },
+            rep + 1,
+            human_duration(elapsed),
+            human_duration(remaining_estimate)
+        ));
+        let run_dir = dir.join("runs").join(format!(
+            "{}-{}{}",
+            point.id,
+            if *warmup { "w" } else { "r" },
+            rep
+        ));
+        let _ = std::fs::remove_dir_all(&run_dir);
+        std::fs::create_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
+        let start_utc = pilot_core::store::now_utc();
+        let t = Instant::now();
+        let result = executor.run(point, &run_dir, shutdown);
+        let end_utc = pilot_core::store::now_utc();
+        remaining_estimate -= point.estimate_s();
+        let mut row: BTreeMap<String, String> = BTreeMap::new();
+        row.insert("experiment".into(), exp.name.clone());
+        row.insert("point".into(), point.id.clone());
+        row.insert("point_index".into(), point.index.to_string());
+        row.insert("repetition".into(), rep.to_string());
+        row.insert("warmup".into(), warmup.to_string());
+        row.insert("start_utc".into(), start_utc.clone());
+        row.insert("end_utc".into(), end_utc.clone());
+        for (key, v) in &point.settings {
+            row.insert(key.clone(), show(v));
+        }
+        let interrupted_now = shutdown.load(Ordering::SeqCst);
+        let (status, error) = match &result {
+            Ok(o) if o.incomplete_reason.is_empty() && !interrupted_now => {
+                (RunStatus::Ok, String::new())
+            }
+            Ok(o) if interrupted_now => (
+                RunStatus::Failed,
+                format!("interrupted; {}", o.incomplete_reason),
+            ),
+            Ok(o) => (RunStatus::Incomplete, o.incomplete_reason.clone()),
+            Err(e) => (RunStatus::Failed, e.clone()),
+        };
+        row.insert("status".into(), status.as_str().into());
+        row.insert("error".into(), error.clone());
+        row.insert(
+            "run_wall_s".into(),
+            format!("{:.3}", t.elapsed().as_secs_f64()),
+        );
+        if let Ok(o) = &result {
+            for (m, v) in &o.metrics {
+                row.insert(m.to_string(), format!("{v}"));
+            }
+            let mut prov = o.provenance.clone();
+            prov.point = point.id.clone();
+            prov.repetition = *rep;
+            prov.warmup = *warmup;
+            prov.start_utc = start_utc;
+            prov.end_utc = end_utc;
+            manifest.runs.retain(|r| {
+                !(r.point == prov.point
+                    && r.repetition == prov.repetition
+                    && r.warmup == prov.warmup)
+            });
+            manifest.runs.push(prov);
+        }
+        table.upsert(row, &columns);
+        table.write_atomic(&csv_path).map_err(|e| e.to_string())?;
+        manifest
+            .write_atomic(&manifest_path)
+            .map_err(|e| e.to_string())?;
+        summary.ran += 1;
+        match status {
+            RunStatus::Ok => summary.ok += 1,
+            RunStatus::Incomplete => summary.incomplete += 1,
+            RunStatus::Failed => summary.failed += 1,
+        }
+        if status != RunStatus::Ok {
+            progress(&format!("  run {}: {error}", status.as_str()));
+        }
+    }
+    let all_done = plan
+        .iter()
+        .all(|(p, r, w)| table.status(&p.id, *r, *w) == Some(RunStatus::Ok));
+    manifest.complete = all_done;
+    manifest.finished_utc = pilot_core::store::now_utc();
+    manifest
+        .write_atomic(&manifest_path)
+        .map_err(|e| e.to_string())?;
+    Ok(summary)
+}
+
+/// The real executor: pilots through pilot-core, MASS and MASA as processes on their nodes.
+pub struct LocalExecutor {
+    pub mass_bin: PathBuf,
+    pub masa_bin: PathBuf,
+}
+
+impl LocalExecutor {
+    /// Find `mass` and `masa` beside this program, or on PATH.
+    pub fn locate() -> Result<Self, String> {
+        let beside = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf));
+        let path_var = std::env::var_os("PATH").unwrap_or_default();
+        let find = |name: &str| -> Result<PathBuf, String> {
+            let dirs = beside
+                .iter()
+                .cloned()
+                .chain(
+                    beside
+                        .iter()
+                        .filter_map(|d| d.parent().map(Path::to_path_buf)),
+                )
+                .chain(std::env::split_paths(&path_var));
+            for d in dirs {
+                let p = d.join(name);
+                if p.is_file() {
+                    return Ok(p);
+                }
+            }
+            Err(format!(
+                "`{name}` was not found beside {} or on PATH: build it with `cargo build --release -p {name}`",
+                beside.as_ref().map(|b| b.display().to_string()).unwrap_or_default()
+            ))
+        };
+        Ok(LocalExecutor {
+            mass_bin: find("mass")?,
+            masa_bin: find("masa")?,
+        })
+    }
+}
+
+/// Pilots cancelled in reverse order when dropped, whatever happened.
+struct Pilots(Vec<Pilot>);
+
+impl Drop for Pilots {
+    fn drop(&mut self) {
+        while let Some(mut p) = self.0.pop() {
+            p.cancel();
+        }
+    }
+}
+
+fn start_pilot(
+    point: &Point,
+    nodes: u32,
+    parent: Option<&str>,
+    dir: &Path,
+    shutdown: &AtomicBool,
+) -> Result<Pilot, String> {
+    let walltime_min = (point.layout.run_timeout_s / 60.0).ceil() as u32 + 5;
+    let plan = RawDescription {
+        resource: Some(point.layout.resource.clone()),
+        nodes: Some(nodes),
+        walltime_min: Some(walltime_min),
+        working_directory: Some(dir.to_path_buf()),
+        parent: parent.map(String::from),
+        // The distribution is the broker pilot's; the others extend it with nodes for MASS and MASA.
+        kafka: parent.is_none().then(|| pilot_core::description::RawKafka {
+            distribution: Some(point.layout.distribution.clone()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .validate("experiment", &ProcessEnvironment)
+    .map_err(|e| e.to_string())?;
+    Pilot::create(plan, &|| shutdown.load(Ordering::SeqCst)).map_err(|e| e.to_string())
+}
+
+fn toml_file(path: &Path, table: &toml::Table) -> Result<(), String> {
+    std::fs::write(path, toml::to_string(table).map_err(|e| e.to_string())?)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+impl Executor for LocalExecutor {
+    fn run(
+        &mut self,
+        point: &Point,
+        run_dir: &Path,
+        shutdown: &AtomicBool,
+    ) -> Result<RunOutcome, String> {
+        let l = &point.layout;
+        let deadline = Instant::now() + Duration::from_secs_f64(l.run_timeout_s);
+        let pilots_dir = run_dir.join("pilots");
+        let mut pilots = Pilots(Vec::new());
+        pilots.0.push(start_pilot(
+            point,
+            l.broker_nodes,
+            None,
+            &pilots_dir,
+            shutdown,
+        )?);
+        let broker_id = pilots.0[0].id().to_string();
+        pilots.0.push(start_pilot(
+            point,
+            l.producer_nodes,
+            Some(&broker_id),
+            &pilots_dir,
+            shutdown,
+        )?);
+        pilots.0.push(start_pilot(
+            point,
+            l.processing_nodes,
+            Some(&broker_id),
+            &pilots_dir,
+            shutdown,
+        )?);
+        let details: Vec<_> = pilots
+            .0
+            .iter()
+            .map(|p| p.details().cloned().ok_or("a running pilot has no details"))
+            .collect::<Result<_, _>>()?;
+        let conn = pilots.0[0]
+            .connection()
+            .ok_or("the broker pilot has no connection")?;
+        let partitions = l.partitions_per_broker_node * l.broker_nodes;
+        let topic = format!("exp-{}", point.id);
+        pilot_core::admin::KafkaAdmin::new(&conn.bootstrap, &conn.client, Duration::from_secs(10))
+            .create_topic(&topic, partitions, 1)
+            .map_err(|e| format!("creating topic {topic}: {e}"))?;
+        let mass_toml = run_dir.join("mass.toml");
+        let masa_toml = run_dir.join("masa.toml");
+        toml_file(&mass_toml, &point.mass)?;
+        toml_file(&masa_toml, &point.masa)?;
+        let run_id = run_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let s = |v: &str| v.to_string();
+        let masa_cmd: Vec<String> = vec![
+            self.masa_bin.display().to_string(),
+            s("run"),
+            masa_toml.display().to_string(),
+            s("--bootstrap-servers"),
+            s("{bootstrap}"),
+            s("--topic"),
+            topic.clone(),
+            s("--group"),
+            format!("exp-{}", point.id),
+            s("--consumer-id"),
+            s("c{process_index}"),
+            s("--idle-timeout-s"),
+            l.consumer_idle_s.to_string(),
+            s("--start-timeout-s"),
+            s("60"),
+            s("--interval-s"),
+            s("0.2"),
+            s("--run-id"),
+            run_id.clone(),
+            s("--quiet"),
+            s("--results-dir"),
+            run_dir.display().to_string(),
+        ];
+        let mass_cmd: Vec<String> = vec![
+            self.mass_bin.display().to_string(),
+            s("run"),
+            mass_toml.display().to_string(),
+            s("--bootstrap-servers"),
+            s("{bootstrap}"),
+            s("--topic"),
+            topic.clone(),
+            s("--producer-id-base"),
+            s("{process_index}000"),
+            s("--run-id"),
+            run_id.clone(),
+            s("--quiet"),
+            s("--results-dir"),
+            run_dir
+                .join("producer-{process_index}")
+                .display()
+                .to_string(),
+        ];
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let consumers_details = details[2].clone();
+        let per_node = l.consumer_processes_per_node as usize;
+        let resource = details[0].resource.clone();
+        let consumers = std::thread::spawn(move || {
+            let mut backend = pilot_core::backend::local::LocalBackend::new();
+            run_per_node(
+                &consumers_details,
+                &mut backend,
+                NodeSelection::Own,
+                per_node,
+                &masa_cmd,
+                timeout,
+            )
+        });
+        let ids: Vec<String> = (0..point.consumer_processes())
+            .map(|i| format!("c{i}"))
+            .collect();
+        wait_for_group(run_dir, &ids, partitions as u64, deadline, shutdown)?;
+        let mut backend = pilot_core::backend::local::LocalBackend::new();
+        let producers = run_per_node(
+            &details[1],
+            &mut backend,
+            NodeSelection::Own,
+            l.producer_processes_per_node as usize,
+            &mass_cmd,
+            deadline.saturating_duration_since(Instant::now()),
+        )
+        .map_err(|e| format!("starting MASS: {e}"))?;
+        let consumers = consumers
+            .join()
+            .map_err(|_| "the consumer supervisor panicked".to_string())?
+            .map_err(|e| format!("starting MASA: {e}"))?;
+        for t in &producers {
+            if !t.success() {
+                return Err(format!(
+                    "MASS process {} on {} failed ({}); log {}",
+                    t.process_index,
+                    t.node,
+                    t.status
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "timed out".into()),
+                    t.log.display()
+                ));
+            }
+        }
+        for t in &consumers {
+            if t.status.is_none() {
+                return Err(format!(
+                    "MASA process {} on {} did not stop in time; log {}",
+                    t.process_index,
+                    t.node,
+                    t.log.display()
+                ));
+            }
+        }
+        let mut outcome = collect(point, run_dir, partitions)?;
+        outcome.metrics.extend([
+            ("broker_startup_s", details[0].startup_s.unwrap_or(f64::NAN)),
+            (
+                "producer_pilot_startup_s",
+                details[1].startup_s.unwrap_or(f64::NAN),
+            ),
+            (
+                "processing_pilot_startup_s",
+                details[2].startup_s.unwrap_or(f64::NAN),
+            ),
+        ]);
+        outcome.provenance = RunProvenance {
+            resource,
+            pilots: details.iter().map(|d| d.id.clone()).collect(),
+            job_ids: details
+                .iter()
+                .map(|d| d.job_id.clone())
+                .filter(|j| !j.is_empty())
+                .collect(),
+            nodes: details
+                .iter()
+                .flat_map(|d| {
+                    d.nodes
+                        .iter()
+                        .filter(|n| n.pilot_id == d.id)
+                        .map(|n| format!("{}: {} ({})", d.id, n.name, n.address))
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        drop(pilots);
+        Ok(outcome)
+    }
+}
+
+/// Wait until the consumers' interval rows show all partitions assigned among them.
+fn wait_for_group(
+    dir: &Path,
+    ids: &[String],
+    partitions: u64,
+    deadline: Instant,
+    shutdown: &AtomicBool,
+) -> Result<(), String> {
+    let t0 = Instant::now();
+    loop {
+        let held: Vec<u64> = ids
+            .iter()
+            .map(|id| {
+                pilot_core::metrics::read_csv::<masa::report::ConsumerInterval>(
+                    &masa::consumer::intervals_path(dir, id),
+                )
+                .ok()
+                .and_then(|rows| rows.last().map(|r| r.assigned_partitions))
+                .unwrap_or(0)
+            })
+            .collect();
+        let members = held.iter().filter(|&&h| h > 0).count() as u64;
+        if held.iter().sum::<u64>() == partitions && members == (ids.len() as u64).min(partitions) {
+            return Ok(());
+        }
+        if Instant::now() > deadline || t0.elapsed() > Duration::from_secs(60) {
+            return Err(format!(
+                "the consumers never shared the topic's {partitions} partitions (held {held:?}); logs under {}",
+                dir.display()
+            ));
+        }
+        if shutdown.load(Ordering::SeqCst) {
+            return Err("interrupted while the consumers joined".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Read the run's MASS and MASA records into metrics.
+fn collect(point: &Point, run_dir: &Path, partitions: u32) -> Result<RunOutcome, String> {
+    let mut produced = 0u64;
+    let (mut failed, mut mb, mut msgs_s, mut mb_s) = (0u64, 0.0, 0.0, 0.0);
+    for i in 0..point.producer_processes() {
+        let path = mass::producer::summary_path(&run_dir.join(format!("producer-{i}")));
+        let rows: Vec<mass::report::ProducerSummary> =
+            pilot_core::metrics::read_csv(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let r = rows
+            .last()
+            .ok_or_else(|| format!("{}: empty", path.display()))?;
+        produced += r.delivered_msgs;
+        failed += r.failed_msgs + r.unknown_msgs;
+        mb += r.delivered_mb;
+        msgs_s += r.throughput_msgs_per_s;
+        mb_s += r.throughput_mb_per_s;
+    }
+    let (acc, _) =
+        masa::consumer::merge_accounting(&[run_dir.to_path_buf()]).map_err(|e| e.to_string())?;
+    let totals = acc.totals(Some(produced));
+    // Across consumer processes: counts add up; the group's rates are everything received over the longest
+    // receive window (the consumers start together, once the group has formed; summing each one's own rate
+    // would overstate short runs); p50s are weighted by messages, the higher percentiles are the worst.
+    #[derive(Default)]
+    struct Group {
+        received: f64,
+        mb: f64,
+        items: u64,
+        window_s: f64,
+        p50_weighted: f64,
+        p90: f64,
+        p99: f64,
+        max: f64,
+        processing_weighted: f64,
+    }
+    let mut g = Group::default();
+    for i in 0..point.consumer_processes() {
+        let path = masa::consumer::summary_path(run_dir, &format!("c{i}"));
+        let rows: Vec<masa::report::ConsumerSummary> =
+            pilot_core::metrics::read_csv(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let r = rows
+            .last()
+            .ok_or_else(|| format!("{}: empty", path.display()))?;
+        let w = r.received_msgs as f64;
+        g.received += w;
+        g.mb += r.received_mb;
+        g.items += r.processed_items;
+        g.window_s = g.window_s.max(r.receive_window_s);
+        g.p50_weighted += w * r.e2e_latency_us_p50 as f64 / 1e3;
+        g.p90 = g.p90.max(r.e2e_latency_us_p90 as f64 / 1e3);
+        g.p99 = g.p99.max(r.e2e_latency_us_p99 as f64 / 1e3);
+        g.max = g.max.max(r.e2e_latency_us_max as f64 / 1e3);
+        g.processing_weighted += w * r.processing_us_p50 as f64 / 1e3;
+    }
+    let wmean = |x: f64| {
+        if g.received > 0.0 {
+            x / g.received
+        } else {
+            f64::NAN
+        }
+    };
+    let rate = |x: f64| {
+        if g.window_s > 0.0 {
+            x / g.window_s
+        } else {
+            f64::NAN
+        }
+    };
+    let mut reasons = Vec::new();
+    if failed > 0 {
+        reasons.push(format!("{failed} messages not delivered by MASS"));
+    }
+    if totals.missing > 0 {
+        reasons.push(format!("{} messages missing at MASA", totals.missing));
+    }
+    if totals.rejected > 0 {
+        reasons.push(format!("{} messages rejected", totals.rejected));
+    }
+    if totals.duplicates > 0 {
+        reasons.push(format!("{} duplicates", totals.duplicates));
+    }
+    Ok(RunOutcome {
+        metrics: vec![
+            ("producer_processes", point.producer_processes() as f64),
+            ("consumer_processes", point.consumer_processes() as f64),
+            ("partitions", partitions as f64),
+            ("produced_msgs", produced as f64),
+            ("produce_failed_msgs", failed as f64),
+            ("produced_mb", mb),
+            ("producer_throughput_msgs_per_s", msgs_s),
+            ("producer_throughput_mb_per_s", mb_s),
+            ("received_msgs", totals.received as f64),
+            ("missing_msgs", totals.missing as f64),
+            ("duplicate_msgs", totals.duplicates as f64),
+            ("rejected_msgs", totals.rejected as f64),
+            ("processed_items", g.items as f64),
+            ("consumer_throughput_msgs_per_s", rate(g.received)),
+            ("consumer_throughput_mb_per_s", rate(g.mb)),
+            ("consumer_throughput_items_per_s", rate(g.items as f64)),
+            ("e2e_latency_ms_p50", wmean(g.p50_weighted)),
+            ("e2e_latency_ms_p90", g.p90),
+            ("e2e_latency_ms_p99", g.p99),
+            ("e2e_latency_ms_max", g.max),
+            ("processing_ms_p50", wmean(g.processing_weighted)),
+        ],
+        incomplete_reason: reasons.join("; "),
+        provenance: RunProvenance::default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Succeeds, fails or interrupts as scripted, and records what it was asked to run.
+    struct Scripted {
+        calls: Vec<String>,
+        fail: Vec<String>,
+        interrupt_after: Option<usize>,
+    }
+
+    impl Executor for Scripted {
+        fn run(
+            &mut self,
+            point: &Point,
+            run_dir: &Path,
+            shutdown: &AtomicBool,
+        ) -> Result<RunOutcome, String> {
+            let name = run_dir.file_name().unwrap().to_string_lossy().to_string();
+            self.calls.push(name.clone());
+            if self.interrupt_after == Some(self.calls.len()) {
+                shutdown.store(true, Ordering::SeqCst);
+            }
+            if self.fail.contains(&name) {
+                return Err("scripted failure".into());
+            }
+            Ok(RunOutcome {
+                metrics: vec![("received_msgs", point.index as f64)],
+                ..Default::default()
+            })
+        }
+    }
+
+    #[test]
+    fn an_interrupted_experiment_resumes_and_reruns_failures_on_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "name = \"r\"\nrepetitions = 2\nwarmup_runs = 1\n[fixed]\n\"mass.messages\" = 10\n[axes]\nproducer_nodes = [1, 2]\n";
+        let exp = Experiment::from_text(Path::new("r.toml"), text).unwrap();
+        let opts = RunOptions {
+            rerun_failed: false,
+            repo: PathBuf::from("."),
+        };
+        let p0 = exp.points[0].id.clone();
+        let mut ex = Scripted {
+            calls: vec![],
+            fail: vec![format!("{p0}-r1")],
+            interrupt_after: Some(3),
+        };
+        let shutdown = AtomicBool::new(false);
+        let s = run(&exp, dir.path(), &mut ex, &opts, &shutdown, &mut |_| {}).unwrap();
+        // Warm-up, rep 0, rep 1 (failing, and interrupted during it) of point 0: three runs recorded, then stopped.
+        assert!(s.interrupted);
+        assert_eq!((s.ran, s.ok, s.failed), (3, 2, 1), "{s:?}");
+        let table = Table::read(&dir.path().join("r/results.csv")).unwrap();
+        assert_eq!(table.rows.len(), 3);
+        assert_eq!(table.status(&p0, 0, true), Some(RunStatus::Ok));
+        assert_eq!(table.status(&p0, 1, false), Some(RunStatus::Failed));
+        let m = Manifest::read(&dir.path().join("r/manifest.json")).unwrap();
+        assert!(!m.complete);
+
+        // Again: the finished run is skipped, the failed ones kept, point 1 runs.
+        let shutdown = AtomicBool::new(false);
+        let mut ex = Scripted {
+            calls: vec![],
+            fail: vec![],
+            interrupt_after: None,
+        };
+        let s = run(&exp, dir.path(), &mut ex, &opts, &shutdown, &mut |_| {}).unwrap();
+        assert_eq!((s.skipped, s.ran), (3, 3));
+        assert!(
+            ex.calls.iter().all(|c| !c.starts_with(&p0)),
+            "{:?}",
+            ex.calls
+        );
+        assert!(
+            !Manifest::read(&dir.path().join("r/manifest.json"))
+                .unwrap()
+                .complete
+        );
+
+        // --rerun-failed: only the failed run.
+        let mut ex = Scripted {
+            calls: vec![],
+            fail: vec![],
+            interrupt_after: None,
+        };
+        let opts = RunOptions {
+            rerun_failed: true,
+            ..opts
+        };
+        let s = run(&exp, dir.path(), &mut ex, &opts, &shutdown, &mut |_| {}).unwrap();
+        assert_eq!(ex.calls, vec![format!("{p0}-r1")]);
+        assert_eq!((s.skipped, s.ok), (5, 1));
+        let table = Table::read(&dir.path().join("r/results.csv")).unwrap();
+        assert_eq!(table.rows.len(), 6);
+        assert!(table.rows.iter().all(|r| r["status"] == "ok"));
+        let m = Manifest::read(&dir.path().join("r/manifest.json")).unwrap();
+        assert!(m.complete && m.runs.len() == 6);
+
+        // A changed file does not mix with the old results.
+        let changed =
+            Experiment::from_text(Path::new("r.toml"), &text.replace("10", "11")).unwrap();
+        let err = run(&changed, dir.path(), &mut ex, &opts, &shutdown, &mut |_| {}).unwrap_err();
+        assert!(err.contains("different version"), "{err}");
+    }
+}

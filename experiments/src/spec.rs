@@ -1,0 +1,753 @@
+//! Experiment files: fixed settings and axes in TOML, checked and expanded into [`Point`]s before anything runs.
+//!
+//! ```toml
+//! name = "quickstart"          # results go to results/<name>/
+//! description = "..."
+//! repetitions = 2              # measured runs per point
+//! warmup_runs = 1              # runs before them, tagged warm-up in the results, never mixed with them
+//!
+//! [fixed]                      # settings of every run
+//! "mass.messages" = 2000
+//! "masa.processor" = "kmeans"
+//!
+//! [axes]                       # every combination (product) of these
+//! producer_threads = [1, 2]
+//!
+//! [zip]                        # these move together (equal lengths), as one more axis
+//! "mass.points_per_message" = [100, 1000]
+//! "mass.rate_msgs_per_s" = [2000, 200]
+//! ```
+//!
+//! The value `"(unset)"` leaves a key out of a point (a zip axis where only some points use a setting).
+//!
+//! Keys are either the orchestration settings of [`Layout`] (nodes, processes, partitions, timeouts) or
+//! `mass.<key>` / `masa.<key>`, passed to MASS and MASA as their own settings. Those are checked by MASS's and
+//! MASA's own validation for every point, so a typo or an impossible combination is reported with its key and
+//! line before the first pilot starts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use pilot_core::config::Settings;
+use serde::{Deserialize, Serialize};
+use toml::{Spanned, Table, Value};
+
+/// Errors in an experiment file, with where.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("{path}: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("{path}:{line}: {message}")]
+    At {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    repetitions: Option<Spanned<u32>>,
+    warmup_runs: Option<Spanned<u32>>,
+    #[serde(default)]
+    fixed: BTreeMap<String, Spanned<Value>>,
+    #[serde(default)]
+    axes: BTreeMap<String, Spanned<Vec<Value>>>,
+    #[serde(default)]
+    zip: BTreeMap<String, Spanned<Vec<Value>>>,
+}
+
+/// How a run is laid out on pilots: one broker pilot, one producer pilot and one processing pilot extending it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Layout {
+    /// Resource URL of the pilots (`local://`; `slurm://...` once pilot-core has a SLURM backend).
+    pub resource: String,
+    /// Kafka distribution of the broker pilot: `tansu` (local default) or `apache-kafka` (clusters).
+    pub distribution: String,
+    /// Broker nodes (tansu: 1).
+    pub broker_nodes: u32,
+    /// Topic partitions per broker node.
+    pub partitions_per_broker_node: u32,
+    /// Nodes of the producer pilot.
+    pub producer_nodes: u32,
+    /// MASS processes per producer node.
+    pub producer_processes_per_node: u32,
+    /// Nodes of the processing pilot.
+    pub processing_nodes: u32,
+    /// MASA processes per processing node (one consumer group).
+    pub consumer_processes_per_node: u32,
+    /// A run that takes longer is stopped and recorded as failed.
+    pub run_timeout_s: f64,
+    /// MASA stops this long after the last message.
+    pub consumer_idle_s: f64,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout {
+            resource: "local://".into(),
+            distribution: "tansu".into(),
+            broker_nodes: 1,
+            partitions_per_broker_node: 4,
+            producer_nodes: 1,
+            producer_processes_per_node: 1,
+            processing_nodes: 1,
+            consumer_processes_per_node: 1,
+            run_timeout_s: 300.0,
+            consumer_idle_s: 4.0,
+        }
+    }
+}
+
+const LAYOUT_KEYS: &[&str] = &[
+    "resource",
+    "distribution",
+    "broker_nodes",
+    "partitions_per_broker_node",
+    "producer_nodes",
+    "producer_processes_per_node",
+    "processing_nodes",
+    "consumer_processes_per_node",
+    "run_timeout_s",
+    "consumer_idle_s",
+];
+
+/// One point of the matrix: the layout and what MASS and MASA are told.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// Position in the matrix (0-based).
+    pub index: usize,
+    /// Stable id: a hash of every setting (so a changed file never reuses old results for new settings).
+    pub id: String,
+    /// Every setting of this point, `key -> value` as written (for the results' columns).
+    pub settings: BTreeMap<String, Value>,
+    /// The values of the axes only (for progress lines and plots).
+    pub varying: BTreeMap<String, Value>,
+    pub layout: Layout,
+    pub mass: Table,
+    pub masa: Table,
+}
+
+impl Point {
+    /// MASS processes in a run.
+    pub fn producer_processes(&self) -> u32 {
+        self.layout.producer_nodes * self.layout.producer_processes_per_node
+    }
+
+    /// MASA processes in a run.
+    pub fn consumer_processes(&self) -> u32 {
+        self.layout.processing_nodes * self.layout.consumer_processes_per_node
+    }
+
+    /// A short description: the axes' values.
+    pub fn label(&self) -> String {
+        if self.varying.is_empty() {
+            return "(fixed settings)".into();
+        }
+        self.varying
+            .iter()
+            .map(|(k, v)| format!("{k}={}", show(v)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Rough run time: MASS's duration or messages at its rate, plus pilot start-up and the consumers' idle stop.
+    pub fn estimate_s(&self) -> f64 {
+        let messages = self
+            .mass
+            .get("messages")
+            .and_then(Value::as_integer)
+            .unwrap_or(0) as f64;
+        let duration = self
+            .mass
+            .get("duration_s")
+            .and_then(|v| v.as_float().or(v.as_integer().map(|i| i as f64)));
+        let rate = self
+            .mass
+            .get("rate_msgs_per_s")
+            .and_then(|v| v.as_float().or(v.as_integer().map(|i| i as f64)))
+            .map(|r| r * self.layout.producer_processes_per_node as f64);
+        let produce = match (duration, rate) {
+            (Some(d), _) => d,
+            (None, Some(r)) if r > 0.0 => messages / r,
+            _ => messages / 2000.0,
+        };
+        produce.min(self.layout.run_timeout_s) + 1.5 + self.layout.consumer_idle_s
+    }
+}
+
+/// A checked experiment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Experiment {
+    pub name: String,
+    pub description: String,
+    pub path: PathBuf,
+    /// The file's bytes, hashed into the manifest.
+    pub text: String,
+    pub repetitions: u32,
+    pub warmup_runs: u32,
+    pub points: Vec<Point>,
+    /// The axes' names, in order (zip axes after product axes).
+    pub axes: Vec<String>,
+}
+
+/// The value that leaves a key out of a point.
+pub const UNSET: &str = "(unset)";
+
+/// Value as written in TOML (strings without quotes).
+pub fn show(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+impl Experiment {
+    pub fn from_file(path: &Path) -> Result<Self, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SpecError::Read {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Self::from_text(path, &text)
+    }
+
+    pub fn from_text(path: &Path, text: &str) -> Result<Self, SpecError> {
+        let at = |span: std::ops::Range<usize>, message: String| SpecError::At {
+            path: path.to_path_buf(),
+            line: line_of(text, span.start),
+            message,
+        };
+        let raw: RawFile = toml::from_str(text).map_err(|e| match e.span() {
+            Some(span) => at(span, e.message().to_string()),
+            None => SpecError::Invalid {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            },
+        })?;
+        let name = raw.name.get_ref().clone();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(at(
+                raw.name.span(),
+                format!(
+                    "name `{name}` must be letters, digits, - _ . (it names the results directory)"
+                ),
+            ));
+        }
+        let repetitions = raw.repetitions.as_ref().map(|r| *r.get_ref()).unwrap_or(1);
+        if repetitions == 0 {
+            let span = raw.repetitions.as_ref().map(|r| r.span()).unwrap_or(0..0);
+            return Err(at(span, "repetitions must be at least 1".into()));
+        }
+        let warmup_runs = raw.warmup_runs.as_ref().map(|r| *r.get_ref()).unwrap_or(0);
+
+        // Every key once, known, with its line.
+        let mut lines: BTreeMap<String, usize> = BTreeMap::new();
+        let mut check_key = |key: &str, span: std::ops::Range<usize>| -> Result<(), SpecError> {
+            let known = LAYOUT_KEYS.contains(&key)
+                || key.strip_prefix("mass.").is_some_and(|k| !k.is_empty())
+                || key.strip_prefix("masa.").is_some_and(|k| !k.is_empty());
+            if !known {
+                return Err(at(
+                    span,
+                    format!(
+                        "unknown key `{key}` (layout keys: {}; MASS and MASA settings as mass.<key>, masa.<key>)",
+                        LAYOUT_KEYS.join(", ")
+                    ),
+                ));
+            }
+            if let Some(first) = lines.insert(key.to_string(), line_of(text, span.start)) {
+                return Err(at(
+                    span,
+                    format!(
+                        "`{key}` is set twice (first on line {first}) across fixed, axes and zip"
+                    ),
+                ));
+            }
+            Ok(())
+        };
+        for (k, v) in &raw.fixed {
+            check_key(k, v.span())?;
+        }
+        let mut axes: Vec<(String, Vec<Value>)> = Vec::new();
+        for (k, v) in &raw.axes {
+            check_key(k, v.span())?;
+            if v.get_ref().is_empty() {
+                return Err(at(v.span(), format!("axis `{k}` has no values")));
+            }
+            let vals = v.get_ref();
+            if let Some(dup) = vals
+                .iter()
+                .enumerate()
+                .find_map(|(i, x)| vals[..i].contains(x).then_some(x))
+            {
+                return Err(at(
+                    v.span(),
+                    format!("axis `{k}` lists {} twice (points must differ)", show(dup)),
+                ));
+            }
+            axes.push((k.clone(), v.get_ref().clone()));
+        }
+        let mut zip_len = None;
+        for (k, v) in &raw.zip {
+            check_key(k, v.span())?;
+            let n = v.get_ref().len();
+            match zip_len {
+                None if n == 0 => return Err(at(v.span(), format!("zip axis `{k}` has no values"))),
+                None => zip_len = Some(n),
+                Some(m) if m != n => {
+                    return Err(at(
+                        v.span(),
+                        format!("zip axes move together, so they need equal lengths: `{k}` has {n} values, the others {m}"),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+
+        // Expand: product of the axes, then the zip group as one more axis.
+        let mut combos: Vec<BTreeMap<String, Value>> = vec![BTreeMap::new()];
+        for (k, values) in &axes {
+            combos = combos
+                .into_iter()
+                .flat_map(|c| {
+                    values.iter().map(move |v| {
+                        let mut c = c.clone();
+                        c.insert(k.clone(), v.clone());
+                        c
+                    })
+                })
+                .collect();
+        }
+        if let Some(n) = zip_len {
+            combos = combos
+                .into_iter()
+                .flat_map(|c| {
+                    (0..n).map({
+                        let zip = &raw.zip;
+                        move |i| {
+                            let mut c = c.clone();
+                            for (k, v) in zip {
+                                c.insert(k.clone(), v.get_ref()[i].clone());
+                            }
+                            c
+                        }
+                    })
+                })
+                .collect();
+        }
+        let axis_names: Vec<String> = axes
+            .iter()
+            .map(|(k, _)| k.clone())
+            .chain(raw.zip.keys().cloned())
+            .collect();
+        let total = combos.len();
+        let mut points = Vec::with_capacity(total);
+        for (index, varying) in combos.into_iter().enumerate() {
+            let label = if varying.is_empty() {
+                "fixed settings".to_string()
+            } else {
+                varying
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", show(v)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            let mut settings: BTreeMap<String, Value> = raw
+                .fixed
+                .iter()
+                .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+                .collect();
+            settings.extend(varying.clone());
+            settings.retain(|_, v| v.as_str() != Some(UNSET));
+            let point = build_point(index, settings, varying).map_err(|(key, message)| {
+                let where_ = key.as_ref().and_then(|k| lines.get(k)).copied();
+                let message = format!("point {}/{total} ({label}): {message}", index + 1);
+                match where_ {
+                    Some(line) => SpecError::At {
+                        path: path.to_path_buf(),
+                        line,
+                        message,
+                    },
+                    None => SpecError::Invalid {
+                        path: path.to_path_buf(),
+                        message,
+                    },
+                }
+            })?;
+            points.push(point);
+        }
+        Ok(Experiment {
+            name,
+            description: raw.description,
+            path: path.to_path_buf(),
+            text: text.to_string(),
+            repetitions,
+            warmup_runs,
+            points,
+            axes: axis_names,
+        })
+    }
+
+    /// Runs in all (warm-up included).
+    pub fn runs(&self) -> usize {
+        self.points.len() * (self.repetitions + self.warmup_runs) as usize
+    }
+
+    /// Estimated time of all runs, seconds.
+    pub fn estimate_s(&self) -> f64 {
+        self.points
+            .iter()
+            .map(|p| p.estimate_s() * (self.repetitions + self.warmup_runs) as f64)
+            .sum()
+    }
+
+    /// `experiments plan`: every run and how long it should take.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "experiment {} ({}): {} points x ({} measured + {} warm-up) = {} runs, about {}\n",
+            self.name,
+            self.path.display(),
+            self.points.len(),
+            self.repetitions,
+            self.warmup_runs,
+            self.runs(),
+            human_duration(self.estimate_s())
+        );
+        if !self.description.is_empty() {
+            s.push_str(&format!("  {}\n", self.description));
+        }
+        for p in &self.points {
+            s.push_str(&format!(
+                "  point {:>3} [{}] {}: {} MASS x {} MASA on {}, about {:.0} s per run\n",
+                p.index + 1,
+                p.id,
+                p.label(),
+                p.producer_processes(),
+                p.consumer_processes(),
+                p.layout.resource,
+                p.estimate_s()
+            ));
+        }
+        s
+    }
+}
+
+/// `1 h 02 min`, `3 min 05 s`, `12 s`.
+pub fn human_duration(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min {:02} s", s / 60, s % 60),
+        _ => format!("{} h {:02} min", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// The settings MASS and MASA get from the runner, not from the experiment.
+const RUNNER_OWNED: &[(&str, &str)] = &[
+    ("mass", "bootstrap_servers"),
+    ("mass", "pilot"),
+    ("mass", "pilot_workdir"),
+    ("mass", "topic"),
+    ("mass", "create_topic"),
+    ("mass", "results_dir"),
+    ("mass", "producer_id_base"),
+    ("mass", "run_id"),
+    ("masa", "bootstrap_servers"),
+    ("masa", "pilot"),
+    ("masa", "pilot_workdir"),
+    ("masa", "topic"),
+    ("masa", "group"),
+    ("masa", "results_dir"),
+    ("masa", "consumer_id"),
+    ("masa", "expect_messages"),
+    ("masa", "idle_timeout_s"),
+    ("masa", "start_timeout_s"),
+    ("masa", "run_id"),
+];
+
+fn build_point(
+    index: usize,
+    settings: BTreeMap<String, Value>,
+    varying: BTreeMap<String, Value>,
+) -> Result<Point, (Option<String>, String)> {
+    let mut layout_table = Table::new();
+    let (mut mass, mut masa) = (Table::new(), Table::new());
+    for (k, v) in &settings {
+        if let Some(key) = k.strip_prefix("mass.") {
+            mass.insert(key.to_string(), v.clone());
+        } else if let Some(key) = k.strip_prefix("masa.") {
+            masa.insert(key.to_string(), v.clone());
+        } else {
+            layout_table.insert(k.clone(), v.clone());
+        }
+    }
+    for (app, key) in RUNNER_OWNED {
+        let table = if *app == "mass" { &mass } else { &masa };
+        if table.contains_key(*key) {
+            let full = format!("{app}.{key}");
+            return Err((
+                Some(full.clone()),
+                format!("`{full}` is set by the runner for every run; remove it"),
+            ));
+        }
+    }
+    let layout: Layout = Layout::deserialize(Value::Table(layout_table))
+        .map_err(|e| (None, format!("layout: {e}")))?;
+    check_layout(&layout)?;
+    // MASS and MASA check their own settings, with what the runner adds.
+    let mut m = mass.clone();
+    m.insert("bootstrap_servers".into(), "127.0.0.1:9092".into());
+    m.insert("topic".into(), "experiment".into());
+    let raw: mass::config::RawConfig = Value::Table(m)
+        .try_into()
+        .map_err(|e: toml::de::Error| (first_key(&e, "mass."), format!("MASS: {}", e.message())))?;
+    raw.check()
+        .map_err(|e| (mentioned_key(&e, "mass.", &mass), format!("MASS: {e}")))?;
+    if !mass.contains_key("messages") && !mass.contains_key("duration_s") {
+        return Err((
+            None,
+            "every run needs a stop rule: mass.messages or mass.duration_s".into(),
+        ));
+    }
+    let mut c = masa.clone();
+    c.insert("bootstrap_servers".into(), "127.0.0.1:9092".into());
+    c.insert("topic".into(), "experiment".into());
+    let raw: masa::config::RawConfig = Value::Table(c)
+        .try_into()
+        .map_err(|e: toml::de::Error| (first_key(&e, "masa."), format!("MASA: {}", e.message())))?;
+    raw.check()
+        .map_err(|e| (mentioned_key(&e, "masa.", &masa), format!("MASA: {e}")))?;
+    let id = point_id(&settings);
+    Ok(Point {
+        index,
+        id,
+        settings,
+        varying,
+        layout,
+        mass,
+        masa,
+    })
+}
+
+fn check_layout(l: &Layout) -> Result<(), (Option<String>, String)> {
+    for (key, v) in [
+        ("broker_nodes", l.broker_nodes),
+        ("partitions_per_broker_node", l.partitions_per_broker_node),
+        ("producer_nodes", l.producer_nodes),
+        ("producer_processes_per_node", l.producer_processes_per_node),
+        ("processing_nodes", l.processing_nodes),
+        ("consumer_processes_per_node", l.consumer_processes_per_node),
+    ] {
+        if v == 0 {
+            return Err((Some(key.into()), format!("{key} must be at least 1")));
+        }
+    }
+    for (key, v) in [
+        ("run_timeout_s", l.run_timeout_s),
+        ("consumer_idle_s", l.consumer_idle_s),
+    ] {
+        if !(v > 0.0 && v.is_finite()) {
+            return Err((
+                Some(key.into()),
+                format!("{key} must be positive (got {v})"),
+            ));
+        }
+    }
+    if !["tansu", "apache-kafka"].contains(&l.distribution.as_str()) {
+        return Err((
+            Some("distribution".into()),
+            format!(
+                "distribution `{}` is unknown (tansu, apache-kafka)",
+                l.distribution
+            ),
+        ));
+    }
+    if l.distribution == "tansu" && l.broker_nodes != 1 {
+        return Err((
+            Some("broker_nodes".into()),
+            format!(
+                "broker_nodes = {}: tansu's in-memory storage serves one broker (use distribution = \"apache-kafka\" on a cluster for more)",
+                l.broker_nodes
+            ),
+        ));
+    }
+    // Whether this build has a backend for the resource is pilot-core's to say when the run starts, so that
+    // cluster-scale files can be planned anywhere.
+    if !l.resource.contains("://") {
+        return Err((
+            Some("resource".into()),
+            format!(
+                "resource `{}` is not a URL (local://, slurm://localhost, ...)",
+                l.resource
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn first_key(e: &toml::de::Error, prefix: &str) -> Option<String> {
+    // "unknown field `x`" names the key.
+    let m = e.message();
+    let start = m.find('`')? + 1;
+    let end = start + m[start..].find('`')?;
+    Some(format!("{prefix}{}", &m[start..end]))
+}
+
+fn mentioned_key(message: &str, prefix: &str, table: &Table) -> Option<String> {
+    table
+        .keys()
+        .filter(|k| message.contains(k.as_str()))
+        .max_by_key(|k| k.len())
+        .map(|k| format!("{prefix}{k}"))
+}
+
+/// FNV-1a over the settings' canonical text: short, stable across builds and machines.
+fn point_id(settings: &BTreeMap<String, Value>) -> String {
+    let text = settings
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in text.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    format!("{:012x}", h & 0xffff_ffff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Experiment, SpecError> {
+        Experiment::from_text(Path::new("x.toml"), text)
+    }
+
+    const BASE: &str = r#"
+name = "t"
+repetitions = 2
+warmup_runs = 1
+[fixed]
+"mass.messages" = 100
+"#;
+
+    #[test]
+    fn product_and_zip_expand() {
+        let e = parse(&format!(
+            "{BASE}[axes]\nproducer_processes_per_node = [1, 2]\n\"masa.window\" = [\"message\", \"count:2\", \"count:4\"]\n[zip]\n\"mass.points_per_message\" = [10, 20]\n\"mass.rate_msgs_per_s\" = [100.0, 50.0]\n"
+        ))
+        .unwrap();
+        assert_eq!(e.points.len(), 2 * 3 * 2, "{}", e.describe());
+        assert_eq!(e.runs(), 12 * 3);
+        let p = &e.points[0];
+        assert_eq!(p.layout.producer_processes_per_node, 1);
+        assert_eq!(
+            p.mass.get("points_per_message").unwrap().as_integer(),
+            Some(10)
+        );
+        assert_eq!(
+            p.mass.get("rate_msgs_per_s").unwrap().as_float(),
+            Some(100.0)
+        );
+        let p = &e.points[1];
+        assert_eq!(
+            p.mass.get("points_per_message").unwrap().as_integer(),
+            Some(20)
+        );
+        assert_eq!(
+            p.mass.get("rate_msgs_per_s").unwrap().as_float(),
+            Some(50.0)
+        );
+        // Ids are distinct per point and stable.
+        let ids: std::collections::BTreeSet<_> = e.points.iter().map(|p| p.id.clone()).collect();
+        assert_eq!(ids.len(), 12);
+        assert_eq!(parse(&format!(
+            "{BASE}[axes]\nproducer_processes_per_node = [1, 2]\n\"masa.window\" = [\"message\", \"count:2\", \"count:4\"]\n[zip]\n\"mass.points_per_message\" = [10, 20]\n\"mass.rate_msgs_per_s\" = [100.0, 50.0]\n"
+        )).unwrap().points[5].id, e.points[5].id);
+        assert!(e
+            .describe()
+            .contains("12 points x (2 measured + 1 warm-up) = 36 runs"));
+        assert_eq!(e.axes.len(), 4);
+        // "(unset)" leaves a key out of a point.
+        let e = parse(&format!(
+            "{BASE}[zip]\n\"mass.source\" = [\"cluster\", \"static\"]\n\"mass.spread\" = [2.0, \"(unset)\"]\n"
+        ))
+        .unwrap();
+        assert!(
+            e.points[0].mass.contains_key("spread") && !e.points[1].mass.contains_key("spread")
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key_and_line() {
+        let cases: &[(&str, &str)] = &[
+            ("[axes]\nbrokers = [1]\n", "x.toml:8: unknown key `brokers`"),
+            (
+                "[axes]\n\"mass.mesages\" = [1]\n",
+                "x.toml:8: point 1/1 (mass.mesages=1): MASS: unknown field `mesages`",
+            ),
+            (
+                "[zip]\n\"mass.seed\" = [1, 2]\n\"mass.spread\" = [1.0]\n",
+                "x.toml:9: zip axes move together",
+            ),
+            (
+                "[axes]\n\"mass.messages\" = [5]\n",
+                "x.toml:8: `mass.messages` is set twice (first on line 6)",
+            ),
+            (
+                "[axes]\nbroker_nodes = [1, 3]\n",
+                "x.toml:8: point 2/2 (broker_nodes=3): broker_nodes = 3: tansu's in-memory storage serves one broker",
+            ),
+            (
+                "[axes]\n\"masa.processor\" = [\"spark\"]\n",
+                "x.toml:8: point 1/1 (masa.processor=spark): MASA: processor `spark` is unknown",
+            ),
+            (
+                "[axes]\n\"masa.topic\" = [\"x\"]\n",
+                "x.toml:8: point 1/1 (masa.topic=x): `masa.topic` is set by the runner",
+            ),
+            (
+                "[axes]\nproducer_nodes = []\n",
+                "x.toml:8: axis `producer_nodes` has no values",
+            ),
+            (
+                "[axes]\nproducer_nodes = [0]\n",
+                "x.toml:8: point 1/1 (producer_nodes=0): producer_nodes must be at least 1",
+            ),
+            (
+                "[axes]\nproducer_nodes = [1, 2, 1]\n",
+                "x.toml:8: axis `producer_nodes` lists 1 twice",
+            ),
+            ("[extra]\na = 1\n", "x.toml:7: unknown field `extra`"),
+        ];
+        for (tail, want) in cases {
+            let err = parse(&format!("{BASE}{tail}")).unwrap_err().to_string();
+            assert!(
+                err.starts_with(want),
+                "{tail:?}:\n  got  {err}\n  want {want}"
+            );
+        }
+        let err = parse("name = \"t\"\n").unwrap_err().to_string();
+        assert!(err.contains("needs a stop rule"), "{err}");
+        let err = parse("name = \"a b\"\n[fixed]\n\"mass.messages\" = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("x.toml:1: name `a b`"), "{err}");
+    }
+}

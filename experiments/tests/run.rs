@@ -1,0 +1,152 @@
+//! `experiments` end to end on real pilots (tansu) with the real `mass` and `masa`: the smoke matrix checked
+//! against its references, compare, and the quickstart (the README's main job), resumed with nothing left to do.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `mass` and `masa` beside `experiments` (the workspace's tests build them; build them if this crate's tests
+/// run alone).
+fn ensure_apps() {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_experiments"));
+    let dir = bin.parent().unwrap();
+    if !dir.join("mass").exists() || !dir.join("masa").exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let ok = Command::new(cargo)
+            .args(["build", "-p", "mass", "-p", "masa"])
+            .current_dir(root())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "building mass and masa");
+    }
+}
+
+fn experiments(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_experiments"))
+        .args(args)
+        .current_dir(root())
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn table(dir: &Path) -> experiments::results::Table {
+    experiments::results::Table::read(&dir.join("results.csv")).unwrap()
+}
+
+#[test]
+fn smoke_matrix_passes_its_reference_bands() {
+    ensure_apps();
+    let out = tempfile::tempdir().unwrap();
+    let results = out.path().to_str().unwrap();
+    let o = experiments(&["run", "experiments/smoke.toml", "--results", results]);
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = out.path().join("smoke");
+    let t = table(&dir);
+    assert_eq!(t.rows.len(), 2);
+    for r in &t.rows {
+        assert_eq!(r["status"], "ok", "{r:?}");
+        assert_eq!(r["received_msgs"], "500");
+        assert_eq!(r["missing_msgs"], "0");
+    }
+    let smoke = dir.to_str().unwrap();
+    let o = experiments(&[
+        "check",
+        smoke,
+        "--references",
+        "experiments/references.toml",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("ok     consumer_throughput_msgs_per_s"),
+        "{}",
+        text(&o)
+    );
+
+    // A band it cannot meet is a breach: exit 1.
+    let bands = out.path().join("tight.toml");
+    std::fs::write(
+        &bands,
+        "[[band]]\nmetric = \"consumer_throughput_msgs_per_s\"\ntarget = 1e12\nlower = 1e11\nupper = 1e13\n",
+    )
+    .unwrap();
+    let o = experiments(&["check", smoke, "--references", bands.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("BREACH"));
+
+    let o = experiments(&["compare", smoke, smoke]);
+    assert!(
+        o.status.success() && text(&o).contains("+0.0%"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn quickstart_runs_end_to_end_and_resumes_with_nothing_to_do() {
+    ensure_apps();
+    let out = tempfile::tempdir().unwrap();
+    let results = out.path().to_str().unwrap();
+    let o = experiments(&["run", "experiments/quickstart.toml", "--results", results]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("about"),
+        "progress with time left: {}",
+        text(&o)
+    );
+    let dir = out.path().join("quickstart");
+    let t = table(&dir);
+    assert_eq!(t.rows.len(), 12, "4 points x (2 + 1 warm-up)");
+    assert_eq!(t.rows.iter().filter(|r| r["warmup"] == "true").count(), 4);
+    for r in &t.rows {
+        assert_eq!(r["status"], "ok", "{r:?}");
+        assert_eq!(r["received_msgs"], "1000");
+        assert!(r["consumer_throughput_msgs_per_s"].parse::<f64>().unwrap() > 0.0);
+    }
+    let m = experiments::results::Manifest::read(&dir.join("manifest.json")).unwrap();
+    assert!(m.complete && m.runs.len() == 12);
+    assert_eq!(m.git_commit.len(), 40, "{m:?}");
+    assert!(
+        m.runs.iter().all(|r| r.nodes.len() == 3),
+        "broker, producer and processing nodes"
+    );
+
+    let o = experiments(&["run", "experiments/quickstart.toml", "--results", results]);
+    assert!(
+        o.status.success()
+            && text(&o).contains("0 runs done")
+            && text(&o).contains("12 already recorded"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn bad_files_are_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bad.toml");
+    std::fs::write(
+        &f,
+        "name = \"bad\"\n[fixed]\n\"mass.messages\" = 10\n[axes]\n\"masa.windw\" = [\"message\"]\n",
+    )
+    .unwrap();
+    let o = experiments(&["plan", f.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("bad.toml:5:") && text(&o).contains("unknown field `windw`"),
+        "{}",
+        text(&o)
+    );
+}
