@@ -169,6 +169,12 @@ pub fn run(
             break;
         }
         let elapsed = started.elapsed().as_secs_f64();
+        // Time left: the plan's estimate until a run has finished, then the pace so far.
+        let left = if k == 0 {
+            remaining_estimate
+        } else {
+            elapsed / k as f64 * (todo.len() - k) as f64
+        };
         progress(&format!(
             "[{}/{}] point {}/{} {} {} {}: {} elapsed, about {} left",
             k + 1,
@@ -179,7 +185,7 @@ pub fn run(
             if *warmup { "warm-up" } else { "repetition" },
             rep + 1,
             human_duration(elapsed),
-            human_duration(remaining_estimate)
+            human_duration(left)
         ));
         let run_dir = dir.join("runs").join(format!(
             "{}-{}{}",

@@ -1,0 +1,508 @@
+//! What to draw from a results directory: the paper's figure for `fig6*` .. `fig9*` experiments, a generic
+//! figure otherwise, and for every experiment latency percentiles per point and throughput over time.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use experiments::compare::mean_sd;
+use experiments::results::{Table, KEY_COLUMNS, METRICS};
+
+use crate::chart::{render, Figure, Panel, Series};
+use crate::PlotError;
+
+/// A results directory, read.
+pub struct Results {
+    pub dir: PathBuf,
+    pub name: String,
+    pub table: Table,
+}
+
+impl Results {
+    pub fn read(dir: &Path) -> Result<Self, PlotError> {
+        let path = dir.join("results.csv");
+        let table = Table::read(&path).map_err(|e| PlotError::Input {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let measured = table
+            .rows
+            .iter()
+            .filter(|r| r.get("warmup").map(String::as_str) != Some("true"))
+            .count();
+        if measured == 0 {
+            return Err(PlotError::Input {
+                path,
+                message: "no measured runs to plot (only warm-up rows, or none)".into(),
+            });
+        }
+        let name = table
+            .rows
+            .first()
+            .and_then(|r| r.get("experiment").cloned())
+            .unwrap_or_else(|| {
+                dir.file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default()
+            });
+        Ok(Results {
+            dir: dir.to_path_buf(),
+            name,
+            table,
+        })
+    }
+
+    /// Setting columns whose value differs between measured rows, in column order.
+    pub fn varying(&self) -> Vec<String> {
+        self.table
+            .columns
+            .iter()
+            .filter(|c| !KEY_COLUMNS.contains(&c.as_str()) && !METRICS.contains(&c.as_str()))
+            .filter(|c| {
+                let mut vals: Vec<&str> = self
+                    .measured()
+                    .map(|r| r.get(*c).map(String::as_str).unwrap_or(""))
+                    .collect();
+                vals.sort();
+                vals.dedup();
+                vals.len() > 1
+            })
+            .cloned()
+            .collect()
+    }
+
+    fn measured(&self) -> impl Iterator<Item = &BTreeMap<String, String>> {
+        self.table.rows.iter().filter(|r| {
+            r.get("warmup").map(String::as_str) != Some("true")
+                && r.get("status").map(String::as_str) != Some("failed")
+        })
+    }
+
+    /// Series of `metric` against `x`, one series per combination of `by`, one panel per value of `facet`.
+    /// Categorical x (non-numbers) are placed at 0, 1, 2 ... in order of appearance.
+    fn grouped(
+        &self,
+        x: &str,
+        metric: &str,
+        by: &[String],
+        facet: Option<&str>,
+    ) -> (Vec<Panel>, Option<Vec<String>>) {
+        let numeric = self
+            .measured()
+            .all(|r| r.get(x).is_some_and(|v| v.parse::<f64>().is_ok()));
+        let mut categories: Vec<String> = Vec::new();
+        if !numeric {
+            for r in self.measured() {
+                let v = r.get(x).cloned().unwrap_or_default();
+                if !categories.contains(&v) {
+                    categories.push(v);
+                }
+            }
+        }
+        // facet -> series -> x -> values
+        let mut acc: BTreeMap<String, BTreeMap<String, ValuesAtX>> = BTreeMap::new();
+        for r in self.measured() {
+            let Some(v) = r
+                .get(metric)
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| v.is_finite())
+            else {
+                continue;
+            };
+            let xv = if numeric {
+                r[x].parse::<f64>().unwrap_or(f64::NAN)
+            } else {
+                categories
+                    .iter()
+                    .position(|c| Some(c) == r.get(x))
+                    .unwrap_or(0) as f64
+            };
+            let f = facet
+                .map(|f| format!("{f} = {}", r.get(f).cloned().unwrap_or_default()))
+                .unwrap_or_default();
+            let s = by
+                .iter()
+                .map(|b| format!("{}={}", short(b), r.get(b).cloned().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            acc.entry(f)
+                .or_default()
+                .entry(s)
+                .or_default()
+                .entry(xv.to_bits())
+                .or_insert((xv, vec![]))
+                .1
+                .push(v);
+        }
+        let panels = acc
+            .into_iter()
+            .map(|(title, series)| Panel {
+                title,
+                series: series
+                    .into_iter()
+                    .map(|(name, xs)| {
+                        let mut points: Vec<(f64, f64, f64)> = xs
+                            .into_values()
+                            .map(|(x, v)| {
+                                let (m, sd) = mean_sd(&v);
+                                (x, m, sd)
+                            })
+                            .collect();
+                        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                        Series { name, points }
+                    })
+                    .collect(),
+            })
+            .collect();
+        (panels, (!numeric).then_some(categories))
+    }
+}
+
+/// Values of one series by x (keyed by the bits of x): `(x, values)`.
+type ValuesAtX = BTreeMap<u64, (f64, Vec<f64>)>;
+
+/// A setting's name without its `mass.`/`masa.` prefix, for legends.
+fn short(key: &str) -> &str {
+    key.strip_prefix("mass.")
+        .or_else(|| key.strip_prefix("masa."))
+        .unwrap_or(key)
+}
+
+fn figure(
+    stem: &str,
+    title: String,
+    x: &str,
+    y_label: &str,
+    (log_x, log_y): (bool, bool),
+    (panels, cats): (Vec<Panel>, Option<Vec<String>>),
+) -> Figure {
+    Figure {
+        file_stem: stem.into(),
+        title,
+        x_label: axis_label(x),
+        y_label: y_label.into(),
+        log_x: log_x && cats.is_none(),
+        log_y,
+        x_categories: cats,
+        panels,
+    }
+}
+
+/// An axis label with its unit where the setting's name carries one.
+fn axis_label(key: &str) -> String {
+    let k = short(key);
+    for (suffix, unit) in [
+        ("_s", "s"),
+        ("_ms", "ms"),
+        ("_mb", "MB"),
+        ("_msgs_per_s", "msg/s"),
+        ("_bytes", "bytes"),
+    ] {
+        if let Some(base) = k.strip_suffix(suffix) {
+            return format!("{} ({unit})", base.replace('_', " "));
+        }
+    }
+    k.replace('_', " ")
+}
+
+/// One series per metric (e.g. start-up of each pilot kind) against `x`.
+fn metrics_as_series(
+    r: &Results,
+    x: &str,
+    metrics: &[(&str, &str)],
+) -> (Vec<Panel>, Option<Vec<String>>) {
+    let mut series = Vec::new();
+    let mut cats = None;
+    for (m, label) in metrics {
+        let (panels, c) = r.grouped(x, m, &[], None);
+        cats = c;
+        for p in panels {
+            for mut s in p.series {
+                s.name = label.to_string();
+                series.push(s);
+            }
+        }
+    }
+    (
+        vec![Panel {
+            title: String::new(),
+            series,
+        }],
+        cats,
+    )
+}
+
+fn first_of(varying: &[String], candidates: &[&str]) -> Option<String> {
+    candidates
+        .iter()
+        .find(|c| varying.iter().any(|v| v == *c))
+        .map(|c| c.to_string())
+}
+
+/// The figures for a results directory.
+pub fn plan(r: &Results) -> Vec<Figure> {
+    let varying = r.varying();
+    let mut out = Vec::new();
+    let others = |x: &str, facet: Option<&str>| -> Vec<String> {
+        varying
+            .iter()
+            .filter(|v| *v != x && Some(v.as_str()) != facet)
+            .cloned()
+            .collect()
+    };
+    let name = r.name.as_str();
+    if name.starts_with("fig6") {
+        if let Some(x) = first_of(
+            &varying,
+            &["processing_nodes", "broker_nodes", "producer_nodes"],
+        ) {
+            out.push(figure(
+                "fig6-startup",
+                "Pilot start-up time vs nodes (paper Fig. 6)".into(),
+                &x,
+                "start-up time (s)",
+                (true, true),
+                metrics_as_series(
+                    r,
+                    &x,
+                    &[
+                        ("broker_startup_s", "Kafka broker pilot"),
+                        ("producer_pilot_startup_s", "producer pilot"),
+                        ("processing_pilot_startup_s", "processing pilot"),
+                    ],
+                ),
+            ));
+        }
+    } else if name.starts_with("fig7") {
+        let x = first_of(&varying, &["masa.window"])
+            .unwrap_or_else(|| varying.first().cloned().unwrap_or_default());
+        out.push(figure(
+            "fig7-latency",
+            "End-to-end latency vs window (paper Fig. 7)".into(),
+            &x,
+            "end-to-end latency (ms)",
+            (false, true),
+            metrics_as_series(
+                r,
+                &x,
+                &[("e2e_latency_ms_p50", "p50"), ("e2e_latency_ms_p99", "p99")],
+            ),
+        ));
+    } else if name.starts_with("fig8") {
+        let x = first_of(&varying, &["producer_nodes", "producer_processes_per_node"])
+            .unwrap_or_default();
+        let facet = first_of(&varying, &["broker_nodes"]);
+        for (stem, m, label) in [
+            (
+                "fig8-producer-mb",
+                "producer_throughput_mb_per_s",
+                "producer throughput (MB/s)",
+            ),
+            (
+                "fig8-producer-msgs",
+                "producer_throughput_msgs_per_s",
+                "producer throughput (msg/s)",
+            ),
+        ] {
+            out.push(figure(
+                stem,
+                "Producer throughput (paper Fig. 8)".into(),
+                &x,
+                label,
+                (true, true),
+                r.grouped(&x, m, &others(&x, facet.as_deref()), facet.as_deref()),
+            ));
+        }
+    } else if name.starts_with("fig9") {
+        let x = first_of(
+            &varying,
+            &["processing_nodes", "consumer_processes_per_node"],
+        )
+        .unwrap_or_default();
+        let facet = first_of(&varying, &["broker_nodes"]);
+        let by: Vec<String> = others(&x, facet.as_deref())
+            .into_iter()
+            .filter(|k| k == "masa.processor")
+            .collect();
+        out.push(figure(
+            "fig9-processing",
+            "Processing throughput (paper Fig. 9)".into(),
+            &x,
+            "processing throughput (msg/s)",
+            (true, true),
+            r.grouped(&x, "consumer_throughput_msgs_per_s", &by, facet.as_deref()),
+        ));
+    } else if let Some(x) = varying.first() {
+        for (stem, m, label) in [
+            (
+                "throughput",
+                "consumer_throughput_msgs_per_s",
+                "consumer throughput (msg/s)",
+            ),
+            (
+                "latency-p50",
+                "e2e_latency_ms_p50",
+                "end-to-end latency p50 (ms)",
+            ),
+        ] {
+            out.push(figure(
+                stem,
+                format!("{}: {label}", r.name),
+                x,
+                label,
+                (false, false),
+                r.grouped(x, m, &others(x, None), None),
+            ));
+        }
+    }
+    out.push(percentiles(r, &varying));
+    out
+}
+
+/// Latency percentiles (p50, p90, p99, max) per point.
+fn percentiles(r: &Results, varying: &[String]) -> Figure {
+    let cats: Vec<String> = ["p50", "p90", "p99", "max"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut by_point: BTreeMap<String, (String, Vec<Vec<f64>>)> = BTreeMap::new();
+    for row in r.measured() {
+        let label = if varying.is_empty() {
+            "all runs".to_string()
+        } else {
+            varying
+                .iter()
+                .map(|v| format!("{}={}", short(v), row.get(v).cloned().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let e = by_point
+            .entry(row.get("point").cloned().unwrap_or_default())
+            .or_insert((label, vec![vec![]; 4]));
+        for (k, m) in [
+            "e2e_latency_ms_p50",
+            "e2e_latency_ms_p90",
+            "e2e_latency_ms_p99",
+            "e2e_latency_ms_max",
+        ]
+        .iter()
+        .enumerate()
+        {
+            if let Some(v) = row
+                .get(*m)
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|v| v.is_finite())
+            {
+                e.1[k].push(v);
+            }
+        }
+    }
+    let series = by_point
+        .into_values()
+        .map(|(name, vals)| Series {
+            name,
+            points: vals
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| {
+                    let (m, sd) = mean_sd(v);
+                    (k as f64, m, sd)
+                })
+                .collect(),
+        })
+        .collect();
+    Figure {
+        file_stem: "latency-percentiles".into(),
+        title: format!("{}: end-to-end latency percentiles", r.name),
+        x_label: "percentile".into(),
+        y_label: "end-to-end latency (ms)".into(),
+        log_x: false,
+        log_y: true,
+        x_categories: Some(cats),
+        panels: vec![Panel {
+            title: String::new(),
+            series,
+        }],
+    }
+}
+
+/// Consumer throughput over time for the first measured repetition of each point (all consumer processes
+/// added up per interval).
+pub fn throughput_over_time(r: &Results) -> Option<Figure> {
+    let varying = r.varying();
+    let mut series = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for row in r.measured() {
+        let point = row.get("point")?.clone();
+        if !seen.insert(point.clone()) {
+            continue;
+        }
+        let run = r
+            .dir
+            .join("runs")
+            .join(format!("{point}-r{}", row.get("repetition")?));
+        let mut sum: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
+        for i in 0.. {
+            let path = masa::consumer::intervals_path(&run, &format!("c{i}"));
+            let Ok(rows) = pilot_core::metrics::read_csv::<masa::report::ConsumerInterval>(&path)
+            else {
+                break;
+            };
+            for (k, iv) in rows.iter().enumerate() {
+                let e = sum.entry(k as u64).or_insert((iv.t_s, 0.0));
+                e.1 += iv.msgs_per_s;
+            }
+        }
+        if sum.is_empty() {
+            continue;
+        }
+        let name = if varying.is_empty() {
+            "run".to_string()
+        } else {
+            varying
+                .iter()
+                .map(|v| format!("{}={}", short(v), row.get(v).cloned().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        series.push(Series {
+            name,
+            points: sum.into_values().map(|(t, v)| (t, v, 0.0)).collect(),
+        });
+    }
+    (!series.is_empty()).then(|| Figure {
+        file_stem: "throughput-over-time".into(),
+        title: format!(
+            "{}: consumer throughput over time (first repetition)",
+            r.name
+        ),
+        x_label: "time since the consumers started (s)".into(),
+        y_label: "consumer throughput (msg/s)".into(),
+        log_x: false,
+        log_y: false,
+        x_categories: None,
+        panels: vec![Panel {
+            title: String::new(),
+            series,
+        }],
+    })
+}
+
+/// Draw every figure of `dir` into `out` (default `dir/figures`); returns the files written.
+pub fn plot_dir(dir: &Path, out: Option<&Path>) -> Result<Vec<PathBuf>, PlotError> {
+    let r = Results::read(dir)?;
+    let out = out
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| dir.join("figures"));
+    std::fs::create_dir_all(&out).map_err(|e| PlotError::Input {
+        path: out.clone(),
+        message: e.to_string(),
+    })?;
+    let mut figs = plan(&r);
+    figs.extend(throughput_over_time(&r));
+    let mut files = Vec::new();
+    for f in &figs {
+        files.extend(render(f, &out)?);
+    }
+    Ok(files)
+}
