@@ -50,8 +50,10 @@ pub struct RawDescription {
     pub framework: Option<String>,
     /// Number of nodes. Default 1.
     pub nodes: Option<u32>,
-    /// Cores per node the pilot may use (recorded; batch backends request it).
+    /// Cores per node the pilot may use (SLURM: `--ntasks-per-node`).
     pub cores_per_node: Option<u32>,
+    /// Cores in all (SLURM: `-n`).
+    pub number_cores: Option<u32>,
     /// Walltime in minutes. Default 60.
     pub walltime_min: Option<u32>,
     /// Batch queue / partition.
@@ -68,6 +70,18 @@ pub struct RawDescription {
     pub kafka: Option<RawKafka>,
     /// Local-backend settings.
     pub local: Option<RawLocal>,
+    /// SLURM settings.
+    pub slurm: Option<RawSlurm>,
+}
+
+/// `[slurm]` settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlurm {
+    /// Extra `sbatch` options, each as one argument (e.g. `"--constraint=haswell"`).
+    pub directives: Option<Vec<String>>,
+    /// The cluster's `slurm.conf` (default: SLURM's own lookup, `$SLURM_CONF` or `/etc/slurm/slurm.conf`).
+    pub conf: Option<PathBuf>,
 }
 
 /// `[kafka]` settings.
@@ -112,14 +126,18 @@ pub struct RawLocal {
 pub enum ResourceUrl {
     /// Slots on this host, one loopback address each.
     Local,
+    /// A SLURM cluster: commands run here (`slurm://localhost`) or on a login node through ssh
+    /// (`slurm+ssh://user@host`).
+    Slurm { ssh: Option<String> },
 }
 
 impl ResourceUrl {
-    /// Parse `local://` (or the original system's `fork://localhost`).
+    /// Parse `local://` (or the original system's `fork://localhost`), `slurm://localhost` or
+    /// `slurm+ssh://[user@]host`.
     pub fn parse(url: &str) -> std::result::Result<Self, String> {
         let Some((scheme, rest)) = url.split_once("://") else {
             return Err(format!(
-                "resource `{url}` is not a URL: expected `local://` (supported schemes: local)"
+                "resource `{url}` is not a URL: expected `local://` (supported schemes: local, slurm, slurm+ssh)"
             ));
         };
         match scheme {
@@ -132,8 +150,29 @@ impl ResourceUrl {
                     ))
                 }
             }
+            "slurm" => {
+                if rest.is_empty() || rest == "localhost" {
+                    Ok(ResourceUrl::Slurm { ssh: None })
+                } else {
+                    Err(format!(
+                        "resource `{url}`: `slurm://` runs SLURM's commands here (write `slurm://localhost`); use `slurm+ssh://user@{rest}` for a login node"
+                    ))
+                }
+            }
+            "slurm+ssh" => {
+                let host = rest.trim_end_matches('/');
+                if host.is_empty() || host.contains('/') || host.contains(' ') {
+                    Err(format!(
+                        "resource `{url}`: expected `slurm+ssh://user@host` (a login node)"
+                    ))
+                } else {
+                    Ok(ResourceUrl::Slurm {
+                        ssh: Some(host.to_string()),
+                    })
+                }
+            }
             other => Err(format!(
-                "resource `{url}`: unknown scheme `{other}` (supported schemes: local)"
+                "resource `{url}`: unknown scheme `{other}` (supported schemes: local, slurm, slurm+ssh)"
             )),
         }
     }
@@ -143,6 +182,8 @@ impl std::fmt::Display for ResourceUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ResourceUrl::Local => write!(f, "local://"),
+            ResourceUrl::Slurm { ssh: None } => write!(f, "slurm://localhost"),
+            ResourceUrl::Slurm { ssh: Some(h) } => write!(f, "slurm+ssh://{h}"),
         }
     }
 }
@@ -204,6 +245,7 @@ pub struct PilotPlan {
     pub framework: FrameworkPlan,
     pub nodes: u32,
     pub cores_per_node: Option<u32>,
+    pub number_cores: Option<u32>,
     pub walltime_min: u32,
     pub queue: Option<String>,
     pub project: Option<String>,
@@ -211,6 +253,10 @@ pub struct PilotPlan {
     pub working_directory: PathBuf,
     pub parent: Option<String>,
     pub local: LocalPlan,
+    /// Extra `sbatch` options.
+    pub slurm_directives: Vec<String>,
+    /// `SLURM_CONF` for every SLURM command of this pilot.
+    pub slurm_conf: Option<PathBuf>,
 }
 
 impl PilotPlan {
@@ -245,6 +291,15 @@ impl PilotPlan {
         out.push_str(&format!("nodes:             {}\n", self.nodes));
         if let Some(c) = self.cores_per_node {
             out.push_str(&format!("cores per node:    {c}\n"));
+        }
+        if let Some(c) = self.number_cores {
+            out.push_str(&format!("cores:             {c}\n"));
+        }
+        if !self.slurm_directives.is_empty() {
+            out.push_str(&format!(
+                "sbatch options:    {}\n",
+                self.slurm_directives.join(" ")
+            ));
         }
         out.push_str(&format!("walltime:          {} min\n", self.walltime_min));
         for (name, v) in [
@@ -318,6 +373,7 @@ impl RawDescription {
             framework,
             nodes,
             cores_per_node,
+            number_cores,
             walltime_min,
             queue,
             project,
@@ -374,6 +430,19 @@ impl RawDescription {
         }
         if self.cores_per_node == Some(0) {
             return Err(bad("cores_per_node must be at least 1 (got 0)".into()));
+        }
+        if self.number_cores == Some(0) {
+            return Err(bad("number_cores must be at least 1 (got 0)".into()));
+        }
+        let slurm_directives = self
+            .slurm
+            .as_ref()
+            .and_then(|s| s.directives.clone())
+            .unwrap_or_default();
+        if let Some(d) = slurm_directives.iter().find(|d| !d.starts_with('-')) {
+            return Err(bad(format!(
+                "[slurm] directives are sbatch options such as \"--constraint=x\"; `{d}` is not one"
+            )));
         }
         let walltime_min = self.walltime_min.unwrap_or(DEFAULT_WALLTIME_MIN);
         if walltime_min == 0 {
@@ -435,6 +504,7 @@ impl RawDescription {
             framework: FrameworkPlan::Kafka(kafka),
             nodes,
             cores_per_node: self.cores_per_node,
+            number_cores: self.number_cores,
             walltime_min,
             queue: self.queue.clone(),
             project: self.project.clone(),
@@ -445,6 +515,8 @@ impl RawDescription {
                 addresses: raw_local.addresses,
                 first_address,
             },
+            slurm_directives,
+            slurm_conf: self.slurm.as_ref().and_then(|s| s.conf.clone()),
         })
     }
 

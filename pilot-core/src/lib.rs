@@ -40,6 +40,7 @@ pub mod message;
 pub mod metrics;
 pub mod pilot;
 pub mod process;
+pub mod slurm_cluster;
 pub mod smoke;
 pub mod store;
 pub mod tasks;

@@ -110,6 +110,9 @@ pub struct Pilot {
 pub fn backend_for(resource: &ResourceUrl) -> Box<dyn ResourceBackend> {
     match resource {
         ResourceUrl::Local => Box::new(LocalBackend::new()),
+        ResourceUrl::Slurm { ssh } => {
+            Box::new(crate::backend::slurm::SlurmBackend::new(ssh.clone()))
+        }
     }
 }
 
@@ -316,15 +319,66 @@ impl Pilot {
         Ok(())
     }
 
-    /// Check the framework's processes; a dead one makes the pilot Failed (and cleans up the rest).
+    /// Check the batch job (where there is one) and the framework's processes: a job that ended or a dead
+    /// process ends the pilot (and cleans up the rest) with the reason. When a process dies or the job is
+    /// completing, the job gets a few seconds to settle, so a walltime or an outside cancel is reported as
+    /// such rather than as a crash.
     pub fn poll(&mut self) -> PilotState {
-        if self.record.state == PilotState::Running {
+        if self.record.state != PilotState::Running {
+            return self.record.state;
+        }
+        let mut ended = self.job_end(false);
+        if ended.is_none() {
             if let Err(e) = self.framework.check() {
-                self.teardown();
-                self.set_state(PilotState::Failed, Some(e.to_string()));
+                ended = Some(
+                    self.job_end(true)
+                        .unwrap_or((PilotState::Failed, e.to_string())),
+                );
             }
         }
+        if let Some((state, reason)) = ended {
+            self.teardown();
+            self.set_state(state, Some(reason));
+        }
         self.record.state
+    }
+
+    /// How the batch job ended, if it has; with `settle`, wait up to 5 s for a final state.
+    fn job_end(&mut self, settle: bool) -> Option<(PilotState, String)> {
+        let t0 = Instant::now();
+        loop {
+            let job = self.backend.job_status()?;
+            let ended = match job.state.as_str() {
+                "PENDING" | "RUNNING" | "CONFIGURING" | "SUSPENDED" | "COMPLETING" => None,
+                "TIMEOUT" | "DEADLINE" => Some((
+                    PilotState::Done,
+                    format!(
+                        "walltime of {} min reached (SLURM job {} {})",
+                        self.record.plan.walltime_min, job.job_id, job.state
+                    ),
+                )),
+                "CANCELLED" => Some((
+                    PilotState::Canceled,
+                    format!(
+                        "SLURM job {} was cancelled outside the pilot ({})",
+                        job.job_id, job.reason
+                    ),
+                )),
+                "COMPLETED" => Some((
+                    PilotState::Done,
+                    format!("SLURM job {} completed", job.job_id),
+                )),
+                other => Some((
+                    PilotState::Failed,
+                    format!("SLURM job {} is {other} ({})", job.job_id, job.reason),
+                )),
+            };
+            let settling = job.state == "COMPLETING" || settle;
+            if ended.is_some() || !settling || t0.elapsed() > Duration::from_secs(5) {
+                return ended;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     fn teardown(&mut self) {

@@ -70,6 +70,46 @@ fn try_claim(dir: &Path, addr: Ipv4Addr, ports: &[u16]) -> Result<Claim> {
 
 static ALLOCATIONS: AtomicU32 = AtomicU32::new(0);
 
+/// Loopback addresses held for as long as this lives (flock'd lock files in [`lock_dir`], shared with local
+/// pilots, so no two holders get the same address).
+#[derive(Debug)]
+pub struct Reservation {
+    pub addresses: Vec<Ipv4Addr>,
+    _locks: Vec<File>,
+}
+
+/// Reserve `n` free loopback addresses from `first` up, each with `ports` bindable.
+pub fn reserve(first: Ipv4Addr, n: usize, ports: &[u16]) -> Result<Reservation> {
+    let dir = lock_dir();
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| PilotError::io("creating lock directory", &dir, e))?;
+    let (mut addresses, mut locks) = (Vec::new(), Vec::new());
+    let mut candidate = u32::from(first);
+    let mut probed = 0;
+    while addresses.len() < n {
+        let a = Ipv4Addr::from(candidate);
+        if !a.is_loopback() || probed >= MAX_PROBED_ADDRESSES {
+            return Err(PilotError::Allocation {
+                resource: "local://".into(),
+                message: format!(
+                    "found only {} free loopback address(es) from {first} (ports {ports:?}) after {probed} tries",
+                    addresses.len()
+                ),
+            });
+        }
+        if let Claim::Got(f) = try_claim(&dir, a, ports)? {
+            locks.push(f);
+            addresses.push(a);
+        }
+        candidate += 1;
+        probed += 1;
+    }
+    Ok(Reservation {
+        addresses,
+        _locks: locks,
+    })
+}
+
 impl ResourceBackend for LocalBackend {
     fn name(&self) -> &str {
         "local"
@@ -113,28 +153,9 @@ impl ResourceBackend for LocalBackend {
                 }
             }
         } else {
-            let mut candidate = u32::from(plan.local.first_address);
-            let mut probed = 0;
-            while addrs.len() < plan.nodes as usize {
-                let a = Ipv4Addr::from(candidate);
-                if !a.is_loopback() || probed >= MAX_PROBED_ADDRESSES {
-                    return Err(PilotError::Allocation {
-                        resource: "local://".into(),
-                        message: format!(
-                            "found only {} free loopback address(es) from {} (ports {:?}) after {probed} tries",
-                            addrs.len(),
-                            plan.local.first_address,
-                            ports
-                        ),
-                    });
-                }
-                if let Claim::Got(f) = try_claim(&dir, a, ports)? {
-                    locks.push(f);
-                    addrs.push(a);
-                }
-                candidate += 1;
-                probed += 1;
-            }
+            let r = reserve(plan.local.first_address, plan.nodes as usize, ports)?;
+            addrs = r.addresses;
+            locks = r._locks;
         }
         self.locks = locks;
         let n = ALLOCATIONS.fetch_add(1, Ordering::Relaxed);

@@ -3,9 +3,11 @@
 //! A [`ResourceBackend`] allocates an [`Allocation`] (a job id and its [`Node`]s with their addresses), launches
 //! long-running framework processes on a node ([`ResourceBackend::launch`]) and short set-up commands
 //! ([`ResourceBackend::run`]), and releases the allocation. The local backend ([`local::LocalBackend`]) treats
-//! slots on this host as nodes, each with its own loopback address; batch backends implement the same trait.
+//! slots on this host as nodes, each with its own loopback address; [`slurm::SlurmBackend`] makes a pilot a
+//! placeholder SLURM job and runs framework processes as its steps.
 
 pub mod local;
+pub mod slurm;
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -35,6 +37,15 @@ pub struct Allocation {
     pub nodes: Vec<Node>,
 }
 
+/// The batch job behind an allocation, as its resource manager reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobStatus {
+    pub job_id: String,
+    /// The manager's own word (SLURM: PENDING, RUNNING, COMPLETED, CANCELLED, FAILED, TIMEOUT, NODE_FAIL, ...).
+    pub state: String,
+    pub reason: String,
+}
+
 /// A resource manager.
 pub trait ResourceBackend: Send {
     /// Short name for messages ("local").
@@ -53,4 +64,9 @@ pub trait ResourceBackend: Send {
 
     /// Give the allocation back. Idempotent.
     fn release(&mut self) -> Result<()>;
+
+    /// The batch job's state, for backends that have one (local: none).
+    fn job_status(&mut self) -> Option<JobStatus> {
+        None
+    }
 }
