@@ -455,13 +455,14 @@ impl Executor for LocalExecutor {
         ];
         let timeout = deadline.saturating_duration_since(Instant::now());
         let consumers_details = details[2].clone();
+        let mut consumer_backend = pilot_core::pilot::task_backend(pilots.0[2].record());
+        let mut producer_backend = pilot_core::pilot::task_backend(pilots.0[1].record());
         let per_node = l.consumer_processes_per_node as usize;
         let resource = details[0].resource.clone();
         let consumers = std::thread::spawn(move || {
-            let mut backend = pilot_core::backend::local::LocalBackend::new();
             run_per_node(
                 &consumers_details,
-                &mut backend,
+                consumer_backend.as_mut(),
                 NodeSelection::Own,
                 per_node,
                 &masa_cmd,
@@ -472,10 +473,9 @@ impl Executor for LocalExecutor {
             .map(|i| format!("c{i}"))
             .collect();
         wait_for_group(run_dir, &ids, partitions as u64, deadline, shutdown)?;
-        let mut backend = pilot_core::backend::local::LocalBackend::new();
         let producers = run_per_node(
             &details[1],
-            &mut backend,
+            producer_backend.as_mut(),
             NodeSelection::Own,
             l.producer_processes_per_node as usize,
             &mass_cmd,

@@ -337,7 +337,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             }
             let d = running_details(&store(), &id)?;
             let r = store().load(&id)?;
-            let mut backend = backend_for(&r.plan.resource);
+            let mut backend = crate::pilot::task_backend(&r);
             let results = crate::tasks::run_per_node(
                 &d,
                 backend.as_mut(),

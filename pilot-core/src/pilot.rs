@@ -116,6 +116,23 @@ pub fn backend_for(resource: &ResourceUrl) -> Box<dyn ResourceBackend> {
     }
 }
 
+/// A backend that starts more processes in a running pilot's allocation (`pilot exec`, MASS and MASA in
+/// experiments): local slots, or steps of the pilot's SLURM job (so only that pilot's own nodes).
+pub fn task_backend(record: &PilotRecord) -> Box<dyn ResourceBackend> {
+    match &record.plan.resource {
+        ResourceUrl::Local => Box::new(LocalBackend::new()),
+        ResourceUrl::Slurm { ssh } => Box::new(crate::backend::slurm::SlurmBackend::attached(
+            ssh.clone(),
+            record.plan.slurm_conf.clone(),
+            record
+                .details
+                .as_ref()
+                .map(|d| d.job_id.as_str())
+                .unwrap_or(""),
+        )),
+    }
+}
+
 fn framework_for(plan: &PilotPlan) -> Box<dyn Framework> {
     match &plan.framework {
         FrameworkPlan::Kafka(k) => Box::new(KafkaFramework::new(k.clone())),
