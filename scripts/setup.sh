@@ -5,7 +5,7 @@ set -euo pipefail
 
 TANSU_VERSION=0.6.0
 APT_PACKAGES=(build-essential pkg-config cmake libcurl4-openssl-dev zlib1g-dev libssl-dev libhdf5-dev hdf5-tools
-  slurmctld slurmd slurm-client munge)  # the last four: the local SLURM test cluster (scripts/slurm-cluster.sh)
+  slurmctld slurmd slurm-client munge openssh-server)  # the last five: the local SLURM test cluster and its ssh login node
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 

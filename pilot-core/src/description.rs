@@ -82,6 +82,8 @@ pub struct RawSlurm {
     pub directives: Option<Vec<String>>,
     /// The cluster's `slurm.conf` (default: SLURM's own lookup, `$SLURM_CONF` or `/etc/slurm/slurm.conf`).
     pub conf: Option<PathBuf>,
+    /// Options for `ssh` to the login node of `slurm+ssh://` (e.g. `["-i", "/path/key"]`).
+    pub ssh_options: Option<Vec<String>>,
 }
 
 /// `[kafka]` settings.
@@ -163,7 +165,7 @@ impl ResourceUrl {
                 let host = rest.trim_end_matches('/');
                 if host.is_empty() || host.contains('/') || host.contains(' ') {
                     Err(format!(
-                        "resource `{url}`: expected `slurm+ssh://user@host` (a login node)"
+                        "resource `{url}`: expected `slurm+ssh://user@host[:port]` (a login node)"
                     ))
                 } else {
                     Ok(ResourceUrl::Slurm {
@@ -257,6 +259,8 @@ pub struct PilotPlan {
     pub slurm_directives: Vec<String>,
     /// `SLURM_CONF` for every SLURM command of this pilot.
     pub slurm_conf: Option<PathBuf>,
+    /// Extra `ssh` options for `slurm+ssh://`.
+    pub slurm_ssh_options: Vec<String>,
 }
 
 impl PilotPlan {
@@ -517,6 +521,11 @@ impl RawDescription {
             },
             slurm_directives,
             slurm_conf: self.slurm.as_ref().and_then(|s| s.conf.clone()),
+            slurm_ssh_options: self
+                .slurm
+                .as_ref()
+                .and_then(|s| s.ssh_options.clone())
+                .unwrap_or_default(),
         })
     }
 

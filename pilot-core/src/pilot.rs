@@ -121,9 +121,8 @@ pub fn backend_for(resource: &ResourceUrl) -> Box<dyn ResourceBackend> {
 pub fn task_backend(record: &PilotRecord) -> Box<dyn ResourceBackend> {
     match &record.plan.resource {
         ResourceUrl::Local => Box::new(LocalBackend::new()),
-        ResourceUrl::Slurm { ssh } => Box::new(crate::backend::slurm::SlurmBackend::attached(
-            ssh.clone(),
-            record.plan.slurm_conf.clone(),
+        ResourceUrl::Slurm { .. } => Box::new(crate::backend::slurm::SlurmBackend::attached(
+            &record.plan,
             record
                 .details
                 .as_ref()

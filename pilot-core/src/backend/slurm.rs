@@ -52,6 +52,8 @@ pub struct SlurmBackend {
     job_id: Option<String>,
     /// Whether `release` cancels the job (false for [`SlurmBackend::attached`]).
     owned: bool,
+    /// Extra ssh options (`[slurm] ssh_options`).
+    ssh_options: Vec<String>,
 }
 
 impl SlurmBackend {
@@ -61,17 +63,23 @@ impl SlurmBackend {
             conf: None,
             job_id: None,
             owned: true,
+            ssh_options: Vec::new(),
         }
     }
 
-    /// A backend for a job that is already running (a running pilot's), to start more steps in it: what
-    /// `pilot exec` and the experiment runner use. Its `release` cancels nothing.
-    pub fn attached(ssh: Option<String>, conf: Option<std::path::PathBuf>, job_id: &str) -> Self {
+    /// A backend for a job that is already running (a running pilot's, planned by `plan`), to start more
+    /// steps in it: what `pilot exec` and the experiment runner use. Its `release` cancels nothing.
+    pub fn attached(plan: &PilotPlan, job_id: &str) -> Self {
+        let ssh = match &plan.resource {
+            crate::description::ResourceUrl::Slurm { ssh } => ssh.clone(),
+            _ => None,
+        };
         SlurmBackend {
             ssh,
-            conf,
+            conf: plan.slurm_conf.clone(),
             job_id: Some(job_id.to_string()),
             owned: false,
+            ssh_options: plan.slurm_ssh_options.clone(),
         }
     }
 
@@ -97,16 +105,20 @@ impl SlurmBackend {
                 }
                 remote.push(shell_quote(program));
                 remote.extend(args.iter().map(|a| shell_quote(a)));
-                (
-                    "ssh".into(),
-                    vec![
-                        "-o".into(),
-                        "BatchMode=yes".into(),
-                        host.clone(),
-                        "--".into(),
-                        remote.join(" "),
-                    ],
-                )
+                // user@host[:port]
+                let (target, port) = match host.rsplit_once(':') {
+                    Some((t, p)) if !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) => {
+                        (t.to_string(), Some(p.to_string()))
+                    }
+                    _ => (host.clone(), None),
+                };
+                let mut a = vec!["-o".to_string(), "BatchMode=yes".into()];
+                if let Some(p) = port {
+                    a.extend(["-p".into(), p]);
+                }
+                a.extend(self.ssh_options.iter().cloned());
+                a.extend([target, "--".into(), remote.join(" ")]);
+                ("ssh".into(), a)
             }
         }
     }
@@ -359,6 +371,7 @@ impl ResourceBackend for SlurmBackend {
         pilot_dir: &Path,
     ) -> Result<Allocation> {
         self.conf = plan.slurm_conf.clone();
+        self.ssh_options = plan.slurm_ssh_options.clone();
         let name = pilot_dir
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
@@ -518,6 +531,104 @@ mod tests {
             .unwrap_err()
             .contains("not a number range"));
         assert!(expand_hostlist("n[3-1]").unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn sbatch_commands_carry_what_is_set_and_nothing_else() {
+        use crate::description::{ProcessEnvironment, RawDescription, RawSlurm, ResourceUrl};
+        let plan = |raw: RawDescription| {
+            RawDescription {
+                resource: Some("slurm://localhost".into()),
+                working_directory: Some("/w".into()),
+                ..raw
+            }
+            .validate("t", &ProcessEnvironment)
+            .unwrap()
+        };
+        let out = Path::new("/w/p/slurm-%j.out");
+        let minimal = plan(RawDescription::default());
+        assert_eq!(
+            sbatch_args(&minimal, "p", out),
+            vec![
+                "--parsable",
+                "--exclusive",
+                "-N",
+                "1",
+                "-t",
+                "60",
+                "-J",
+                "p",
+                "-o",
+                "/w/p/slurm-%j.out",
+                "--wrap",
+                "sleep infinity"
+            ]
+        );
+        let full = plan(RawDescription {
+            nodes: Some(4),
+            walltime_min: Some(30),
+            queue: Some("normal".into()),
+            project: Some("TG-123".into()),
+            reservation: Some("hack".into()),
+            number_cores: Some(96),
+            cores_per_node: Some(24),
+            slurm: Some(RawSlurm {
+                directives: Some(vec!["--constraint=haswell".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(
+            sbatch_args(&full, "p", out),
+            vec![
+                "--parsable",
+                "--exclusive",
+                "-N",
+                "4",
+                "-t",
+                "30",
+                "-J",
+                "p",
+                "-o",
+                "/w/p/slurm-%j.out",
+                "-p",
+                "normal",
+                "-A",
+                "TG-123",
+                "--reservation=hack",
+                "-n",
+                "96",
+                "--ntasks-per-node=24",
+                "--constraint=haswell",
+                "--wrap",
+                "sleep infinity"
+            ]
+        );
+        assert_eq!(
+            ResourceUrl::parse("slurm://").unwrap(),
+            ResourceUrl::Slurm { ssh: None }
+        );
+        assert_eq!(
+            ResourceUrl::parse("slurm+ssh://me@login:2222")
+                .unwrap()
+                .to_string(),
+            "slurm+ssh://me@login:2222"
+        );
+        assert!(ResourceUrl::parse("slurm://login1")
+            .unwrap_err()
+            .contains("slurm+ssh://user@login1"));
+        let err = RawDescription {
+            resource: Some("slurm://localhost".into()),
+            slurm: Some(RawSlurm {
+                directives: Some(vec!["constraint=x".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .validate("t", &ProcessEnvironment)
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not one"), "{err}");
     }
 
     #[test]
