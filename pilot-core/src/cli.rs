@@ -145,7 +145,7 @@ pub struct DescriptionArgs {
     /// Pilot description (TOML); flags override its values
     #[arg(value_name = "DESCRIPTION.toml")]
     pub file: Option<PathBuf>,
-    /// Resource URL [default: local://]
+    /// Resource URL: local://, slurm://localhost, slurm+ssh://user@host[:port] [default: local://]
     #[arg(long)]
     pub resource: Option<String>,
     /// Framework [default: kafka]

@@ -5,14 +5,16 @@
 //!
 //! ```text
 //! description (TOML / flags)  --validate-->  PilotPlan  --ResourceBackend::allocate-->  nodes
-//!        description.rs                                     backend/ (local; batch later)
+//!        description.rs                                     backend/ (local, slurm)
 //!   --Framework::start + wait_ready-->  PilotDetails (bootstrap servers, client properties, nodes, logs)
 //!        framework/kafka (tansu | apache-kafka | external)        pilot.rs, persisted by store.rs
 //! ```
 //!
 //! Where things live:
 //! - [`description`]: raw descriptions (unknown keys rejected) and the validated [`description::PilotPlan`].
-//! - [`backend`]: the [`backend::ResourceBackend`] trait and the local backend (one loopback address per node).
+//! - [`backend`]: the [`backend::ResourceBackend`] trait, the local backend (one loopback address per node) and
+//!   the SLURM backend (placeholder job, frameworks as job steps, `slurm://` and `slurm+ssh://`);
+//!   [`slurm_cluster`]: a real 4-node SLURM cluster on this machine for tests (`scripts/slurm-cluster.sh`).
 //! - [`framework`]: the [`framework::Framework`] plugin trait and the Kafka plugin ([`framework::kafka`]),
 //!   including Apache Kafka KRaft config generation ([`framework::kafka::apache`]).
 //! - [`pilot`]: lifecycle and states; [`store`]: pilot state on disk; [`process`]: child processes that die
