@@ -67,7 +67,7 @@ struct RawFile {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Layout {
-    /// Resource URL of the pilots (`local://`; `slurm://...` once pilot-core has a SLURM backend).
+    /// Resource URL of the pilots (`local://`, `slurm://localhost`, `slurm+ssh://user@host`).
     pub resource: String,
     /// Kafka distribution of the broker pilot: `tansu` (local default) or `apache-kafka` (clusters).
     pub distribution: String,
