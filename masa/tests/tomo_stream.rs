@@ -244,3 +244,72 @@ fn tooth_files_stream_through_tansu_into_gridrec() {
     assert_eq!(rows.len(), 2 * n as usize);
     assert!(results.join("recon-c-0.png").exists());
 }
+
+#[test]
+fn mass_phantom_file_through_tansu_reconstructs_as_well_as_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, s) = phantom_file(dir.path(), 640);
+    let pilot = pilot_core::pilot::Pilot::create_local(&dir.path().join("pilots"))
+        .expect("tansu installed (scripts/setup.sh)");
+    let conn = pilot.connection().unwrap();
+    pilot_core::admin::KafkaAdmin::new(&conn.bootstrap, &conn.client, Duration::from_secs(10))
+        .create_topic("phantom", 2, 1)
+        .unwrap();
+    // The file as projection blocks, one detector row per message (MASS's rows mode).
+    let mplan = mass::config::RawConfig {
+        bootstrap_servers: Some(conn.bootstrap.clone()),
+        topic: Some("phantom".into()),
+        source: Some("template".into()),
+        template_file: Some(dir.path().join("phantom.h5")),
+        template_mode: Some("rows".into()),
+        messages: Some(4),
+        ..Default::default()
+    };
+    let mplan = mass::config::Settings::validate(&mplan, "test").unwrap();
+    let out = mass::producer::run(
+        &mplan,
+        &conn,
+        Arc::new(pilot_core::clock::SystemClock::new()),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(out.summary.delivered_msgs, 4);
+    let results = dir.path().join("results");
+    std::fs::create_dir_all(&results).unwrap();
+    let plan = masa::config::RawConfig {
+        bootstrap_servers: Some(conn.bootstrap.clone()),
+        topic: Some("phantom".into()),
+        processor: Some("gridrec".into()),
+        write_hdf5: Some(true),
+        idle_timeout_s: Some(3.0),
+        expect_messages: Some(4),
+        results_dir: Some(results.clone()),
+        consumer_id: Some("p".into()),
+        ..Default::default()
+    };
+    let plan = masa::config::Settings::validate(&plan, "test").unwrap();
+    let got = masa::consumer::run(
+        &plan,
+        &conn,
+        Arc::new(pilot_core::clock::SystemClock::new()),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(got.summary.complete, "{}", got.summary.incomplete_reason);
+    let (recon, _, centers) = ReconFile::read(&results.join("recon-p-0.h5")).unwrap();
+    assert_eq!(recon.dims[0], 4);
+    assert!(
+        (centers[0] - s.center_px).abs() <= 0.5,
+        "centre {} vs {}",
+        centers[0],
+        s.center_px
+    );
+    let truth = image(&shepp_logan(), 640, 4);
+    for k in 0..4 {
+        let img: Vec<f64> = recon.plane(k).iter().map(|&v| v as f64 / s.mu).collect();
+        let rmse = rmse_in_circle(&img, &truth, 640, 0.98);
+        assert!(rmse <= 0.03, "slice {k} through tansu: RMSE {rmse}");
+    }
+}
