@@ -472,7 +472,12 @@ impl Executor for LocalExecutor {
         let ids: Vec<String> = (0..point.consumer_processes())
             .map(|i| format!("c{i}"))
             .collect();
-        wait_for_group(run_dir, &ids, partitions as u64, deadline, shutdown)?;
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_secs(60));
+        masa::consumer::wait_for_group(run_dir, &ids, partitions as u64, wait, &|| {
+            shutdown.load(Ordering::SeqCst)
+        })?;
         let producers = run_per_node(
             &details[1],
             producer_backend.as_mut(),
@@ -543,44 +548,6 @@ impl Executor for LocalExecutor {
         };
         drop(pilots);
         Ok(outcome)
-    }
-}
-
-/// Wait until the consumers' interval rows show all partitions assigned among them.
-fn wait_for_group(
-    dir: &Path,
-    ids: &[String],
-    partitions: u64,
-    deadline: Instant,
-    shutdown: &AtomicBool,
-) -> Result<(), String> {
-    let t0 = Instant::now();
-    loop {
-        let held: Vec<u64> = ids
-            .iter()
-            .map(|id| {
-                pilot_core::metrics::read_csv::<masa::report::ConsumerInterval>(
-                    &masa::consumer::intervals_path(dir, id),
-                )
-                .ok()
-                .and_then(|rows| rows.last().map(|r| r.assigned_partitions))
-                .unwrap_or(0)
-            })
-            .collect();
-        let members = held.iter().filter(|&&h| h > 0).count() as u64;
-        if held.iter().sum::<u64>() == partitions && members == (ids.len() as u64).min(partitions) {
-            return Ok(());
-        }
-        if Instant::now() > deadline || t0.elapsed() > Duration::from_secs(60) {
-            return Err(format!(
-                "the consumers never shared the topic's {partitions} partitions (held {held:?}); logs under {}",
-                dir.display()
-            ));
-        }
-        if shutdown.load(Ordering::SeqCst) {
-            return Err("interrupted while the consumers joined".into());
-        }
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pilot_core::description::{ProcessEnvironment, RawDescription, RawSlurm};
 use pilot_core::pilot::{task_backend, Pilot};
@@ -125,28 +125,14 @@ fn mass_and_masa_on_slurm_pilots_account_for_every_message() {
     let c3 = spawn(&consumers);
     let c4 = spawn(&more_consumers);
     // Producers start once both consumers hold partitions.
-    let t0 = Instant::now();
-    loop {
-        let held: Vec<u64> = ["c-n3", "c-n4"]
-            .iter()
-            .map(|id| {
-                pilot_core::metrics::read_csv::<masa::report::ConsumerInterval>(
-                    &masa::consumer::intervals_path(&results, id),
-                )
-                .ok()
-                .and_then(|r| r.last().map(|r| r.assigned_partitions))
-                .unwrap_or(0)
-            })
-            .collect();
-        if held.iter().all(|&h| h > 0) && held.iter().sum::<u64>() == 4 {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "group never formed: {held:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    masa::consumer::wait_for_group(
+        &results,
+        &["c-n3".into(), "c-n4".into()],
+        4,
+        Duration::from_secs(60),
+        &|| false,
+    )
+    .unwrap();
     let mass_cmd: Vec<String> = vec![
         mass.display().to_string(),
         "run".into(),

@@ -59,6 +59,47 @@ pub fn make_processor(
     })
 }
 
+/// Wait until the consumer processes `ids`, writing interval rows into `dir`, hold all `partitions` of their
+/// topic among them, each at least one when there are enough: their group has formed, so producers may start.
+/// Gives up after `timeout` or when `stop()` says so, naming what each one held.
+pub fn wait_for_group(
+    dir: &Path,
+    ids: &[String],
+    partitions: u64,
+    timeout: Duration,
+    stop: &dyn Fn() -> bool,
+) -> Result<(), String> {
+    let t0 = std::time::Instant::now();
+    loop {
+        let held: Vec<u64> = ids
+            .iter()
+            .map(|id| {
+                pilot_core::metrics::read_csv::<crate::report::ConsumerInterval>(&intervals_path(
+                    dir, id,
+                ))
+                .ok()
+                .and_then(|rows| rows.last().map(|r| r.assigned_partitions))
+                .unwrap_or(0)
+            })
+            .collect();
+        let members = held.iter().filter(|&&h| h > 0).count() as u64;
+        if held.iter().sum::<u64>() == partitions && members == (ids.len() as u64).min(partitions) {
+            return Ok(());
+        }
+        if t0.elapsed() > timeout {
+            return Err(format!(
+                "the consumers {ids:?} never shared the topic's {partitions} partitions in {} s (held {held:?}); logs under {}",
+                timeout.as_secs(),
+                dir.display()
+            ));
+        }
+        if stop() {
+            return Err("interrupted while the consumers joined".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Result files of one consumer process in a results directory.
 pub fn summary_path(dir: &Path, consumer_id: &str) -> PathBuf {
     dir.join(format!("consumer-{consumer_id}-summary.csv"))

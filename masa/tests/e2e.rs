@@ -4,38 +4,12 @@
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mass::config::{RawConfig as MassConfig, Settings};
 use pilot_core::client::Connection;
 use pilot_core::clock::SystemClock;
 use pilot_core::pilot::Pilot;
-
-/// Wait until the consumers' interval rows show the topic's partitions shared among `members` processes.
-fn wait_for_group(results: &std::path::Path, ids: &[&str], partitions: u64) {
-    let t0 = Instant::now();
-    loop {
-        let held: Vec<u64> = ids
-            .iter()
-            .map(|id| {
-                pilot_core::metrics::read_csv::<masa::report::ConsumerInterval>(
-                    &masa::consumer::intervals_path(results, id),
-                )
-                .ok()
-                .and_then(|rows| rows.last().map(|r| r.assigned_partitions))
-                .unwrap_or(0)
-            })
-            .collect();
-        if held.iter().all(|&h| h > 0) && held.iter().sum::<u64>() == partitions {
-            return;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "consumers never shared {partitions} partitions: {held:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[test]
 fn two_consumer_processes_account_for_every_message_exactly_once() {
@@ -86,7 +60,14 @@ fn two_consumer_processes_account_for_every_message_exactly_once() {
         )
         .unwrap()
     });
-    wait_for_group(&results, &["c0", "c1"], 12);
+    masa::consumer::wait_for_group(
+        &results,
+        &["c0".into(), "c1".into()],
+        12,
+        Duration::from_secs(60),
+        &|| false,
+    )
+    .unwrap();
 
     let mplan = MassConfig {
         bootstrap_servers: Some(conn.bootstrap.clone()),

@@ -177,24 +177,25 @@ fn mlem_runs_through_the_processor() {
     assert!(rmse < 0.08, "ML-EM through the processor: RMSE {rmse}");
 }
 
-#[test]
-fn tooth_files_stream_through_tansu_into_gridrec() {
-    let dir = tempfile::tempdir().unwrap();
-    let pilot = pilot_core::pilot::Pilot::create_local(&dir.path().join("pilots"))
+/// MASS (`mass` settings, topic and broker filled in) into a fresh 1-node tansu pilot, then MASA (`masa`
+/// likewise, results into `dir/results`, consumer id `c`) until it is idle: MASA's summary and the results dir.
+fn through_tansu(
+    dir: &Path,
+    mass: mass::config::RawConfig,
+    masa: masa::config::RawConfig,
+) -> (masa::report::ConsumerSummary, PathBuf) {
+    let pilot = pilot_core::pilot::Pilot::create_local(&dir.join("pilots"))
         .expect("tansu installed (scripts/setup.sh)");
     let conn = pilot.connection().unwrap();
     pilot_core::admin::KafkaAdmin::new(&conn.bootstrap, &conn.client, Duration::from_secs(10))
-        .create_topic("tooth", 2, 1)
+        .create_topic("light", 2, 1)
         .unwrap();
-    let n = 6u64;
     let mplan = mass::config::RawConfig {
         bootstrap_servers: Some(conn.bootstrap.clone()),
-        topic: Some("tooth".into()),
-        source: Some("template".into()),
-        template_file: Some(tooth()),
-        messages: Some(n),
-        ..Default::default()
+        topic: Some("light".into()),
+        ..mass
     };
+    let expected = mplan.messages;
     let mplan = mass::config::Settings::validate(&mplan, "test").unwrap();
     let out = mass::producer::run(
         &mplan,
@@ -204,20 +205,17 @@ fn tooth_files_stream_through_tansu_into_gridrec() {
         &mut |_| {},
     )
     .unwrap();
-    assert_eq!(out.summary.delivered_msgs, n);
-    let results = dir.path().join("results");
+    assert_eq!(Some(out.summary.delivered_msgs), expected);
+    let results = dir.join("results");
     std::fs::create_dir_all(&results).unwrap();
     let plan = masa::config::RawConfig {
         bootstrap_servers: Some(conn.bootstrap.clone()),
-        topic: Some("tooth".into()),
-        processor: Some("gridrec".into()),
-        angles: Some("paper".into()),
-        write_hdf5: Some(true),
+        topic: Some("light".into()),
         idle_timeout_s: Some(3.0),
-        expect_messages: Some(n),
+        expect_messages: expected,
         results_dir: Some(results.clone()),
         consumer_id: Some("c".into()),
-        ..Default::default()
+        ..masa
     };
     let plan = masa::config::Settings::validate(&plan, "test").unwrap();
     let got = masa::consumer::run(
@@ -228,7 +226,29 @@ fn tooth_files_stream_through_tansu_into_gridrec() {
         &mut |_| {},
     )
     .unwrap();
-    let s = &got.summary;
+    (got.summary, results)
+}
+
+#[test]
+fn tooth_files_stream_through_tansu_into_gridrec() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 6u64;
+    let (s, results) = through_tansu(
+        dir.path(),
+        mass::config::RawConfig {
+            source: Some("template".into()),
+            template_file: Some(tooth()),
+            messages: Some(n),
+            ..Default::default()
+        },
+        masa::config::RawConfig {
+            processor: Some("gridrec".into()),
+            angles: Some("paper".into()),
+            write_hdf5: Some(true),
+            ..Default::default()
+        },
+    );
+    let s = &s;
     assert_eq!(
         (
             s.received_msgs,
@@ -249,56 +269,24 @@ fn tooth_files_stream_through_tansu_into_gridrec() {
 fn mass_phantom_file_through_tansu_reconstructs_as_well_as_offline() {
     let dir = tempfile::tempdir().unwrap();
     let (_, s) = phantom_file(dir.path(), 640);
-    let pilot = pilot_core::pilot::Pilot::create_local(&dir.path().join("pilots"))
-        .expect("tansu installed (scripts/setup.sh)");
-    let conn = pilot.connection().unwrap();
-    pilot_core::admin::KafkaAdmin::new(&conn.bootstrap, &conn.client, Duration::from_secs(10))
-        .create_topic("phantom", 2, 1)
-        .unwrap();
     // The file as projection blocks, one detector row per message (MASS's rows mode).
-    let mplan = mass::config::RawConfig {
-        bootstrap_servers: Some(conn.bootstrap.clone()),
-        topic: Some("phantom".into()),
-        source: Some("template".into()),
-        template_file: Some(dir.path().join("phantom.h5")),
-        template_mode: Some("rows".into()),
-        messages: Some(4),
-        ..Default::default()
-    };
-    let mplan = mass::config::Settings::validate(&mplan, "test").unwrap();
-    let out = mass::producer::run(
-        &mplan,
-        &conn,
-        Arc::new(pilot_core::clock::SystemClock::new()),
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .unwrap();
-    assert_eq!(out.summary.delivered_msgs, 4);
-    let results = dir.path().join("results");
-    std::fs::create_dir_all(&results).unwrap();
-    let plan = masa::config::RawConfig {
-        bootstrap_servers: Some(conn.bootstrap.clone()),
-        topic: Some("phantom".into()),
-        processor: Some("gridrec".into()),
-        write_hdf5: Some(true),
-        idle_timeout_s: Some(3.0),
-        expect_messages: Some(4),
-        results_dir: Some(results.clone()),
-        consumer_id: Some("p".into()),
-        ..Default::default()
-    };
-    let plan = masa::config::Settings::validate(&plan, "test").unwrap();
-    let got = masa::consumer::run(
-        &plan,
-        &conn,
-        Arc::new(pilot_core::clock::SystemClock::new()),
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .unwrap();
-    assert!(got.summary.complete, "{}", got.summary.incomplete_reason);
-    let (recon, _, centers) = ReconFile::read(&results.join("recon-p-0.h5")).unwrap();
+    let (summary, results) = through_tansu(
+        dir.path(),
+        mass::config::RawConfig {
+            source: Some("template".into()),
+            template_file: Some(dir.path().join("phantom.h5")),
+            template_mode: Some("rows".into()),
+            messages: Some(4),
+            ..Default::default()
+        },
+        masa::config::RawConfig {
+            processor: Some("gridrec".into()),
+            write_hdf5: Some(true),
+            ..Default::default()
+        },
+    );
+    assert!(summary.complete, "{}", summary.incomplete_reason);
+    let (recon, _, centers) = ReconFile::read(&results.join("recon-c-0.h5")).unwrap();
     assert_eq!(recon.dims[0], 4);
     assert!(
         (centers[0] - s.center_px).abs() <= 0.5,

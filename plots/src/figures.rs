@@ -157,6 +157,18 @@ impl Results {
     }
 }
 
+/// A point's legend text: its values of the varying settings (`alone` when nothing varies).
+fn point_label(row: &BTreeMap<String, String>, varying: &[String], alone: &str) -> String {
+    if varying.is_empty() {
+        return alone.to_string();
+    }
+    varying
+        .iter()
+        .map(|v| format!("{}={}", short(v), row.get(v).cloned().unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Values of one series by x (keyed by the bits of x): `(x, values)`.
 type ValuesAtX = BTreeMap<u64, (f64, Vec<f64>)>;
 
@@ -366,15 +378,7 @@ fn percentiles(r: &Results, varying: &[String]) -> Figure {
         .collect();
     let mut by_point: BTreeMap<String, (String, Vec<Vec<f64>>)> = BTreeMap::new();
     for row in r.measured() {
-        let label = if varying.is_empty() {
-            "all runs".to_string()
-        } else {
-            varying
-                .iter()
-                .map(|v| format!("{}={}", short(v), row.get(v).cloned().unwrap_or_default()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let label = point_label(row, varying, "all runs");
         let e = by_point
             .entry(row.get("point").cloned().unwrap_or_default())
             .or_insert((label, vec![vec![]; 4]));
@@ -456,15 +460,7 @@ pub fn throughput_over_time(r: &Results) -> Option<Figure> {
         if sum.is_empty() {
             continue;
         }
-        let name = if varying.is_empty() {
-            "run".to_string()
-        } else {
-            varying
-                .iter()
-                .map(|v| format!("{}={}", short(v), row.get(v).cloned().unwrap_or_default()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let name = point_label(row, &varying, "run");
         series.push(Series {
             name,
             points: sum.into_values().map(|(t, v)| (t, v, 0.0)).collect(),

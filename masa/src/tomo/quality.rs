@@ -31,29 +31,24 @@ pub fn ssim_in_circle(recon: &[f64], truth: &[f64], n: usize, radius: f64, range
         let s: f64 = g.iter().sum();
         g.into_iter().map(|v| v / s).collect()
     };
+    // One 11-tap pass along rows (`across = false`) or columns, clamped at the edges.
+    let pass = |src: &[f64], dst: &mut [f64], across: bool| {
+        for i in 0..n {
+            for j in 0..n {
+                let mut acc = 0.0;
+                for (t, wt) in w.iter().enumerate() {
+                    let k = ((if across { i } else { j }) as i64 + t as i64 - 5)
+                        .clamp(0, n as i64 - 1) as usize;
+                    acc += wt * src[if across { k * n + j } else { i * n + k }];
+                }
+                dst[i * n + j] = acc;
+            }
+        }
+    };
     let blur = |img: &[f64]| -> Vec<f64> {
-        let mut tmp = vec![0.0; n * n];
-        let mut out = vec![0.0; n * n];
-        for i in 0..n {
-            for j in 0..n {
-                let mut acc = 0.0;
-                for (t, wt) in w.iter().enumerate() {
-                    let jj = (j as i64 + t as i64 - 5).clamp(0, n as i64 - 1) as usize;
-                    acc += wt * img[i * n + jj];
-                }
-                tmp[i * n + j] = acc;
-            }
-        }
-        for i in 0..n {
-            for j in 0..n {
-                let mut acc = 0.0;
-                for (t, wt) in w.iter().enumerate() {
-                    let ii = (i as i64 + t as i64 - 5).clamp(0, n as i64 - 1) as usize;
-                    acc += wt * tmp[ii * n + j];
-                }
-                out[i * n + j] = acc;
-            }
-        }
+        let (mut tmp, mut out) = (vec![0.0; n * n], vec![0.0; n * n]);
+        pass(img, &mut tmp, false);
+        pass(&tmp, &mut out, true);
         out
     };
     let prod = |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(x, y)| x * y).collect() };
