@@ -442,6 +442,14 @@ impl Experiment {
                 p.layout.resource,
                 p.estimate_s()
             ));
+            let partitions = p.layout.partitions_per_broker_node * p.layout.broker_nodes;
+            if p.consumer_processes() > partitions {
+                s.push_str(&format!(
+                    "    warning: {} consumer processes share {partitions} partitions: {} get none and wait out their start timeout (60 s)\n",
+                    p.consumer_processes(),
+                    p.consumer_processes() - partitions
+                ));
+            }
         }
         s
     }
