@@ -117,7 +117,15 @@ where
         Some(c) => (-0.5, c.len() as f64 - 0.5),
         None => range(all().map(|p| p.0), fig.log_x),
     };
-    let (y0, y1) = range(all().flat_map(|p| [p.1 - p.2, p.1 + p.2, p.1]), fig.log_y);
+    // On a log axis an error bar's bottom is drawn at no less than a third of its mean, so the range follows.
+    let bottom = |p: &(f64, f64, f64)| {
+        if fig.log_y {
+            (p.1 - p.2).max(p.1 / 3.0)
+        } else {
+            p.1 - p.2
+        }
+    };
+    let (y0, y1) = range(all().flat_map(|p| [bottom(p), p.1 + p.2, p.1]), fig.log_y);
     for (area, panel) in panels.iter().zip(&fig.panels) {
         let mut builder = ChartBuilder::on(area);
         builder
@@ -180,11 +188,7 @@ where
                         .map_err(|x| e(&x))?;
                     chart
                         .draw_series(pts.iter().filter(|p| p.2 > 0.0).map(|p| {
-                            let lo = if fig.log_y {
-                                (p.1 - p.2).max(p.1 / 10.0)
-                            } else {
-                                p.1 - p.2
-                            };
+                            let lo = bottom(p);
                             ErrorBar::new_vertical(
                                 p.0,
                                 lo,
