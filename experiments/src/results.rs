@@ -51,6 +51,8 @@ pub const METRICS: &[&str] = &[
     "e2e_latency_ms_p90",
     "e2e_latency_ms_p99",
     "e2e_latency_ms_max",
+    "processed_latency_ms_p50",
+    "processed_latency_ms_p99",
     "processing_ms_p50",
 ];
 

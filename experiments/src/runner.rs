@@ -584,6 +584,8 @@ fn collect(point: &Point, run_dir: &Path, partitions: u32) -> Result<RunOutcome,
         p90: f64,
         p99: f64,
         max: f64,
+        processed_p50_weighted: f64,
+        processed_p99: f64,
         processing_weighted: f64,
     }
     let mut g = Group::default();
@@ -603,6 +605,8 @@ fn collect(point: &Point, run_dir: &Path, partitions: u32) -> Result<RunOutcome,
         g.p90 = g.p90.max(r.e2e_latency_us_p90 as f64 / 1e3);
         g.p99 = g.p99.max(r.e2e_latency_us_p99 as f64 / 1e3);
         g.max = g.max.max(r.e2e_latency_us_max as f64 / 1e3);
+        g.processed_p50_weighted += w * r.processed_latency_us_p50 as f64 / 1e3;
+        g.processed_p99 = g.processed_p99.max(r.processed_latency_us_p99 as f64 / 1e3);
         g.processing_weighted += w * r.processing_us_p50 as f64 / 1e3;
     }
     let wmean = |x: f64| {
@@ -654,6 +658,8 @@ fn collect(point: &Point, run_dir: &Path, partitions: u32) -> Result<RunOutcome,
             ("e2e_latency_ms_p90", g.p90),
             ("e2e_latency_ms_p99", g.p99),
             ("e2e_latency_ms_max", g.max),
+            ("processed_latency_ms_p50", wmean(g.processed_p50_weighted)),
+            ("processed_latency_ms_p99", g.processed_p99),
             ("processing_ms_p50", wmean(g.processing_weighted)),
         ],
         incomplete_reason: reasons.join("; "),

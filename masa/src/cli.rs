@@ -258,6 +258,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
             writeln!(
                 o,
+                "  processed latency us (intended send to its window processed): p50 {} p99 {}",
+                s.processed_latency_us_p50, s.processed_latency_us_p99
+            )?;
+            writeln!(
+                o,
                 "  processing us per window: p50 {} p99 {} max {}; scheduling delay p50 {} p99 {}",
                 s.processing_us_p50,
                 s.processing_us_p99,

@@ -154,6 +154,10 @@ struct ThreadOut {
     accounting: Accounting,
     e2e: LatencyHistogram,
     e2e_actual: LatencyHistogram,
+    /// From intended send to the end of the processing of the message's window.
+    processed: LatencyHistogram,
+    /// Intended send times of the messages in the open window (reused).
+    pending: Vec<u64>,
     processing: LatencyHistogram,
     scheduling: LatencyHistogram,
     windows: u64,
@@ -264,6 +268,10 @@ pub fn run(
                             Err(e) => out.errors.push(e),
                         }
                         let t1 = now();
+                        for &intended in &out.pending {
+                            out.processed.record_between_ns(intended, t1);
+                        }
+                        out.pending.clear();
                         out.processing.record_between_ns(t0, t1);
                         out.scheduling.record_between_ns(end_ns, t0);
                         out.windows += 1;
@@ -313,7 +321,10 @@ pub fn run(
                                         if let Err(reason) = processor.add(&payload) {
                                             out.accounting.reject(&format!("processor: {reason}"));
                                             shared.rejected.fetch_add(1, Ordering::Relaxed);
-                                        } else if let Some(c) = windower.arrived(t) {
+                                        } else if let Some(c) = {
+                                            out.pending.push(meta.intended_send_ns);
+                                            windower.arrived(t)
+                                        } {
                                             process(processor, &mut out, c.end_ns, &now);
                                         }
                                     }
@@ -406,6 +417,7 @@ pub fn run(
         LatencyHistogram::new(),
         LatencyHistogram::new(),
     );
+    let mut processed = LatencyHistogram::new();
     let (mut windows, mut items, mut lag, mut first, mut last_rx, mut last_score) =
         (0, 0, 0i64, u64::MAX, 0u64, 0.0);
     let mut errors = Vec::new();
@@ -413,6 +425,7 @@ pub fn run(
         accounting.merge(&o.accounting);
         e2e.merge(&o.e2e);
         e2e_actual.merge(&o.e2e_actual);
+        processed.merge(&o.processed);
         processing.merge(&o.processing);
         scheduling.merge(&o.scheduling);
         windows += o.windows;
@@ -516,6 +529,8 @@ pub fn run(
         e2e_latency_us_mean: e.mean_us,
         e2e_actual_latency_us_p50: ea.p50_us,
         e2e_actual_latency_us_p99: ea.p99_us,
+        processed_latency_us_p50: processed.summary().p50_us,
+        processed_latency_us_p99: processed.summary().p99_us,
         processing_us_p50: pr.p50_us,
         processing_us_p99: pr.p99_us,
         processing_us_max: pr.max_us,

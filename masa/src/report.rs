@@ -58,6 +58,10 @@ pub struct ConsumerSummary {
     /// Receive time minus the producer's actual send time.
     pub e2e_actual_latency_us_p50: u64,
     pub e2e_actual_latency_us_p99: u64,
+    /// From the intended send time to the end of the processing of the message's window (what a window adds
+    /// to a message's latency shows here, not in the e2e figures, which stop at receipt).
+    pub processed_latency_us_p50: u64,
+    pub processed_latency_us_p99: u64,
     /// Time to process a window.
     pub processing_us_p50: u64,
     pub processing_us_p99: u64,

@@ -90,6 +90,10 @@ fn malformed_and_duplicate_messages_are_counted_and_never_stop_the_consumer() {
     );
     assert_eq!(s.processed_items, 12, "three valid messages of 4 points");
     assert!(
+        s.processed_latency_us_p50 >= s.e2e_latency_us_p50 && s.processed_latency_us_p50 > 0,
+        "a message is processed after it is received"
+    );
+    assert!(
         !s.complete
             && s.incomplete_reason.contains("1 messages missing")
             && s.incomplete_reason.contains("3 messages rejected")

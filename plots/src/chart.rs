@@ -55,6 +55,31 @@ pub fn register_font() {
 /// Draw `fig` as `<dir>/<stem>.svg` and `<dir>/<stem>.png`; returns both paths.
 pub fn render(fig: &Figure, dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
     register_font();
+    // A log y axis over less than a factor of 20 shows no decade labels: draw such data linearly.
+    let mut fig = fig.clone();
+    let spread = |vals: Vec<f64>| {
+        let pos: Vec<f64> = vals
+            .into_iter()
+            .filter(|v| *v > 0.0 && v.is_finite())
+            .collect();
+        let lo = pos.iter().cloned().fold(f64::INFINITY, f64::min);
+        let hi = pos.iter().cloned().fold(0.0, f64::max);
+        if lo.is_finite() && lo > 0.0 {
+            hi / lo
+        } else {
+            1.0
+        }
+    };
+    let points = || {
+        fig.panels
+            .iter()
+            .flat_map(|p| p.series.iter())
+            .flat_map(|s| s.points.iter())
+    };
+    if fig.log_y && spread(points().map(|p| p.1).collect()) < 20.0 {
+        fig.log_y = false;
+    }
+    let fig = &fig;
     let width = 520 * fig.panels.len().max(1) as u32 + 40;
     let size = (width, 440);
     let svg = dir.join(format!("{}.svg", fig.file_stem));
