@@ -119,11 +119,7 @@ impl Results {
             let f = facet
                 .map(|f| format!("{f} = {}", r.get(f).cloned().unwrap_or_default()))
                 .unwrap_or_default();
-            let s = by
-                .iter()
-                .map(|b| format!("{}={}", short(b), r.get(b).cloned().unwrap_or_default()))
-                .collect::<Vec<_>>()
-                .join(", ");
+            let s = label_of(r, by);
             acc.entry(f)
                 .or_default()
                 .entry(s)
@@ -162,9 +158,17 @@ fn point_label(row: &BTreeMap<String, String>, varying: &[String], alone: &str) 
     if varying.is_empty() {
         return alone.to_string();
     }
-    varying
-        .iter()
-        .map(|v| format!("{}={}", short(v), row.get(v).cloned().unwrap_or_default()))
+    label_of(row, varying)
+}
+
+/// `key=value, ...` for the keys a row has a value for (a point without a setting leaves it out).
+fn label_of(row: &BTreeMap<String, String>, keys: &[String]) -> String {
+    keys.iter()
+        .filter_map(|k| {
+            row.get(k)
+                .filter(|v| !v.is_empty())
+                .map(|v| format!("{}={v}", short(k)))
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
