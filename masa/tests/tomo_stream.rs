@@ -211,7 +211,7 @@ fn through_tansu(
     let plan = masa::config::RawConfig {
         bootstrap_servers: Some(conn.bootstrap.clone()),
         topic: Some("light".into()),
-        idle_timeout_s: Some(3.0),
+        idle_timeout_s: masa.idle_timeout_s.or(Some(3.0)),
         expect_messages: expected,
         results_dir: Some(results.clone()),
         consumer_id: Some("c".into()),
@@ -300,4 +300,39 @@ fn mass_phantom_file_through_tansu_reconstructs_as_well_as_offline() {
         let rmse = rmse_in_circle(&img, &truth, 640, 0.98);
         assert!(rmse <= 0.03, "slice {k} through tansu: RMSE {rmse}");
     }
+}
+
+#[test]
+fn windows_that_take_longer_than_the_idle_timeout_lose_no_message() {
+    // ML-EM with many iterations takes well over the 0.3 s idle timeout per message; the consumer must keep
+    // going while messages wait (processing counts as activity).
+    let dir = tempfile::tempdir().unwrap();
+    phantom_file(dir.path(), 128);
+    let (summary, _) = through_tansu(
+        dir.path(),
+        mass::config::RawConfig {
+            source: Some("template".into()),
+            template_file: Some(dir.path().join("phantom.h5")),
+            template_mode: Some("rows".into()),
+            messages: Some(3),
+            ..Default::default()
+        },
+        masa::config::RawConfig {
+            processor: Some("mlem".into()),
+            iterations: Some(150),
+            center_px: Some(64.0 + 6.5),
+            tomo_threads: Some(1),
+            preview_png: Some(false),
+            idle_timeout_s: Some(0.3),
+            start_timeout_s: Some(20.0),
+            ..Default::default()
+        },
+    );
+    assert!(
+        summary.processing_us_p50 > 300_000,
+        "each window outlasts the idle timeout: {} us",
+        summary.processing_us_p50
+    );
+    assert_eq!((summary.received_msgs, summary.missing_msgs), (3, 0));
+    assert!(summary.complete, "{}", summary.incomplete_reason);
 }
