@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use pilot_core::description::{ProcessEnvironment, RawDescription};
 use pilot_core::pilot::Pilot;
-use pilot_core::tasks::{run_per_node, NodeSelection};
+use pilot_core::tasks::{run_per_node_until, NodeSelection};
 
 use crate::results::{
     environment, sha256_hex, Manifest, RunProvenance, RunStatus, Table, KEY_COLUMNS, METRICS,
@@ -459,38 +459,55 @@ impl Executor for LocalExecutor {
         let mut producer_backend = pilot_core::pilot::task_backend(pilots.0[1].record());
         let per_node = l.consumer_processes_per_node as usize;
         let resource = details[0].resource.clone();
-        let consumers = std::thread::spawn(move || {
-            run_per_node(
-                &consumers_details,
-                consumer_backend.as_mut(),
-                NodeSelection::Own,
-                per_node,
-                &masa_cmd,
-                timeout,
-            )
+        let stop = || shutdown.load(Ordering::SeqCst);
+        // The consumers also stop when the producers could not start (they would wait for nothing).
+        let shutdown_consumers = AtomicBool::new(false);
+        let consumers_stop = || stop() || shutdown_consumers.load(Ordering::SeqCst);
+        let (producers, consumers) = std::thread::scope(|scope| {
+            let consumers = scope.spawn(|| {
+                run_per_node_until(
+                    &consumers_details,
+                    consumer_backend.as_mut(),
+                    NodeSelection::Own,
+                    per_node,
+                    &masa_cmd,
+                    timeout,
+                    &consumers_stop,
+                )
+            });
+            let ids: Vec<String> = (0..point.consumer_processes())
+                .map(|i| format!("c{i}"))
+                .collect();
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(60));
+            let producers =
+                masa::consumer::wait_for_group(run_dir, &ids, partitions as u64, wait, &stop)
+                    .and_then(|()| {
+                        run_per_node_until(
+                            &details[1],
+                            producer_backend.as_mut(),
+                            NodeSelection::Own,
+                            l.producer_processes_per_node as usize,
+                            &mass_cmd,
+                            deadline.saturating_duration_since(Instant::now()),
+                            &stop,
+                        )
+                        .map_err(|e| format!("starting MASS: {e}"))
+                    });
+            if producers.is_err() {
+                shutdown_consumers.store(true, Ordering::SeqCst);
+            }
+            let consumers = consumers
+                .join()
+                .map_err(|_| "the consumer supervisor panicked".to_string())
+                .and_then(|r| r.map_err(|e| format!("starting MASA: {e}")));
+            (producers, consumers)
         });
-        let ids: Vec<String> = (0..point.consumer_processes())
-            .map(|i| format!("c{i}"))
-            .collect();
-        let wait = deadline
-            .saturating_duration_since(Instant::now())
-            .min(Duration::from_secs(60));
-        masa::consumer::wait_for_group(run_dir, &ids, partitions as u64, wait, &|| {
-            shutdown.load(Ordering::SeqCst)
-        })?;
-        let producers = run_per_node(
-            &details[1],
-            producer_backend.as_mut(),
-            NodeSelection::Own,
-            l.producer_processes_per_node as usize,
-            &mass_cmd,
-            deadline.saturating_duration_since(Instant::now()),
-        )
-        .map_err(|e| format!("starting MASS: {e}"))?;
-        let consumers = consumers
-            .join()
-            .map_err(|_| "the consumer supervisor panicked".to_string())?
-            .map_err(|e| format!("starting MASA: {e}"))?;
+        let (producers, consumers) = (producers?, consumers?);
+        if shutdown.load(Ordering::SeqCst) {
+            return Err("interrupted: the run's processes were stopped".into());
+        }
         for t in &producers {
             if !t.success() {
                 return Err(format!(

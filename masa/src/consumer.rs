@@ -268,9 +268,12 @@ pub fn run(
                             Err(e) => out.errors.push(e),
                         }
                         let t1 = now();
-                        // Processing is activity: a window that takes longer than the idle timeout must not end
-                        // the run while messages wait.
-                        last_activity.fetch_max(t1, Ordering::Relaxed);
+                        // Processing messages is activity: a window that takes longer than the idle timeout must
+                        // not end the run while messages wait. (An empty time window is not: it would keep an idle
+                        // consumer alive for ever.)
+                        if !out.pending.is_empty() {
+                            last_activity.fetch_max(t1, Ordering::Relaxed);
+                        }
                         for &intended in &out.pending {
                             out.processed.record_between_ns(intended, t1);
                         }

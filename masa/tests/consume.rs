@@ -162,3 +162,51 @@ fn an_unreachable_broker_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn empty_time_windows_do_not_keep_an_idle_consumer_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_p, conn) = pilot(dir.path());
+    let producer: ThreadedProducer<DefaultProducerContext> = conn
+        .client
+        .producer_config(&conn.bootstrap)
+        .create()
+        .unwrap();
+    for seq in 0..3 {
+        producer
+            .send(
+                BaseRecord::<(), _>::to("t")
+                    .payload(&envelope(seq))
+                    .partition(0),
+            )
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let plan = RawConfig {
+        bootstrap_servers: Some(conn.bootstrap.clone()),
+        topic: Some("t".into()),
+        window: Some("time:0.2".into()),
+        idle_timeout_s: Some(1.0),
+        start_timeout_s: Some(20.0),
+        expect_messages: Some(3),
+        k: Some(2),
+        ..Default::default()
+    }
+    .validate("test")
+    .unwrap();
+    let t0 = std::time::Instant::now();
+    let out = masa::consumer::run(
+        &plan,
+        &conn,
+        Arc::new(SystemClock::new()),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(out.summary.received_msgs, 3);
+    assert!(
+        t0.elapsed() < Duration::from_secs(15),
+        "the idle timeout ended the run despite empty windows closing every 0.2 s ({:?})",
+        t0.elapsed()
+    );
+}

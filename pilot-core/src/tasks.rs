@@ -62,6 +62,28 @@ pub fn run_per_node(
     command: &[String],
     timeout: Duration,
 ) -> Result<Vec<TaskResult>> {
+    run_per_node_until(
+        details,
+        backend,
+        which,
+        processes_per_node,
+        command,
+        timeout,
+        &|| false,
+    )
+}
+
+/// [`run_per_node`] that also ends its tasks (SIGTERM, then SIGKILL after 5 s) as soon as `stop()` says so, e.g.
+/// on Ctrl-C; the results then show how each task ended.
+pub fn run_per_node_until(
+    details: &PilotDetails,
+    backend: &mut dyn ResourceBackend,
+    which: NodeSelection,
+    processes_per_node: usize,
+    command: &[String],
+    timeout: Duration,
+    stop: &dyn Fn() -> bool,
+) -> Result<Vec<TaskResult>> {
     let (program, args) = command.split_first().ok_or_else(|| {
         PilotError::invalid("command line", "no command given to run on the nodes")
     })?;
@@ -142,6 +164,15 @@ pub fn run_per_node(
         if t0.elapsed() > timeout {
             for (_, c) in running.iter_mut() {
                 c.terminate(Duration::from_secs(2));
+            }
+            break;
+        }
+        if stop() {
+            for (r, c) in running.iter_mut() {
+                if r.status.is_none() {
+                    c.terminate(Duration::from_secs(5));
+                    r.status = c.try_wait()?;
+                }
             }
             break;
         }
