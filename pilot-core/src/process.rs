@@ -84,6 +84,16 @@ pub fn spawn(spec: &LaunchSpec) -> Result<ManagedChild> {
             if libc::getppid() != parent {
                 libc::_exit(1);
             }
+            // Descriptors other libraries opened without close-on-exec (HDF5's files, with their locks) must
+            // not live on in a broker: mark everything above stdio close-on-exec (Linux 5.11+; older kernels
+            // answer ENOSYS and keep the old behaviour).
+            const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+            libc::syscall(
+                libc::SYS_close_range,
+                3 as libc::c_uint,
+                libc::c_uint::MAX,
+                CLOSE_RANGE_CLOEXEC,
+            );
             Ok(())
         });
     }
@@ -239,6 +249,29 @@ mod tests {
         assert!(st.success());
         let log = std::fs::read_to_string(dir.path().join("logs/child.log")).unwrap();
         assert!(log.contains("hello") && log.contains("err"), "{log}");
+    }
+
+    #[test]
+    fn children_do_not_inherit_stray_descriptors() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = dir.path().join("held-open.h5");
+        std::fs::write(&held, b"x").unwrap();
+        // Opened the way C libraries do, without O_CLOEXEC.
+        let path = std::ffi::CString::new(held.to_str().unwrap()).unwrap();
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
+        assert!(fd >= 3);
+        let st = run_to_completion(
+            &spec(dir.path(), "ls -l /proc/self/fd/"),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        unsafe { libc::close(fd) };
+        assert!(st.success());
+        let log = std::fs::read_to_string(dir.path().join("logs/child.log")).unwrap();
+        assert!(
+            !log.contains("held-open.h5"),
+            "the child inherited the descriptor:\n{log}"
+        );
     }
 
     #[test]
