@@ -15,7 +15,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 
@@ -205,11 +205,6 @@ pub fn check(results: &Path, bands: &[Band], machine: Option<&str>) -> Result<Ch
         breaches,
         checked,
     })
-}
-
-/// Where the references for the shipped experiments live.
-pub fn default_references(experiments_dir: &Path) -> PathBuf {
-    experiments_dir.join("references.toml")
 }
 
 #[cfg(test)]

@@ -181,12 +181,18 @@ impl TomoProcessor {
     }
 
     fn ensure_geometry(&mut self, angles: usize, cols: usize) {
-        let bits: Vec<u64> = self.theta.iter().map(|t| t.to_bits()).collect();
         if let Some(g) = &self.geometry {
-            if g.angles == angles && g.cols == cols && g.theta_bits == bits {
+            if g.angles == angles
+                && g.cols == cols
+                && g.theta_bits
+                    .iter()
+                    .copied()
+                    .eq(self.theta.iter().map(|t| t.to_bits()))
+            {
                 return;
             }
         }
+        let bits: Vec<u64> = self.theta.iter().map(|t| t.to_bits()).collect();
         let threads = self.pool.current_num_threads();
         let engine = match self.cfg.algorithm {
             Algorithm::GridRec { filter } => {

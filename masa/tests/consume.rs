@@ -21,6 +21,21 @@ fn pilot(dir: &std::path::Path) -> (Pilot, Connection) {
     (p, c)
 }
 
+/// Send `bodies` to partition 0 of topic `t` and wait until they are delivered.
+fn send(conn: &Connection, bodies: &[Vec<u8>]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = conn
+        .client
+        .producer_config(&conn.bootstrap)
+        .create()
+        .unwrap();
+    for b in bodies {
+        producer
+            .send(BaseRecord::<(), _>::to("t").payload(b).partition(0))
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+}
+
 fn envelope(seq: u64) -> Vec<u8> {
     let mut h = header(PayloadKind::Points, Dtype::F64, 5, seq, &[4, 3]);
     h.intended_send_ns = 1;
@@ -34,11 +49,6 @@ fn envelope(seq: u64) -> Vec<u8> {
 fn malformed_and_duplicate_messages_are_counted_and_never_stop_the_consumer() {
     let dir = tempfile::tempdir().unwrap();
     let (_p, conn) = pilot(dir.path());
-    let producer: ThreadedProducer<DefaultProducerContext> = conn
-        .client
-        .producer_config(&conn.bootstrap)
-        .create()
-        .unwrap();
     let mut truncated = envelope(99);
     truncated.truncate(40);
     let bodies: Vec<Vec<u8>> = vec![
@@ -50,12 +60,7 @@ fn malformed_and_duplicate_messages_are_counted_and_never_stop_the_consumer() {
         b"[[1.0, 2.0, 3.0]]".to_vec(), // paper text without its accounting key
         envelope(3),                   // 2 is missing
     ];
-    for b in &bodies {
-        producer
-            .send(BaseRecord::<(), _>::to("t").payload(b).partition(0))
-            .unwrap();
-    }
-    producer.flush(Duration::from_secs(10)).unwrap();
+    send(&conn, &bodies);
     let plan = RawConfig {
         bootstrap_servers: Some(conn.bootstrap.clone()),
         topic: Some("t".into()),
@@ -167,21 +172,7 @@ fn an_unreachable_broker_is_a_clear_error() {
 fn empty_time_windows_do_not_keep_an_idle_consumer_alive() {
     let dir = tempfile::tempdir().unwrap();
     let (_p, conn) = pilot(dir.path());
-    let producer: ThreadedProducer<DefaultProducerContext> = conn
-        .client
-        .producer_config(&conn.bootstrap)
-        .create()
-        .unwrap();
-    for seq in 0..3 {
-        producer
-            .send(
-                BaseRecord::<(), _>::to("t")
-                    .payload(&envelope(seq))
-                    .partition(0),
-            )
-            .unwrap();
-    }
-    producer.flush(Duration::from_secs(10)).unwrap();
+    send(&conn, &(0..3).map(envelope).collect::<Vec<_>>());
     let plan = RawConfig {
         bootstrap_servers: Some(conn.bootstrap.clone()),
         topic: Some("t".into()),
