@@ -38,10 +38,13 @@ pub enum Command {
         /// Output file
         #[arg(long)]
         out: PathBuf,
+        /// Projection angles, evenly spaced from 0 to 180 degrees inclusive (the paper's convention)
         #[arg(long, default_value_t = 181)]
         angles: usize,
+        /// Detector rows (sinograms); each row is the phantom's slice
         #[arg(long, default_value_t = 2)]
         rows: usize,
+        /// Detector columns (the reconstruction is cols x cols)
         #[arg(long, default_value_t = 640)]
         cols: usize,
         /// Rotation axis offset from cols/2, pixels
@@ -53,6 +56,7 @@ pub enum Command {
         /// Open-beam counts
         #[arg(long, default_value_t = 20_000.0)]
         i0: f64,
+        /// Seed of the Poisson noise
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
@@ -73,11 +77,13 @@ pub struct RunArgs {
     /// The pilots' working directory [default: $PILOT_WORKDIR or ./pilots]
     #[arg(long)]
     pub pilot_workdir: Option<PathBuf>,
+    /// Topic to produce into (required)
     #[arg(long)]
     pub topic: Option<String>,
     /// Create the topic if missing
     #[arg(long)]
     pub create_topic: bool,
+    /// Partitions when creating the topic [default: the pilot's, else 12]
     #[arg(long)]
     pub partitions: Option<u32>,
     /// cluster | static | template | synthetic [default: cluster]
@@ -86,64 +92,82 @@ pub struct RunArgs {
     /// envelope | points-text | hdf5-raw | hdf5-hex [default: envelope]
     #[arg(long)]
     pub encoding: Option<String>,
+    /// Cluster source: number of centres k [default: 10]
     #[arg(long)]
     pub clusters: Option<usize>,
+    /// Cluster source: coordinates per point [default: 3]
     #[arg(long)]
     pub dims: Option<usize>,
+    /// Cluster source: points per message [default: 5000]
     #[arg(long)]
     pub points_per_message: Option<usize>,
+    /// Cluster source: standard deviation around a centre [default: 1.0]
     #[arg(long)]
     pub spread: Option<f64>,
+    /// Seed for centres, points and synthetic bytes (per producer id) [default: 1]
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Synthetic payload bytes
+    /// Synthetic source: payload bytes per message [default: 1000000]
     #[arg(long)]
     pub message_bytes: Option<usize>,
+    /// Template source: APS Data Exchange HDF5 file (e.g. tooth.h5, or one from `mass phantom`)
     #[arg(long)]
     pub template_file: Option<PathBuf>,
-    /// whole-file | rows
+    /// Template source: whole-file (one HDF5 file per message, as the paper) | rows [default: whole-file]
     #[arg(long)]
     pub template_mode: Option<String>,
+    /// Template source, rows mode: sinogram rows per message [default: 1]
     #[arg(long)]
     pub rows_per_message: Option<usize>,
-    /// file | paper
+    /// Template source, rows mode: angles from the file | the paper's convention [default: file]
     #[arg(long)]
     pub angles: Option<String>,
     /// Stop after this many messages [default: 1000 unless --duration-s]
     #[arg(long)]
     pub messages: Option<u64>,
+    /// Stop after this many seconds (instead of --messages)
     #[arg(long)]
     pub duration_s: Option<f64>,
+    /// Seconds at the start counted apart as warm-up [default: 0]
     #[arg(long)]
     pub warmup_s: Option<f64>,
+    /// Target rate, messages/s over all threads, open-loop schedule [default: unlimited]
     #[arg(long)]
     pub rate_msgs_per_s: Option<f64>,
+    /// Target rate, MB/s (10^6 B of message body) [default: unlimited]
     #[arg(long)]
     pub rate_mb_per_s: Option<f64>,
+    /// Producer threads in this process, one connection each [default: 1]
     #[arg(long)]
     pub threads: Option<u32>,
+    /// Producer id of the first thread; threads get consecutive ids [default: 0]
     #[arg(long)]
     pub producer_id_base: Option<u32>,
-    /// round-robin | key-by-producer
+    /// round-robin | key-by-producer [default: round-robin]
     #[arg(long)]
     pub partitioning: Option<String>,
-    /// all | 1 | 0
+    /// all | 1 | 0 [default: all]
     #[arg(long)]
     pub acks: Option<String>,
+    /// librdkafka linger.ms [default: 5]
     #[arg(long)]
     pub linger_ms: Option<u32>,
+    /// librdkafka batch.size, bytes [default: 4000000 under 1 MB messages, else 1000000]
     #[arg(long)]
     pub batch_size: Option<u32>,
-    /// none | gzip | snappy | lz4 | zstd
+    /// none | gzip | snappy | lz4 | zstd [default: none]
     #[arg(long)]
     pub compression: Option<String>,
+    /// A message not delivered within this many ms counts as failed [default: 30000]
     #[arg(long)]
     pub message_timeout_ms: Option<u32>,
     /// Directory for producer-summary.csv and producer-intervals.csv
     #[arg(long)]
     pub results_dir: Option<PathBuf>,
+    /// Seconds between interval rows and progress lines [default: 1]
     #[arg(long)]
     pub interval_s: Option<f64>,
+    /// Identifier written in every result row [default: mass-<time>-<pid>]
     #[arg(long)]
     pub run_id: Option<String>,
 }

@@ -113,6 +113,39 @@ fn two_threads_every_producer_sequence_arrives_once() {
 }
 
 #[test]
+fn a_full_client_queue_backs_off_and_loses_nothing() {
+    // librdkafka's queue capped at 4 messages: nearly every send meets QueueFull and waits for delivery reports.
+    let dir = tempfile::tempdir().unwrap();
+    let (_p, mut conn) = pilot(dir.path());
+    conn.client
+        .producer
+        .insert("queue.buffering.max.messages".into(), "4".into());
+    let plan = RawConfig {
+        messages: Some(400),
+        points_per_message: Some(50),
+        ..raw(&conn, "full")
+    }
+    .validate("test")
+    .unwrap();
+    let out = producer::run(
+        &plan,
+        &conn,
+        Arc::new(SystemClock::new()),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    let s = &out.summary;
+    assert!(s.complete, "{}", s.incomplete_reason);
+    assert_eq!(
+        (s.sent_msgs, s.delivered_msgs, s.failed_msgs, s.unknown_msgs),
+        (400, 400, 0, 0)
+    );
+    let ids: HashSet<_> = consume_ids(&conn, "full", 400).into_iter().collect();
+    assert_eq!(ids, (0..400).map(|q| (0, q)).collect::<HashSet<_>>());
+}
+
+#[test]
 fn paper_text_encoding_is_accounted_through_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let (_p, conn) = pilot(dir.path());

@@ -3,10 +3,11 @@
 Modes:
   paper-kmeans  the original MASS loop: fresh numpy points around centres -> str(list) -> produce -> flush per
                 message (no rate control), for DURATION seconds; prints delivered messages/s.
-  bytes         the same SIZE-byte payload N times with acks=all (flush at the end), prints delivered MB/s.
+  bytes         one random SIZE-byte payload (incompressible, like MASS's synthetic source) N times with acks=all (flush at the end), prints delivered MB/s.
 Prints one JSON line.
 """
 import json
+import os
 import sys
 import time
 
@@ -47,7 +48,7 @@ def main():
         linger = sys.argv[6] if len(sys.argv) > 6 else "5"
         conf.update({"linger.ms": linger, "queue.buffering.max.kbytes": 1048576})
         p = Producer(conf)
-        payload = bytes(size)
+        payload = os.urandom(size)
         t0 = time.time()
         for _ in range(n):
             while True:
