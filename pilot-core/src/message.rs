@@ -631,9 +631,9 @@ impl fmt::Display for Encoding {
 }
 
 /// Write `points` (row-major, `dims` per point) as `[[x, y, z], [x, y, z]]` into `out` (cleared). Numbers use
-/// the shortest form that reads back to the same f64.
+/// the shortest form that reads back to the same f64 (Ryu, about 4x `format!`'s speed).
 pub fn encode_points_text(points: &[f64], dims: usize, out: &mut Vec<u8>) {
-    use std::io::Write;
+    let mut num = ryu::Buffer::new();
     out.clear();
     out.push(b'[');
     for (i, p) in points.chunks_exact(dims).enumerate() {
@@ -645,7 +645,7 @@ pub fn encode_points_text(points: &[f64], dims: usize, out: &mut Vec<u8>) {
             if j > 0 {
                 out.extend_from_slice(b", ");
             }
-            write!(out, "{v:?}").expect("write to Vec");
+            out.extend_from_slice(num.format(*v).as_bytes());
         }
         out.push(b']');
     }
