@@ -350,6 +350,23 @@ fn start_pilot(
     Pilot::create(plan, &|| shutdown.load(Ordering::SeqCst)).map_err(|e| e.to_string())
 }
 
+/// `settings` with `recommended` librdkafka properties added to its `kafka` table where it has none of its own.
+fn with_kafka_defaults(
+    settings: &toml::Table,
+    recommended: pilot_core::client::KafkaProperties,
+) -> toml::Table {
+    let mut out = settings.clone();
+    let kafka = out
+        .entry("kafka")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let toml::Value::Table(t) = kafka {
+        for (k, v) in recommended {
+            t.entry(k).or_insert(toml::Value::String(v));
+        }
+    }
+    out
+}
+
 fn toml_file(path: &Path, table: &toml::Table) -> Result<(), String> {
     std::fs::write(path, toml::to_string(table).map_err(|e| e.to_string())?)
         .map_err(|e| format!("{}: {e}", path.display()))
@@ -403,8 +420,17 @@ impl Executor for LocalExecutor {
             .map_err(|e| format!("creating topic {topic}: {e}"))?;
         let mass_toml = run_dir.join("mass.toml");
         let masa_toml = run_dir.join("masa.toml");
-        toml_file(&mass_toml, &point.mass)?;
-        toml_file(&masa_toml, &point.masa)?;
+        // The broker's recommended client properties go to MASS and MASA explicitly (they are handed brokers by
+        // address, which says nothing about the broker): tansu needs consumers' fetch.wait.max.ms=10, without
+        // which every fetch is held about 250 ms. The point's own `kafka` entries win.
+        toml_file(
+            &mass_toml,
+            &with_kafka_defaults(&point.mass, conn.client.producer_properties()),
+        )?;
+        toml_file(
+            &masa_toml,
+            &with_kafka_defaults(&point.masa, conn.client.consumer_properties()),
+        )?;
         let run_id = run_dir
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
@@ -687,6 +713,27 @@ fn collect(point: &Point, run_dir: &Path, partitions: u32) -> Result<RunOutcome,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recommended_kafka_properties_fill_in_under_the_points_own() {
+        let point: toml::Table =
+            toml::from_str("processor = \"kmeans\"\n[kafka]\n\"fetch.wait.max.ms\" = \"50\"\n")
+                .unwrap();
+        let tansu = pilot_core::client::ClientProperties::for_distribution("tansu");
+        let out = with_kafka_defaults(&point, tansu.consumer_properties());
+        let k = out["kafka"].as_table().unwrap();
+        assert_eq!(
+            k["fetch.wait.max.ms"].as_str(),
+            Some("50"),
+            "the point's own wins"
+        );
+        assert_eq!(k["max.partition.fetch.bytes"].as_str(), Some("8388608"));
+        assert_eq!(out["processor"].as_str(), Some("kmeans"));
+        // What is written reads back as MASA settings that validate.
+        let text = toml::to_string(&out).unwrap();
+        let raw: masa::config::RawConfig = toml::from_str(&text).unwrap();
+        assert_eq!(raw.kafka.unwrap()["fetch.message.max.bytes"], "16777216");
+    }
 
     /// Succeeds, fails or interrupts as scripted, and records what it was asked to run.
     struct Scripted {

@@ -136,6 +136,9 @@ pub struct RunArgs {
     pub interval_s: Option<f64>,
     #[arg(long)]
     pub run_id: Option<String>,
+    /// A librdkafka consumer property, KEY=VALUE (repeatable; over the config file's [kafka] table)
+    #[arg(long = "kafka", value_name = "KEY=VALUE", value_parser = pilot_core::client::parse_property_flag)]
+    pub kafka: Vec<(String, String)>,
 }
 
 impl RunArgs {
@@ -184,6 +187,11 @@ impl RunArgs {
             interval_s,
             run_id
         );
+        if !self.kafka.is_empty() {
+            raw.kafka
+                .get_or_insert_with(Default::default)
+                .extend(self.kafka.iter().cloned());
+        }
         Ok((raw, origin))
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use pilot_core::client::Target;
+use pilot_core::client::{KafkaProperties, Target};
 use pilot_core::config::{check_topic, default_run_id, positive};
 pub use pilot_core::config::{ConfigError, Settings};
 use serde::{Deserialize, Serialize};
@@ -87,8 +87,24 @@ pub struct RawConfig {
     pub consumer_id: Option<String>,
     /// Seconds between interval rows. Default 1.
     pub interval_s: Option<f64>,
+    /// Identifier written in every row. Default `masa-<time>-<pid>`.
     pub run_id: Option<String>,
+    /// More librdkafka consumer properties (`[kafka]` table; `--kafka KEY=VALUE`), over the broker's recommended
+    /// ones (with plain `bootstrap_servers` nothing is known of the broker: for tansu pass fetch.wait.max.ms=10).
+    #[serde(
+        default,
+        deserialize_with = "pilot_core::client::deserialize_properties"
+    )]
+    pub kafka: Option<KafkaProperties>,
 }
+
+/// librdkafka properties MASA sets from its own settings, and the setting to use instead.
+pub const RESERVED_CONSUMER_PROPERTIES: &[(&str, &str)] = &[
+    ("bootstrap.servers", "`bootstrap_servers` (or `pilot`)"),
+    ("group.id", "`group`"),
+    ("auto.offset.reset", "`auto_offset_reset`"),
+    ("enable.partition.eof", "MASA (always false)"),
+];
 
 /// What to run on each window.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,6 +146,8 @@ pub struct ConsumerPlan {
     pub consumer_id: String,
     pub interval_s: f64,
     pub run_id: String,
+    /// The user's librdkafka properties (checked).
+    pub kafka: KafkaProperties,
 }
 
 impl ConsumerPlan {
@@ -144,7 +162,7 @@ impl ConsumerPlan {
             ProcessorPlan::Tomo(t) => t.describe(),
         };
         format!(
-            "run id:       {}\nsource:       {}\ntopic:        {} (group {}, offsets from {})\nthreads:      {}\nprocessor:    {proc}\nwindow:       {}\nstop:         {}{}idle {} s (first message within {} s)\nexpected:     {}\nresults:      {} (consumer id {})\n",
+            "run id:       {}\nsource:       {}\ntopic:        {} (group {}, offsets from {})\nthreads:      {}\nprocessor:    {proc}\nwindow:       {}\nstop:         {}{}idle {} s (first message within {} s)\nexpected:     {}\nresults:      {} (consumer id {})\nkafka:       {}\n",
             self.run_id,
             self.target,
             self.topic,
@@ -159,6 +177,11 @@ impl ConsumerPlan {
             self.expect_messages.map(|e| e.to_string()).unwrap_or_else(|| "(not declared)".into()),
             self.results_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "(none)".into()),
             self.consumer_id,
+            if self.kafka.is_empty() {
+                " (the broker's recommended properties)".to_string()
+            } else {
+                self.kafka.iter().map(|(k, v)| format!(" {k}={v}")).collect::<String>()
+            },
         )
     }
 }
@@ -365,11 +388,14 @@ impl Settings for RawConfig {
                 "consumer_id `{consumer_id}` must be letters, digits, - _ ."
             ));
         }
+        let kafka = self.kafka.clone().unwrap_or_default();
+        pilot_core::client::check_properties(&kafka, RESERVED_CONSUMER_PROPERTIES)?;
         let run_id = self
             .run_id
             .clone()
             .unwrap_or_else(|| default_run_id("masa"));
         Ok(ConsumerPlan {
+            kafka,
             target,
             topic,
             group: self.group.clone().unwrap_or_else(|| "masa".into()),
@@ -558,5 +584,29 @@ mod tests {
             panic!()
         };
         assert!((k.decay - 0.5).abs() < 1e-15);
+    }
+
+    #[test]
+    fn kafka_properties_are_checked_and_shown() {
+        let p = RawConfig {
+            kafka: Some([("fetch.wait.max.ms".to_string(), "10".to_string())].into()),
+            ..base()
+        }
+        .validate("t")
+        .unwrap();
+        assert!(p.describe().contains("fetch.wait.max.ms=10"));
+        for (k, want) in [
+            ("group.id", "`group`"),
+            ("auto.offset.reset", "`auto_offset_reset`"),
+        ] {
+            let e = RawConfig {
+                kafka: Some([(k.to_string(), "x".to_string())].into()),
+                ..base()
+            }
+            .validate("t")
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(want), "{e} (wanted {want})");
+        }
     }
 }

@@ -193,6 +193,10 @@ pub fn run(
     shutdown: &AtomicBool,
     progress: &mut dyn FnMut(&ConsumerInterval),
 ) -> Result<RunOutput, ConsumeError> {
+    let conn = &Connection {
+        client: conn.client.with_consumer(&plan.kafka),
+        ..conn.clone()
+    };
     let admin =
         pilot_core::admin::KafkaAdmin::new(&conn.bootstrap, &conn.client, Duration::from_secs(10));
     admin.brokers().map_err(|e| {

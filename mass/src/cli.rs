@@ -170,6 +170,9 @@ pub struct RunArgs {
     /// Identifier written in every result row [default: mass-<time>-<pid>]
     #[arg(long)]
     pub run_id: Option<String>,
+    /// A librdkafka producer property, KEY=VALUE (repeatable; over the config file's [kafka] table)
+    #[arg(long = "kafka", value_name = "KEY=VALUE", value_parser = pilot_core::client::parse_property_flag)]
+    pub kafka: Vec<(String, String)>,
 }
 
 impl RunArgs {
@@ -219,6 +222,11 @@ impl RunArgs {
         );
         if self.create_topic {
             raw.create_topic = Some(true);
+        }
+        if !self.kafka.is_empty() {
+            raw.kafka
+                .get_or_insert_with(Default::default)
+                .extend(self.kafka.iter().cloned());
         }
         Ok((raw, origin))
     }

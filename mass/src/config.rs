@@ -95,9 +95,30 @@ pub struct RawConfig {
     pub interval_s: Option<f64>,
     /// Identifier written in every row. Default `mass-<time>-<pid>`.
     pub run_id: Option<String>,
+    /// More librdkafka producer properties (`[kafka]` table; `--kafka KEY=VALUE`), over the broker's recommended
+    /// ones. Settings with a key of their own (acks, linger_ms, ...) are rejected here.
+    #[serde(
+        default,
+        deserialize_with = "pilot_core::client::deserialize_properties"
+    )]
+    pub kafka: Option<KafkaProperties>,
 }
 
-pub use pilot_core::client::Target;
+/// librdkafka properties MASS sets from its own settings, and the setting to use instead.
+pub const RESERVED_PRODUCER_PROPERTIES: &[(&str, &str)] = &[
+    ("bootstrap.servers", "`bootstrap_servers` (or `pilot`)"),
+    ("acks", "`acks`"),
+    ("request.required.acks", "`acks`"),
+    ("linger.ms", "`linger_ms`"),
+    ("queue.buffering.max.ms", "`linger_ms`"),
+    ("batch.size", "`batch_size`"),
+    ("compression.type", "`compression`"),
+    ("compression.codec", "`compression`"),
+    ("message.timeout.ms", "`message_timeout_ms`"),
+    ("delivery.timeout.ms", "`message_timeout_ms`"),
+];
+
+pub use pilot_core::client::{KafkaProperties, Target};
 
 /// What to send.
 #[derive(Debug, Clone, PartialEq)]
@@ -167,6 +188,8 @@ pub struct ProducerPlan {
     pub results_dir: Option<PathBuf>,
     pub interval_s: f64,
     pub run_id: String,
+    /// The user's librdkafka properties (checked).
+    pub kafka: KafkaProperties,
 }
 
 impl ProducerPlan {
@@ -211,7 +234,7 @@ impl ProducerPlan {
             _ => "unlimited".into(),
         };
         format!(
-            "run id:        {}\ntarget:        {target}\ntopic:         {}{}\nsource:        {source}\nencoding:      {}\nstop after:    {stop} (warm-up {} s)\nrate:          {rate}\nthreads:       {} (producer ids {}..{})\npartitioning:  {:?}\nclient:        acks={} linger.ms={} batch.size={} compression={} message.timeout.ms={}\nresults:       {}\n",
+            "run id:        {}\ntarget:        {target}\ntopic:         {}{}\nsource:        {source}\nencoding:      {}\nstop after:    {stop} (warm-up {} s)\nrate:          {rate}\nthreads:       {} (producer ids {}..{})\npartitioning:  {:?}\nclient:        acks={} linger.ms={} batch.size={} compression={} message.timeout.ms={}{}\nresults:       {}\n",
             self.run_id,
             self.topic,
             if self.create_topic { " (created if missing)" } else { "" },
@@ -226,6 +249,7 @@ impl ProducerPlan {
             self.batch_size.map(|b| b.to_string()).unwrap_or_else(|| "by message size".into()),
             self.compression,
             self.message_timeout_ms,
+            self.kafka.iter().map(|(k, v)| format!(" {k}={v}")).collect::<String>(),
             self.results_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "(none)".into()),
         )
     }
@@ -426,11 +450,14 @@ impl Settings for RawConfig {
                 "compression `{compression}` is unknown (none, gzip, snappy, lz4, zstd)"
             ));
         }
+        let kafka = self.kafka.clone().unwrap_or_default();
+        pilot_core::client::check_properties(&kafka, RESERVED_PRODUCER_PROPERTIES)?;
         let run_id = self
             .run_id
             .clone()
             .unwrap_or_else(|| default_run_id("mass"));
         Ok(ProducerPlan {
+            kafka,
             target,
             topic,
             create_topic: self.create_topic.unwrap_or(false),
@@ -599,5 +626,27 @@ mod tests {
         .validate("t")
         .unwrap();
         assert_eq!(p.rate(2_000_000), Rate::MsgsPerS(50.0));
+    }
+
+    #[test]
+    fn kafka_properties_are_checked_and_shown() {
+        let raw = RawConfig::from_toml(
+            "topic = \"t\"\nbootstrap_servers = \"127.0.0.2:9092\"\n[kafka]\n\"queue.buffering.max.kbytes\" = 65536\n",
+            "t.toml",
+        )
+        .unwrap();
+        let plan = raw.validate("t.toml").unwrap();
+        assert_eq!(plan.kafka["queue.buffering.max.kbytes"], "65536");
+        assert!(plan.describe().contains("queue.buffering.max.kbytes=65536"));
+        for (k, want) in [("linger.ms", "`linger_ms`"), ("bogus.prop", "bogus.prop")] {
+            let e = RawConfig {
+                kafka: Some([(k.to_string(), "1".to_string())].into()),
+                ..base()
+            }
+            .validate("flags")
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(want), "{e} (wanted {want})");
+        }
     }
 }

@@ -260,6 +260,10 @@ pub fn run(
     shutdown: &AtomicBool,
     progress: &mut dyn FnMut(&IntervalRow),
 ) -> Result<RunOutput, ProduceError> {
+    let conn = &Connection {
+        client: conn.client.with_producer(&plan.kafka),
+        ..conn.clone()
+    };
     let partitions = prepare_topic(plan, conn)?;
     // Sources are built up front so a bad template fails before anything is sent.
     let mut sources = Vec::new();

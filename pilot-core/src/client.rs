@@ -79,6 +79,98 @@ impl ClientProperties {
     }
 }
 
+/// librdkafka properties a user adds for one client (`[kafka]` in MASS's and MASA's settings, `--kafka KEY=VALUE`
+/// on their command lines). They go over the broker's recommended properties.
+pub type KafkaProperties = BTreeMap<String, String>;
+
+/// Read a `[kafka]` table whose values may be strings, integers, floats or booleans (librdkafka takes text).
+pub fn deserialize_properties<'de, D>(d: D) -> Result<Option<KafkaProperties>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Text(String),
+        Int(i64),
+        Float(f64),
+        Bool(bool),
+    }
+    let m: Option<BTreeMap<String, Value>> = Option::deserialize(d)?;
+    Ok(m.map(|m| {
+        m.into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Value::Text(s) => s,
+                    Value::Int(i) => i.to_string(),
+                    Value::Float(f) => f.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                };
+                (k, v)
+            })
+            .collect()
+    }))
+}
+
+/// Parse one `--kafka KEY=VALUE` flag.
+pub fn parse_property_flag(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!(
+            "`{s}` is not KEY=VALUE (a librdkafka property, e.g. fetch.wait.max.ms=10)"
+        )),
+    }
+}
+
+/// Check user properties before anything starts: none that the application sets itself (`reserved` pairs a
+/// property with the setting to use instead), and every name and value accepted by librdkafka.
+pub fn check_properties(props: &KafkaProperties, reserved: &[(&str, &str)]) -> Result<(), String> {
+    let mut c = ClientConfig::new();
+    for (k, v) in props {
+        if let Some((_, instead)) = reserved.iter().find(|(r, _)| r == k) {
+            return Err(format!(
+                "kafka property `{k}` has a setting of its own: use {instead}"
+            ));
+        }
+        c.set(k, v);
+    }
+    c.create_native_config()
+        .map(|_| ())
+        .map_err(|e| format!("kafka properties: {e}"))
+}
+
+impl ClientProperties {
+    /// These properties with `extra` added to the producers' (extra wins).
+    pub fn with_producer(&self, extra: &KafkaProperties) -> Self {
+        let mut c = self.clone();
+        c.producer
+            .extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        c
+    }
+
+    /// These properties with `extra` added to the consumers' (extra wins).
+    pub fn with_consumer(&self, extra: &KafkaProperties) -> Self {
+        let mut c = self.clone();
+        c.consumer
+            .extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        c
+    }
+
+    /// Common and producer properties together: what a producer process should be handed.
+    pub fn producer_properties(&self) -> KafkaProperties {
+        let mut m = self.common.clone();
+        m.extend(self.producer.iter().map(|(k, v)| (k.clone(), v.clone())));
+        m
+    }
+
+    /// Common and consumer properties together: what a consumer process should be handed.
+    pub fn consumer_properties(&self) -> KafkaProperties {
+        let mut m = self.common.clone();
+        m.extend(self.consumer.iter().map(|(k, v)| (k.clone(), v.clone())));
+        m
+    }
+}
+
 /// Where a client should connect: brokers by address, or a running pilot by id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum Target {
@@ -202,5 +294,63 @@ mod tests {
         assert_eq!(prod.get("message.max.bytes"), Some("16777216"));
         let k = ClientProperties::for_distribution("apache-kafka");
         assert_eq!(k.consumer.get("fetch.wait.max.ms"), None);
+    }
+
+    #[test]
+    fn user_properties_are_checked_and_go_over_the_recommended_ones() {
+        let props = |kv: &[(&str, &str)]| -> KafkaProperties {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let reserved = [("acks", "`acks`")];
+        assert!(check_properties(&props(&[("fetch.wait.max.ms", "10")]), &reserved).is_ok());
+        let e = check_properties(&props(&[("acks", "1")]), &reserved).unwrap_err();
+        assert!(e.contains("`acks`"), "{e}");
+        let e = check_properties(&props(&[("no.such.property", "1")]), &reserved).unwrap_err();
+        assert!(e.contains("no.such.property"), "{e}");
+        let e = check_properties(&props(&[("fetch.wait.max.ms", "soon")]), &reserved).unwrap_err();
+        assert!(e.contains("fetch.wait.max.ms"), "{e}");
+
+        let tansu = ClientProperties::for_distribution("tansu");
+        let c = tansu.with_consumer(&props(&[("fetch.wait.max.ms", "50")]));
+        assert_eq!(c.consumer["fetch.wait.max.ms"], "50");
+        assert_eq!(tansu.consumer["fetch.wait.max.ms"], "10");
+        let all = tansu.consumer_properties();
+        assert_eq!(all["message.max.bytes"], MAX_MESSAGE_BYTES.to_string());
+        assert_eq!(all["fetch.wait.max.ms"], "10");
+        assert!(!tansu
+            .producer_properties()
+            .contains_key("fetch.wait.max.ms"));
+
+        assert_eq!(
+            parse_property_flag("linger.ms=5"),
+            Ok(("linger.ms".into(), "5".into()))
+        );
+        assert_eq!(
+            parse_property_flag("client.id=a=b"),
+            Ok(("client.id".into(), "a=b".into()))
+        );
+        assert!(parse_property_flag("oops").is_err());
+        assert!(parse_property_flag("=1").is_err());
+
+        #[derive(Deserialize)]
+        struct T {
+            #[serde(default, deserialize_with = "deserialize_properties")]
+            kafka: Option<KafkaProperties>,
+        }
+        let t: T = toml::from_str(
+            "[kafka]\n\"fetch.wait.max.ms\" = 10\n\"check.crcs\" = true\n\"client.id\" = \"x\"\n",
+        )
+        .unwrap();
+        let k = t.kafka.unwrap();
+        assert_eq!(
+            (
+                k["fetch.wait.max.ms"].as_str(),
+                k["check.crcs"].as_str(),
+                k["client.id"].as_str()
+            ),
+            ("10", "true", "x")
+        );
     }
 }
