@@ -22,9 +22,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Check an experiment file and print every run it would do and how long that should take
-    Plan { file: PathBuf },
+    Plan {
+        /// Experiment file (TOML), e.g. experiments/quickstart.toml
+        file: PathBuf,
+    },
     /// Run an experiment (finished runs are skipped: run again to resume)
     Run {
+        /// Experiment file (TOML), e.g. experiments/quickstart.toml
         file: PathBuf,
         /// Where results/<name>/ goes
         #[arg(long, default_value = "results")]
@@ -34,9 +38,15 @@ enum Command {
         rerun_failed: bool,
     },
     /// Compare two results directories metric by metric (mean +- sd over repetitions)
-    Compare { baseline: PathBuf, current: PathBuf },
+    Compare {
+        /// Results directory to compare against (results/<name>)
+        baseline: PathBuf,
+        /// Results directory to compare
+        current: PathBuf,
+    },
     /// Check a results directory against reference bands; exits 1 on a breach
     Check {
+        /// Results directory (results/<name>)
         results: PathBuf,
         /// The bands (TOML, [[band]] tables)
         #[arg(long, default_value = "experiments/references.toml")]

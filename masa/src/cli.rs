@@ -47,17 +47,22 @@ pub struct RunArgs {
     /// Settings file (TOML); flags override it
     #[arg(value_name = "CONFIG.toml")]
     pub config: Option<PathBuf>,
+    /// Brokers, host:port[,host:port]
     #[arg(long)]
     pub bootstrap_servers: Option<String>,
+    /// A running Kafka pilot's id (instead of --bootstrap-servers; brings its recommended client properties)
     #[arg(long)]
     pub pilot: Option<String>,
+    /// The pilots' working directory [default: $PILOT_WORKDIR or ./pilots]
     #[arg(long)]
     pub pilot_workdir: Option<PathBuf>,
+    /// Topic to consume (required)
     #[arg(long)]
     pub topic: Option<String>,
     /// Consumer group [default: masa]
     #[arg(long)]
     pub group: Option<String>,
+    /// Consumer threads in this process, each a group member [default: 1]
     #[arg(long)]
     pub threads: Option<u32>,
     /// none | kmeans | gridrec | mlem [default: kmeans]
@@ -66,8 +71,10 @@ pub struct RunArgs {
     /// message | count:N | time:SECONDS [default: message]
     #[arg(long)]
     pub window: Option<String>,
+    /// Stop after this many messages in this process
     #[arg(long)]
     pub messages: Option<u64>,
+    /// Stop after this many seconds
     #[arg(long)]
     pub duration_s: Option<f64>,
     /// Stop after this long without a message [default: 10]
@@ -82,17 +89,22 @@ pub struct RunArgs {
     /// earliest | latest [default: earliest]
     #[arg(long)]
     pub auto_offset_reset: Option<String>,
+    /// KMeans: clusters [default: 10]
     #[arg(long)]
     pub k: Option<usize>,
+    /// KMeans: decay factor per time unit, 1 = no forgetting [default: 1.0]
     #[arg(long)]
     pub decay: Option<f64>,
+    /// KMeans: half-life in time units (instead of --decay)
     #[arg(long)]
     pub half_life: Option<f64>,
-    /// batches | points
+    /// KMeans: decay per batches (windows) | points [default: batches]
     #[arg(long)]
     pub time_unit: Option<String>,
+    /// KMeans: seed of the random initial centres (PySpark's setRandomCenters) [default: 42]
     #[arg(long)]
     pub seed: Option<u32>,
+    /// KMeans: write centres to kmeans-centres.jsonl every N windows
     #[arg(long)]
     pub snapshot_every_windows: Option<u64>,
     /// GridRec filter: shepp-logan | ramp | hann | hamming | cosine | butterworth | none [default: shepp-logan]
@@ -128,12 +140,16 @@ pub struct RunArgs {
     /// Reconstruction threads per consumer thread, 0 = one per core [default: 0]
     #[arg(long)]
     pub tomo_threads: Option<usize>,
+    /// Directory for this process's summary, intervals and accounting files
     #[arg(long)]
     pub results_dir: Option<PathBuf>,
+    /// Names this process's result files [default: its pid]
     #[arg(long)]
     pub consumer_id: Option<String>,
+    /// Seconds between interval rows and progress lines [default: 1]
     #[arg(long)]
     pub interval_s: Option<f64>,
+    /// Identifier written in every result row [default: masa-<time>-<pid>]
     #[arg(long)]
     pub run_id: Option<String>,
     /// A librdkafka consumer property, KEY=VALUE (repeatable; over the config file's [kafka] table)

@@ -76,6 +76,7 @@ pub enum Command {
     },
     /// Cancel a pilot (and the pilots extending it), waiting until its processes are gone
     Stop {
+        /// Id of the pilot to stop (see `pilot status`)
         id: String,
         /// Seconds to wait for a clean stop before killing the manager
         #[arg(long, default_value_t = 30)]
@@ -154,15 +155,19 @@ pub struct DescriptionArgs {
     /// Number of nodes [default: 1]
     #[arg(long)]
     pub nodes: Option<u32>,
+    /// Cores per node the pilot may use (SLURM: --ntasks-per-node)
     #[arg(long)]
     pub cores_per_node: Option<u32>,
     /// Walltime in minutes [default: 60]
     #[arg(long)]
     pub walltime_min: Option<u32>,
+    /// SLURM partition (sbatch -p)
     #[arg(long)]
     pub queue: Option<String>,
+    /// SLURM account (sbatch -A)
     #[arg(long)]
     pub project: Option<String>,
+    /// SLURM reservation (sbatch --reservation)
     #[arg(long)]
     pub reservation: Option<String>,
     /// Kafka distribution: tansu, apache-kafka, external [default: tansu]
