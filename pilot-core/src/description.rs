@@ -255,11 +255,13 @@ pub struct PilotPlan {
     pub working_directory: PathBuf,
     pub parent: Option<String>,
     pub local: LocalPlan,
-    /// Extra `sbatch` options.
+    /// Extra `sbatch` options. (`default`: records written before these fields existed still load.)
+    #[serde(default)]
     pub slurm_directives: Vec<String>,
     /// `SLURM_CONF` for every SLURM command of this pilot.
     pub slurm_conf: Option<PathBuf>,
     /// Extra `ssh` options for `slurm+ssh://`.
+    #[serde(default)]
     pub slurm_ssh_options: Vec<String>,
 }
 
@@ -728,6 +730,19 @@ mod tests {
                 binary: dir.path().join("tansu")
             }
         );
+    }
+
+    #[test]
+    fn a_plan_saved_before_the_ssh_and_directive_fields_still_loads() {
+        let (_dir, env) = env_with_tansu();
+        let plan = RawDescription::default().validate("test", &env).unwrap();
+        let mut v = serde_json::to_value(&plan).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("slurm_ssh_options");
+        o.remove("slurm_directives");
+        o.remove("slurm_conf");
+        let back: PilotPlan = serde_json::from_value(v).unwrap();
+        assert_eq!(back, plan);
     }
 
     #[test]
