@@ -30,6 +30,20 @@ fn raw(conn: &Connection, topic: &str) -> RawConfig {
     }
 }
 
+/// Run a plan on the real clock to its stop rule, with no shutdown.
+fn produce(
+    plan: &mass::config::ProducerPlan,
+    conn: &Connection,
+) -> Result<producer::RunOutput, producer::ProduceError> {
+    producer::run(
+        plan,
+        conn,
+        Arc::new(SystemClock::new()),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+}
+
 /// Read `n` messages back and return (producer id, sequence) of each.
 fn consume_ids(conn: &Connection, topic: &str, n: usize) -> Vec<(u32, u64)> {
     let mut cfg = conn
@@ -75,14 +89,7 @@ fn two_threads_every_producer_sequence_arrives_once() {
     }
     .validate("test")
     .unwrap();
-    let out = producer::run(
-        &plan,
-        &conn,
-        Arc::new(SystemClock::new()),
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .unwrap();
+    let out = produce(&plan, &conn).unwrap();
     let s = &out.summary;
     assert!(s.complete, "{}", s.incomplete_reason);
     assert_eq!(
@@ -127,14 +134,7 @@ fn a_full_client_queue_backs_off_and_loses_nothing() {
     }
     .validate("test")
     .unwrap();
-    let out = producer::run(
-        &plan,
-        &conn,
-        Arc::new(SystemClock::new()),
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .unwrap();
+    let out = produce(&plan, &conn).unwrap();
     let s = &out.summary;
     assert!(s.complete, "{}", s.incomplete_reason);
     assert_eq!(
@@ -157,14 +157,7 @@ fn paper_text_encoding_is_accounted_through_the_key() {
     }
     .validate("test")
     .unwrap();
-    let out = producer::run(
-        &plan,
-        &conn,
-        Arc::new(SystemClock::new()),
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .unwrap();
+    let out = produce(&plan, &conn).unwrap();
     assert_eq!(out.summary.delivered_msgs, 20);
     let ids: HashSet<_> = consume_ids(&conn, "text", 20).into_iter().collect();
     assert_eq!(ids, (0..20).map(|s| (0, s)).collect());
@@ -236,14 +229,7 @@ fn a_broker_dying_mid_run_is_counted_not_hidden() {
         )
         .unwrap();
     });
-    let out = producer::run(
-        &plan,
-        &conn,
-        Arc::new(SystemClock::new()),
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .unwrap();
+    let out = produce(&plan, &conn).unwrap();
     t.join().unwrap();
     pilot.poll();
     assert_eq!(pilot.state(), pilot_core::PilotState::Failed);
@@ -289,15 +275,7 @@ fn an_unreachable_broker_is_a_clear_error() {
     .validate("test")
     .unwrap();
     let conn = producer::connect(&plan.target).unwrap();
-    let err = producer::run(
-        &plan,
-        &conn,
-        Arc::new(SystemClock::new()),
-        &AtomicBool::new(false),
-        &mut |_| {},
-    )
-    .unwrap_err()
-    .to_string();
+    let err = produce(&plan, &conn).unwrap_err().to_string();
     assert!(
         err.contains("127.0.7.99:9") && err.contains("is the broker running"),
         "{err}"

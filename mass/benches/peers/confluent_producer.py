@@ -3,7 +3,9 @@
 Modes:
   paper-kmeans  the original MASS loop: fresh numpy points around centres -> str(list) -> produce -> flush per
                 message (no rate control), for DURATION seconds; prints delivered messages/s.
-  bytes         one random SIZE-byte payload (incompressible, like MASS's synthetic source) N times with acks=all (flush at the end), prints delivered MB/s.
+  bytes         one random SIZE-byte payload (incompressible, like MASS's synthetic source) N times with acks=all,
+                linger LINGER ms and a QUEUE_KB client queue (MASS's settings, passed by the bench); flush at the
+                end; prints delivered MB/s. Arguments: SIZE N [LINGER [QUEUE_KB]].
 Prints one JSON line.
 """
 import json
@@ -46,7 +48,8 @@ def main():
     elif mode == "bytes":
         size, n = int(sys.argv[4]), int(sys.argv[5])
         linger = sys.argv[6] if len(sys.argv) > 6 else "5"
-        conf.update({"linger.ms": linger, "queue.buffering.max.kbytes": 1048576})
+        queue_kb = sys.argv[7] if len(sys.argv) > 7 else "1048576"
+        conf.update({"linger.ms": linger, "queue.buffering.max.kbytes": queue_kb})
         p = Producer(conf)
         payload = os.urandom(size)
         t0 = time.time()
