@@ -30,10 +30,12 @@ impl SlurmCluster {
     pub fn start(dir: &Path) -> Result<Self, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let reservation = reserve(FIRST_CLUSTER_ADDRESS, 4, &[9092]).map_err(|e| e.to_string())?;
-        // Ports from the first address (unique while reserved): slurmctld p, slurmds p+1..p+4.
+        // Ports from the first address (unique while reserved): slurmctld p, slurmds p+1..p+4. SLURM's daemons
+        // listen on every address, so the ports must be free on all of them: they stay in 20000-32764, below
+        // Linux's ephemeral range (32768-60999), where any client connection may hold a local port.
         let a = reservation.addresses[0].octets();
         let index = (a[1] as u32) << 16 | (a[2] as u32) << 8 | a[3] as u32;
-        let base = 20_000 + (index * 5) % 40_000;
+        let base = 20_000 + (index * 5) % 12_765;
         for p in base..base + 5 {
             TcpListener::bind(("0.0.0.0", p as u16)).map_err(|e| {
                 format!("port {p} for the test cluster is taken ({e}); stop what holds it")
