@@ -84,6 +84,36 @@ impl ClientProperties {
     pub fn admin_config(&self, bootstrap: &str) -> ClientConfig {
         self.base(bootstrap)
     }
+
+    /// These properties with `extra` added to the producers' (extra wins).
+    pub fn with_producer(&self, extra: &KafkaProperties) -> Self {
+        let mut c = self.clone();
+        c.producer
+            .extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        c
+    }
+
+    /// These properties with `extra` added to the consumers' (extra wins).
+    pub fn with_consumer(&self, extra: &KafkaProperties) -> Self {
+        let mut c = self.clone();
+        c.consumer
+            .extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        c
+    }
+
+    /// Common and producer properties together: what a producer process should be handed.
+    pub fn producer_properties(&self) -> KafkaProperties {
+        let mut m = self.common.clone();
+        m.extend(self.producer.iter().map(|(k, v)| (k.clone(), v.clone())));
+        m
+    }
+
+    /// Common and consumer properties together: what a consumer process should be handed.
+    pub fn consumer_properties(&self) -> KafkaProperties {
+        let mut m = self.common.clone();
+        m.extend(self.consumer.iter().map(|(k, v)| (k.clone(), v.clone())));
+        m
+    }
 }
 
 /// librdkafka properties a user adds for one client (`[kafka]` in MASS's and MASA's settings, `--kafka KEY=VALUE`
@@ -144,38 +174,6 @@ pub fn check_properties(props: &KafkaProperties, reserved: &[(&str, &str)]) -> R
     c.create_native_config()
         .map(|_| ())
         .map_err(|e| format!("kafka properties: {e}"))
-}
-
-impl ClientProperties {
-    /// These properties with `extra` added to the producers' (extra wins).
-    pub fn with_producer(&self, extra: &KafkaProperties) -> Self {
-        let mut c = self.clone();
-        c.producer
-            .extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-        c
-    }
-
-    /// These properties with `extra` added to the consumers' (extra wins).
-    pub fn with_consumer(&self, extra: &KafkaProperties) -> Self {
-        let mut c = self.clone();
-        c.consumer
-            .extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-        c
-    }
-
-    /// Common and producer properties together: what a producer process should be handed.
-    pub fn producer_properties(&self) -> KafkaProperties {
-        let mut m = self.common.clone();
-        m.extend(self.producer.iter().map(|(k, v)| (k.clone(), v.clone())));
-        m
-    }
-
-    /// Common and consumer properties together: what a consumer process should be handed.
-    pub fn consumer_properties(&self) -> KafkaProperties {
-        let mut m = self.common.clone();
-        m.extend(self.consumer.iter().map(|(k, v)| (k.clone(), v.clone())));
-        m
-    }
 }
 
 /// Where a client should connect: brokers by address, or a running pilot by id.
