@@ -179,21 +179,21 @@ impl IntervalTracker<'_> {
 /// How long a thread waits when librdkafka's queue is full and no delivery report is ready to free it.
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_micros(200);
 
-/// Serve every delivery report that is ready, without blocking; returns how many messages they covered.
+/// Serve every delivery report that is ready, without blocking; says whether any was.
 ///
 /// Why not `BaseProducer::poll(timeout)`: rdkafka 0.39 hands librdkafka the remaining time in whole
 /// milliseconds and loops until its deadline, so the last sub-millisecond of every timed poll is a busy spin
 /// of zero-timeout polls (measured: a quarter of the producer's CPU went to `clock_gettime` there while the
 /// queue was full, CPU the broker on the same node needed). A zero-timeout poll serves at most one event, so
 /// this polls until the count in flight stops falling (serving a report is what frees its queue space).
-fn serve_delivery_reports<C: ProducerContext>(producer: &BaseProducer<C>) -> u64 {
+fn serve_delivery_reports<C: ProducerContext>(producer: &BaseProducer<C>) -> bool {
     let first = producer.in_flight_count();
     let mut before = first;
     loop {
         producer.poll(Duration::ZERO);
         let now = producer.in_flight_count();
         if now >= before {
-            return (first - now).max(0) as u64;
+            return now < first;
         }
         before = now;
     }
@@ -396,7 +396,7 @@ pub fn run(
                                     back,
                                 )) => {
                                     record = back;
-                                    if serve_delivery_reports(producer) == 0 {
+                                    if !serve_delivery_reports(producer) {
                                         // Nothing delivered yet: wait for the broker without spinning.
                                         std::thread::sleep(QUEUE_FULL_BACKOFF);
                                     }

@@ -44,6 +44,15 @@ fn produce(
     )
 }
 
+/// A complete run: `n` sent, `n` delivered, none failed or unknown.
+fn assert_all_delivered(s: &mass::report::ProducerSummary, n: u64) {
+    assert!(s.complete, "{}", s.incomplete_reason);
+    assert_eq!(
+        (s.sent_msgs, s.delivered_msgs, s.failed_msgs, s.unknown_msgs),
+        (n, n, 0, 0)
+    );
+}
+
 /// Read `n` messages back and return (producer id, sequence) of each.
 fn consume_ids(conn: &Connection, topic: &str, n: usize) -> Vec<(u32, u64)> {
     let mut cfg = conn
@@ -91,11 +100,7 @@ fn two_threads_every_producer_sequence_arrives_once() {
     .unwrap();
     let out = produce(&plan, &conn).unwrap();
     let s = &out.summary;
-    assert!(s.complete, "{}", s.incomplete_reason);
-    assert_eq!(
-        (s.sent_msgs, s.delivered_msgs, s.failed_msgs, s.unknown_msgs),
-        (301, 301, 0, 0)
-    );
+    assert_all_delivered(s, 301);
     assert_eq!(s.partitions, 12);
     let ids = consume_ids(&conn, "e2e", 301);
     let unique: HashSet<_> = ids.iter().copied().collect();
@@ -135,12 +140,7 @@ fn a_full_client_queue_backs_off_and_loses_nothing() {
     .validate("test")
     .unwrap();
     let out = produce(&plan, &conn).unwrap();
-    let s = &out.summary;
-    assert!(s.complete, "{}", s.incomplete_reason);
-    assert_eq!(
-        (s.sent_msgs, s.delivered_msgs, s.failed_msgs, s.unknown_msgs),
-        (400, 400, 0, 0)
-    );
+    assert_all_delivered(&out.summary, 400);
     let ids: HashSet<_> = consume_ids(&conn, "full", 400).into_iter().collect();
     assert_eq!(ids, (0..400).map(|q| (0, q)).collect::<HashSet<_>>());
 }

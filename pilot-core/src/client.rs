@@ -51,11 +51,12 @@ impl ClientProperties {
         p
     }
 
-    fn base(&self, bootstrap: &str) -> ClientConfig {
+    /// A client configuration for `bootstrap` with `props`.
+    fn config(bootstrap: &str, props: &KafkaProperties) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", bootstrap);
         c.set_log_level(RDKafkaLogLevel::Error);
-        for (k, v) in &self.common {
+        for (k, v) in props {
             c.set(k, v);
         }
         c
@@ -63,26 +64,19 @@ impl ClientProperties {
 
     /// Configuration for a producer.
     pub fn producer_config(&self, bootstrap: &str) -> ClientConfig {
-        let mut c = self.base(bootstrap);
-        for (k, v) in &self.producer {
-            c.set(k, v);
-        }
-        c
+        Self::config(bootstrap, &self.producer_properties())
     }
 
     /// Configuration for a consumer in `group`.
     pub fn consumer_config(&self, bootstrap: &str, group: &str) -> ClientConfig {
-        let mut c = self.base(bootstrap);
+        let mut c = Self::config(bootstrap, &self.consumer_properties());
         c.set("group.id", group);
-        for (k, v) in &self.consumer {
-            c.set(k, v);
-        }
         c
     }
 
     /// Configuration for admin and metadata clients.
     pub fn admin_config(&self, bootstrap: &str) -> ClientConfig {
-        self.base(bootstrap)
+        Self::config(bootstrap, &self.common)
     }
 
     /// These properties with `extra` added to the producers' (extra wins).
