@@ -4,17 +4,28 @@
 //! normalised with the mean flat and dark fields and minus-logged ([`crate::tomo::pipeline`]); the rotation
 //! centre, fixed or found by [`crate::tomo::center`] and cached while the geometry stays the same (re-estimated
 //! every N messages if asked); then per window every queued slice is reconstructed (GridRec two slices per pass,
-//! ML-EM one, slices in parallel on this processor's rayon pool) and masked to the field of view.
+//! ML-EM two per traversal, slices in parallel on this processor's rayon pool) and masked to the field of view.
+//!
+//! Files as detectors write them: integer counts are read as f32, angles in degrees or radians
+//! ([`pilot_core::aps::ThetaUnits`]), and a file without flat or dark fields is normalised with stated
+//! assumptions ([`pilot_core::aps::ApsScan::fields`]); [`Processor::notes`] reports them for the run's summary.
+//!
+//! A message changes the processor's state only once it has passed every check (shape, angles, finite counts,
+//! a centre search that fits the detector): a bad message is rejected with its reason and leaves the queued slices,
+//! the geometry and the cached centre as they were. A message of another geometry arriving while slices of the old
+//! one wait reconstructs those first.
 //!
 //! Output: slices are appended to `recon-<label>.h5` (`/exchange/recon` `[slices, n, n]` f32, with
-//! `/exchange/recon_row` and `/exchange/recon_center`) as they come, when asked, and one PNG preview of the first
-//! slice is written at the end (`recon-<label>.png`). Plans, per-thread buffers and slice buffers are kept and
-//! reused: after the first message of a geometry, reconstruction allocates nothing.
+//! `/exchange/recon_row` and `/exchange/recon_center`) as they come, when asked (slices of another size go to
+//! `recon-<label>-<n>px.h5`), and one PNG preview of the first slice is written at the end (`recon-<label>.png`).
+//! Plans, per-thread buffers and slice buffers are kept and reused: after the first message of a geometry,
+//! reconstruction allocates nothing.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use pilot_core::aps::{paper_theta_rad, ApsScan, ReconFile};
+use pilot_core::aps::{paper_theta_rad, AngleSource, ApsScan, ThetaUnits};
 use rayon::prelude::*;
 
 use crate::decode::Payload;
@@ -24,6 +35,9 @@ use crate::tomo::filter::FilterKind;
 use crate::tomo::gridrec::{GridRecPlan, GridRecWork};
 use crate::tomo::mlem::{Mlem, MlemInit, MlemWork};
 use crate::tomo::pipeline::{circular_mask, row_sinogram};
+
+/// Widest detector a message may have (the reconstruction is cols x cols per slice).
+pub const MAX_COLS: usize = 4096;
 
 /// Which reconstruction.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -37,20 +51,12 @@ pub enum Algorithm {
 pub enum CenterPolicy {
     /// This detector index, always.
     Fixed(f64),
-    /// Searched on the first message of each geometry (and again every `every_messages`, if set).
+    /// Searched on the first message of each geometry (and again every `every_messages`, if set), within
+    /// `range_px` of the detector's middle (default a quarter of the width).
     Auto {
         every_messages: Option<u64>,
-        range_px: f64,
+        range_px: Option<f64>,
     },
-}
-
-/// Which projection angles to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AngleSource {
-    /// The angles the message carries (`/exchange/theta`, or the block's).
-    File,
-    /// The paper's: as many angles evenly over [0, pi], end point included.
-    Paper,
 }
 
 /// Settings of a tomography processor.
@@ -59,6 +65,10 @@ pub struct TomoConfig {
     pub algorithm: Algorithm,
     pub center: CenterPolicy,
     pub angles: AngleSource,
+    /// How a whole file's `/exchange/theta` is read.
+    pub theta_units: ThetaUnits,
+    /// Open-beam counts for files without flat fields (default: from the data).
+    pub open_beam_counts: Option<f64>,
     /// Radius of the circular mask (1 = inscribed circle).
     pub mask_ratio: f64,
     /// Append slices to an HDF5 file in the results directory.
@@ -85,15 +95,22 @@ impl TomoConfig {
                 every_messages,
                 range_px,
             } => format!(
-                "searched (+-{range_px} px){}",
+                "searched within {} of the detector's middle{}",
+                range_px
+                    .map(|r| format!("+-{r} px"))
+                    .unwrap_or_else(|| "a quarter of the width".into()),
                 every_messages
                     .map(|n| format!(", again every {n} messages"))
                     .unwrap_or_else(|| ", cached per geometry".into())
             ),
         };
         format!(
-            "{alg}; centre {center}; angles {:?}; mask {}; hdf5 {}; png {}; threads {}",
+            "{alg}; centre {center}; angles {:?} (theta units {:?}); open beam {}; mask {}; hdf5 {}; png {}; threads {}",
             self.angles,
+            self.theta_units,
+            self.open_beam_counts
+                .map(|c| format!("{c} counts"))
+                .unwrap_or_else(|| "flat fields, else from the data".into()),
             self.mask_ratio,
             self.write_hdf5,
             self.preview_png,
@@ -126,12 +143,35 @@ struct Geometry {
     search: Option<CenterSearch>,
 }
 
+impl Geometry {
+    fn same(&self, angles: usize, cols: usize, theta: &[f64]) -> bool {
+        self.angles == angles
+            && self.cols == cols
+            && self
+                .theta_bits
+                .iter()
+                .copied()
+                .eq(theta.iter().map(|t| t.to_bits()))
+    }
+}
+
 /// One queued slice.
 struct Slice {
     sino: Vec<f32>,
     image: Vec<f32>,
+    /// Side of `image`.
+    n: usize,
     row: u32,
     center: f64,
+}
+
+/// A block of projections, borrowed from the message or the decoded file.
+struct Block<'a> {
+    data: &'a [f32],
+    flat: &'a [f32],
+    dark: &'a [f32],
+    dims: (usize, usize, usize),
+    first_row: usize,
 }
 
 /// The `gridrec` / `mlem` processor.
@@ -142,13 +182,17 @@ pub struct TomoProcessor {
     geometry: Option<Geometry>,
     center: Option<f64>,
     since_center: u64,
+    /// Slices of the current geometry waiting for the window to close.
     queue: Vec<Slice>,
+    /// Slices reconstructed ahead of the window (their geometry was replaced), waiting to be written.
+    done: Vec<Slice>,
     spare: Vec<Slice>,
     messages: usize,
-    writer: Option<ReconFile>,
+    writers: Vec<pilot_core::aps::ReconFile>,
     preview: Option<(usize, Vec<f32>)>,
     /// The current message's angles, radians.
     theta: Vec<f64>,
+    notes: BTreeSet<String>,
 }
 
 impl TomoProcessor {
@@ -167,11 +211,13 @@ impl TomoProcessor {
             center: None,
             since_center: 0,
             queue: Vec::new(),
+            done: Vec::new(),
             spare: Vec::new(),
             messages: 0,
-            writer: None,
+            writers: Vec::new(),
             preview: None,
             theta: Vec::new(),
+            notes: BTreeSet::new(),
         })
     }
 
@@ -180,20 +226,28 @@ impl TomoProcessor {
         self.center
     }
 
-    fn ensure_geometry(&mut self, angles: usize, cols: usize) {
-        if let Some(g) = &self.geometry {
-            if g.angles == angles
-                && g.cols == cols
-                && g.theta_bits
-                    .iter()
-                    .copied()
-                    .eq(self.theta.iter().map(|t| t.to_bits()))
-            {
-                return;
-            }
-        }
-        let bits: Vec<u64> = self.theta.iter().map(|t| t.to_bits()).collect();
+    /// A geometry for `angles x cols` with the current angles: plans, per-thread buffers, the centre search.
+    fn build_geometry(&self, angles: usize, cols: usize) -> Result<Geometry, String> {
         let threads = self.pool.current_num_threads();
+        let search = match self.cfg.center {
+            CenterPolicy::Auto { range_px, .. } => Some(
+                CenterSearch::new(
+                    cols,
+                    &self.theta,
+                    CenterSearchSettings { range_px },
+                    threads,
+                )
+                .map_err(|e| e.to_string())?,
+            ),
+            CenterPolicy::Fixed(c) => {
+                if c >= cols as f64 {
+                    return Err(format!(
+                        "center_px {c} lies beyond the {cols}-column detector"
+                    ));
+                }
+                None
+            }
+        };
         let engine = match self.cfg.algorithm {
             Algorithm::GridRec { filter } => {
                 let plan = GridRecPlan::new(cols, cols, &self.theta, filter);
@@ -216,56 +270,52 @@ impl TomoProcessor {
                 }
             }
         };
-        let search = match self.cfg.center {
-            CenterPolicy::Auto { range_px, .. } => Some(CenterSearch::new(
-                cols,
-                &self.theta,
-                CenterSearchSettings { range_px },
-                threads,
-            )),
-            CenterPolicy::Fixed(_) => None,
-        };
-        self.geometry = Some(Geometry {
+        Ok(Geometry {
             angles,
             cols,
-            theta_bits: bits,
+            theta_bits: self.theta.iter().map(|t| t.to_bits()).collect(),
             theta: self.theta.clone(),
             engine,
             search,
-        });
-        self.center = None;
-        // Buffers of the old size are of no use.
-        self.spare.clear();
+        })
     }
 
     fn take_slice(&mut self, angles: usize, cols: usize) -> Slice {
         let mut s = self.spare.pop().unwrap_or(Slice {
             sino: Vec::new(),
             image: Vec::new(),
+            n: 0,
             row: 0,
             center: 0.0,
         });
         s.sino.resize(angles * cols, 0.0);
         s.image.resize(cols * cols, 0.0);
+        s.n = cols;
         s
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn add_block(
-        &mut self,
-        data: &[f32],
-        flat: &[f32],
-        dark: &[f32],
-        (angles, rows, cols): (usize, usize, usize),
-        first_row: usize,
-    ) -> Result<(), String> {
-        if angles < 2 || cols < 8 {
+    /// Everything a block must satisfy before it may touch the processor's state.
+    fn check_block(&self, b: &Block) -> Result<(), String> {
+        let (angles, rows, cols) = b.dims;
+        if angles < 2 || cols < 8 || rows == 0 {
             return Err(format!(
-                "{angles} angles x {cols} columns is too small to reconstruct"
+                "{angles} angles x {rows} rows x {cols} columns is too small to reconstruct (at least 2 x 1 x 8)"
             ));
         }
-        if self.cfg.angles == AngleSource::Paper {
-            self.theta = paper_theta_rad(angles);
+        if cols > MAX_COLS {
+            return Err(format!(
+                "{cols} detector columns: at most {MAX_COLS} are reconstructed"
+            ));
+        }
+        let want = angles.checked_mul(rows).and_then(|x| x.checked_mul(cols));
+        if want != Some(b.data.len()) || b.flat.len() != rows * cols || b.dark.len() != rows * cols
+        {
+            return Err(format!(
+                "a block of {angles} x {rows} x {cols} holds {} counts, {} flat and {} dark values",
+                b.data.len(),
+                b.flat.len(),
+                b.dark.len()
+            ));
         }
         if self.theta.len() != angles {
             return Err(format!(
@@ -273,12 +323,52 @@ impl TomoProcessor {
                 self.theta.len()
             ));
         }
-        self.ensure_geometry(angles, cols);
+        if let Some(t) = self.theta.iter().find(|t| !t.is_finite()) {
+            return Err(format!("an angle of {t}"));
+        }
+        for (what, v) in [
+            ("counts", b.data),
+            ("flat field", b.flat),
+            ("dark field", b.dark),
+        ] {
+            if let Some(x) = v.iter().find(|x| !x.is_finite()) {
+                return Err(format!("{what} hold {x}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn add_block(&mut self, b: Block) -> Result<(), String> {
+        let (angles, rows, cols) = b.dims;
+        if self.cfg.angles == AngleSource::Paper {
+            self.theta = paper_theta_rad(angles);
+        }
+        self.check_block(&b)?;
+        // A new geometry is built (and can fail) before anything of the old one is touched.
+        let same = self
+            .geometry
+            .as_ref()
+            .is_some_and(|g| g.same(angles, cols, &self.theta));
+        if !same {
+            let g = self.build_geometry(angles, cols)?;
+            if !self.queue.is_empty() {
+                self.reconstruct_queue();
+            }
+            self.geometry = Some(g);
+            self.center = None;
+        }
         let first = self.queue.len();
         for row in 0..rows {
             let mut s = self.take_slice(angles, cols);
-            row_sinogram(data, flat, dark, (angles, rows, cols), row, &mut s.sino);
-            s.row = (first_row + row) as u32;
+            row_sinogram(
+                b.data,
+                b.flat,
+                b.dark,
+                (angles, rows, cols),
+                row,
+                &mut s.sino,
+            );
+            s.row = (b.first_row + row) as u32;
             self.queue.push(s);
         }
         let center = match self.cfg.center {
@@ -290,9 +380,8 @@ impl TomoProcessor {
                     _ => {
                         let g = self.geometry.as_mut().expect("geometry set above");
                         let search = g.search.as_mut().expect("auto centre has a search");
-                        let (sino, prev) = (&self.queue[first].sino, self.center);
-                        let c = self.pool.install(|| search.find(sino, prev)).center;
-                        self.center = Some(c);
+                        let sino = &self.queue[first].sino;
+                        let c = self.pool.install(|| search.find(sino)).center;
                         self.since_center = 0;
                         c
                     }
@@ -308,28 +397,142 @@ impl TomoProcessor {
         Ok(())
     }
 
+    /// Reconstruct every queued slice (of the current geometry) and move it to `done`.
+    fn reconstruct_queue(&mut self) {
+        let Some(g) = self.geometry.as_mut() else {
+            return;
+        };
+        let n = g.cols;
+        let ratio = self.cfg.mask_ratio;
+        let queue = &mut self.queue;
+        match &mut g.engine {
+            Engine::GridRec(plan, works) => {
+                let (plan, works) = (&*plan, &*works);
+                self.pool.install(|| {
+                    queue.par_chunks_mut(2).for_each(|pair| {
+                        let mut w = works[rayon::current_thread_index().unwrap_or(0) % works.len()]
+                            .lock()
+                            .expect("a reconstruction thread panicked");
+                        let (a, b) = pair.split_at_mut(1);
+                        let a = &mut a[0];
+                        match b.first_mut() {
+                            Some(b) if b.center == a.center => plan.reconstruct_pair(
+                                &mut w,
+                                a.center,
+                                &a.sino,
+                                Some(&b.sino),
+                                &mut a.image,
+                                Some(&mut b.image),
+                            ),
+                            Some(b) => {
+                                plan.reconstruct(&mut w, a.center, &a.sino, &mut a.image);
+                                plan.reconstruct(&mut w, b.center, &b.sino, &mut b.image);
+                            }
+                            None => plan.reconstruct(&mut w, a.center, &a.sino, &mut a.image),
+                        }
+                        for s in pair.iter_mut() {
+                            circular_mask(&mut s.image, n, ratio);
+                        }
+                    })
+                })
+            }
+            Engine::Mlem {
+                by_center,
+                works,
+                init,
+                iterations,
+            } => {
+                // One projector per centre the queue needs (and the latest two besides).
+                let needed: BTreeSet<u64> = queue.iter().map(|s| s.center.to_bits()).collect();
+                for &key in &needed {
+                    if !by_center.iter().any(|(k, _)| *k == key) {
+                        by_center.push((key, Mlem::new(n, n, f64::from_bits(key), &g.theta)));
+                    }
+                }
+                while by_center.len() > needed.len().max(2) {
+                    let Some(i) = by_center.iter().position(|(k, _)| !needed.contains(k)) else {
+                        break;
+                    };
+                    by_center.remove(i);
+                }
+                let (by_center, works, init, iterations) =
+                    (&*by_center, &*works, *init, *iterations);
+                let mlem_of = |c: f64| {
+                    &by_center
+                        .iter()
+                        .find(|(k, _)| *k == c.to_bits())
+                        .expect("a projector for every queued centre")
+                        .1
+                };
+                self.pool.install(|| {
+                    queue.par_chunks_mut(2).for_each(|pair| {
+                        let mut guard = works
+                            [rayon::current_thread_index().unwrap_or(0) % works.len()]
+                        .lock()
+                        .expect("a reconstruction thread panicked");
+                        let (one, two) = &mut *guard;
+                        let (a, b) = pair.split_at_mut(1);
+                        let a = &mut a[0];
+                        match b.first_mut() {
+                            Some(b) if b.center == a.center => mlem_of(a.center).reconstruct_pair(
+                                two,
+                                (&a.sino, &b.sino),
+                                init,
+                                iterations,
+                                (&mut a.image, &mut b.image),
+                            ),
+                            other => {
+                                for s in std::iter::once(a).chain(other) {
+                                    mlem_of(s.center).reconstruct(
+                                        one,
+                                        &s.sino,
+                                        init,
+                                        iterations,
+                                        &mut s.image,
+                                    );
+                                }
+                            }
+                        }
+                        for s in pair.iter_mut() {
+                            circular_mask(&mut s.image, n, ratio);
+                        }
+                    })
+                });
+            }
+        }
+        self.done.append(&mut self.queue);
+    }
+
+    /// Append the reconstructed slices to their files (one per slice size).
     fn write(&mut self, dir: &Path) -> Result<(), String> {
-        if self.queue.is_empty() {
-            return Ok(());
+        let mut sizes: Vec<usize> = self.done.iter().map(|s| s.n).collect();
+        sizes.dedup();
+        for n in sizes {
+            let w = match self.writers.iter().position(|w| w.n() == n) {
+                Some(i) => i,
+                None => {
+                    let name = if self.writers.is_empty() {
+                        format!("recon-{}.h5", self.label)
+                    } else {
+                        format!("recon-{}-{n}px.h5", self.label)
+                    };
+                    self.writers.push(
+                        pilot_core::aps::ReconFile::create(&dir.join(name), n)
+                            .map_err(|e| e.to_string())?,
+                    );
+                    self.writers.len() - 1
+                }
+            };
+            self.writers[w]
+                .append(
+                    self.done
+                        .iter()
+                        .filter(|s| s.n == n)
+                        .map(|s| (s.image.as_slice(), s.row, s.center)),
+                )
+                .map_err(|e| e.to_string())?;
         }
-        let n = self.geometry.as_ref().map(|g| g.cols).unwrap_or(0);
-        if self.writer.as_ref().is_some_and(|w| w.n() != n) {
-            return Err(format!(
-                "the slice size changed within the run ({} to {n}); one HDF5 file holds one size",
-                self.writer.as_ref().map(|w| w.n()).unwrap_or(0)
-            ));
-        }
-        if self.writer.is_none() {
-            let path = dir.join(format!("recon-{}.h5", self.label));
-            self.writer = Some(ReconFile::create(&path, n).map_err(|e| e.to_string())?);
-        }
-        let w = self.writer.as_mut().expect("writer made above");
-        w.append(
-            self.queue
-                .iter()
-                .map(|s| (s.image.as_slice(), s.row, s.center)),
-        )
-        .map_err(|e| e.to_string())
+        Ok(())
     }
 }
 
@@ -370,23 +573,31 @@ impl Processor for TomoProcessor {
             Payload::Hdf5File(bytes) => {
                 let scan = ApsScan::read_bytes(bytes).map_err(|e| e.to_string())?;
                 let [a, r, c] = scan.data.dims;
-                self.theta.clear();
-                self.theta
-                    .extend(scan.theta_deg.iter().map(|d| d.to_radians()));
-                let flat = scan.white.mean_plane();
-                let dark = scan.dark.mean_plane();
-                self.add_block(&scan.data.values, &flat, &dark, (a, r, c), 0)
+                self.theta = match self.cfg.angles {
+                    AngleSource::File => scan.theta_rad(self.cfg.theta_units)?,
+                    AngleSource::Paper => paper_theta_rad(a),
+                };
+                let fields = scan.fields(self.cfg.open_beam_counts);
+                self.add_block(Block {
+                    data: &scan.data.values,
+                    flat: &fields.flat,
+                    dark: &fields.dark,
+                    dims: (a, r, c),
+                    first_row: 0,
+                })?;
+                self.notes.extend(fields.notes);
+                Ok(())
             }
             Payload::Projections(p) => {
                 self.theta.clear();
                 self.theta.extend(p.theta_rad.iter().map(|&t| t as f64));
-                self.add_block(
-                    &p.data,
-                    &p.flat,
-                    &p.dark,
-                    (p.n_angles, p.rows, p.cols),
-                    p.first_row,
-                )
+                self.add_block(Block {
+                    data: &p.data,
+                    flat: &p.flat,
+                    dark: &p.dark,
+                    dims: (p.n_angles, p.rows, p.cols),
+                    first_row: p.first_row,
+                })
             }
             Payload::Points { .. } => Err(format!(
                 "{} needs projections or an HDF5 file, got points",
@@ -400,134 +611,41 @@ impl Processor for TomoProcessor {
     }
 
     fn process(&mut self) -> Result<WindowOutput, String> {
+        self.reconstruct_queue();
         let out = WindowOutput {
             messages: self.messages,
-            items: self.queue.len() as u64,
+            items: self.done.len() as u64,
             score: self.center.unwrap_or(0.0),
         };
-        if let Some(n) = self.geometry.as_ref().map(|g| g.cols) {
-            let ratio = self.cfg.mask_ratio;
-            let queue = &mut self.queue;
-            match &self.geometry.as_ref().expect("checked").engine {
-                Engine::GridRec(plan, works) => self.pool.install(|| {
-                    queue.par_chunks_mut(2).for_each(|pair| {
-                        let mut w = works[rayon::current_thread_index().unwrap_or(0) % works.len()]
-                            .lock()
-                            .expect("a reconstruction thread panicked");
-                        let (a, b) = pair.split_at_mut(1);
-                        let a = &mut a[0];
-                        match b.first_mut() {
-                            Some(b) if b.center == a.center => plan.reconstruct_pair(
-                                &mut w,
-                                a.center,
-                                &a.sino,
-                                Some(&b.sino),
-                                &mut a.image,
-                                Some(&mut b.image),
-                            ),
-                            Some(b) => {
-                                plan.reconstruct(&mut w, a.center, &a.sino, &mut a.image);
-                                plan.reconstruct(&mut w, b.center, &b.sino, &mut b.image);
-                            }
-                            None => plan.reconstruct(&mut w, a.center, &a.sino, &mut a.image),
-                        }
-                        for s in pair.iter_mut() {
-                            circular_mask(&mut s.image, n, ratio);
-                        }
-                    })
-                }),
-                Engine::Mlem { .. } => {}
-            }
-            if let Some(g) = self.geometry.as_mut() {
-                if let Engine::Mlem {
-                    by_center,
-                    works,
-                    init,
-                    iterations,
-                } = &mut g.engine
-                {
-                    for s in queue.iter() {
-                        let key = s.center.to_bits();
-                        if !by_center.iter().any(|(k, _)| *k == key) {
-                            if by_center.len() >= 2 {
-                                by_center.remove(0);
-                            }
-                            by_center.push((key, Mlem::new(n, n, s.center, &g.theta)));
-                        }
-                    }
-                    let (by_center, works, init, iterations) =
-                        (&*by_center, &*works, *init, *iterations);
-                    let mlem_of = |c: f64| {
-                        &by_center
-                            .iter()
-                            .find(|(k, _)| *k == c.to_bits())
-                            .expect("built above")
-                            .1
-                    };
-                    self.pool.install(|| {
-                        queue.par_chunks_mut(2).for_each(|pair| {
-                            let mut guard = works
-                                [rayon::current_thread_index().unwrap_or(0) % works.len()]
-                            .lock()
-                            .expect("a reconstruction thread panicked");
-                            let (one, two) = &mut *guard;
-                            let (a, b) = pair.split_at_mut(1);
-                            let a = &mut a[0];
-                            match b.first_mut() {
-                                Some(b) if b.center == a.center => mlem_of(a.center)
-                                    .reconstruct_pair(
-                                        two,
-                                        (&a.sino, &b.sino),
-                                        init,
-                                        iterations,
-                                        (&mut a.image, &mut b.image),
-                                    ),
-                                other => {
-                                    for s in std::iter::once(a).chain(other) {
-                                        mlem_of(s.center).reconstruct(
-                                            one,
-                                            &s.sino,
-                                            init,
-                                            iterations,
-                                            &mut s.image,
-                                        );
-                                    }
-                                }
-                            }
-                            for s in pair.iter_mut() {
-                                circular_mask(&mut s.image, n, ratio);
-                            }
-                        })
-                    });
-                }
-            }
-            if self.preview.is_none() {
-                if let Some(s) = self.queue.first() {
-                    self.preview = Some((n, s.image.clone()));
-                }
+        if self.preview.is_none() {
+            if let Some(s) = self.done.first() {
+                self.preview = Some((s.n, s.image.clone()));
             }
         }
-        if self.cfg.write_hdf5 {
-            if let Some(dir) = self.cfg.output_dir.clone() {
-                self.write(&dir)?;
-            }
-        }
-        self.spare.append(&mut self.queue);
+        let written = match (self.cfg.write_hdf5, self.cfg.output_dir.clone()) {
+            (true, Some(dir)) if !self.done.is_empty() => self.write(&dir),
+            _ => Ok(()),
+        };
+        self.spare.append(&mut self.done);
         self.messages = 0;
-        Ok(out)
+        written.map(|()| out)
     }
 
     fn finish(&mut self, _dir: Option<&Path>) -> Result<(), String> {
         let dir = self.cfg.output_dir.as_deref();
-        if !self.queue.is_empty() {
+        if !self.queue.is_empty() || !self.done.is_empty() {
             return Err(format!(
                 "{} slices were queued but never reconstructed",
-                self.queue.len()
+                self.queue.len() + self.done.len()
             ));
         }
         if let (Some(dir), true, Some((n, img))) = (dir, self.cfg.preview_png, &self.preview) {
             write_png(&dir.join(format!("recon-{}.png", self.label)), img, *n)?;
         }
         Ok(())
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.notes.iter().cloned().collect()
     }
 }

@@ -136,6 +136,20 @@ pub fn sinogram(
     out
 }
 
+/// The ellipses shrunk by `scale` about the centre (values unchanged).
+pub fn scaled(ellipses: &[Ellipse], scale: f64) -> Vec<Ellipse> {
+    ellipses
+        .iter()
+        .map(|e| Ellipse {
+            a: e.a * scale,
+            b: e.b * scale,
+            x0: e.x0 * scale,
+            y0: e.y0 * scale,
+            ..*e
+        })
+        .collect()
+}
+
 /// How to scan the phantom.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScanParams {
@@ -146,7 +160,12 @@ pub struct ScanParams {
     pub last_angle_deg: f64,
     /// Rotation axis position relative to cols / 2, pixels.
     pub center_offset_px: f64,
+    /// Width of the phantom's unit square as a fraction of the detector (1: it spans every column; smaller keeps
+    /// an off-centre axis from cutting the object off at the detector's edge).
+    pub object_scale: f64,
+    /// Flat fields (0: the file has none).
     pub n_white: usize,
+    /// Dark fields (0: the file has none).
     pub n_dark: usize,
     /// Open-beam counts.
     pub i0: f64,
@@ -167,6 +186,7 @@ impl Default for ScanParams {
             cols: 640,
             last_angle_deg: 180.0,
             center_offset_px: 0.0,
+            object_scale: 1.0,
             n_white: 10,
             n_dark: 10,
             i0: 20_000.0,
@@ -204,7 +224,13 @@ pub fn scan(p: &ScanParams) -> PhantomScan {
         .collect();
     let theta_rad: Vec<f64> = theta_deg.iter().map(|d| d.to_radians()).collect();
     let center_px = p.cols as f64 / 2.0 + p.center_offset_px;
-    let sino = sinogram(&ellipses, &theta_rad, p.cols, center_px, 4);
+    let sino = sinogram(
+        &scaled(&ellipses, p.object_scale),
+        &theta_rad,
+        p.cols,
+        center_px,
+        4,
+    );
     let max = sino.iter().cloned().fold(0.0, f64::max);
     let mu = if max > 0.0 {
         p.max_attenuation / max
@@ -248,9 +274,10 @@ pub fn scan(p: &ScanParams) -> PhantomScan {
     PhantomScan {
         scan: ApsScan {
             data: Volume::new([a, r, c], data),
-            white: Volume::new([p.n_white, r, c], white),
-            dark: Volume::new([p.n_dark, r, c], dark),
-            theta_deg,
+            white: (p.n_white > 0).then(|| Volume::new([p.n_white, r, c], white)),
+            dark: (p.n_dark > 0).then(|| Volume::new([p.n_dark, r, c], dark)),
+            theta: Some(theta_deg),
+            theta_units: Some("degrees".into()),
         },
         mu,
         center_px,
@@ -325,13 +352,15 @@ mod tests {
     fn scan_has_tooths_layout_and_exact_transmission() {
         let s = scan(&ScanParams::default());
         assert_eq!(s.scan.data.dims, [181, 2, 640]);
-        assert_eq!(s.scan.white.dims, [10, 2, 640]);
-        assert_eq!(s.scan.dark.dims, [10, 2, 640]);
-        assert_eq!(s.scan.theta_deg.len(), 181);
-        assert_eq!(s.scan.theta_deg[180], 180.0);
+        assert_eq!(s.scan.white.as_ref().unwrap().dims, [10, 2, 640]);
+        assert_eq!(s.scan.dark.as_ref().unwrap().dims, [10, 2, 640]);
+        let theta = s.scan.theta.as_ref().unwrap();
+        assert_eq!(theta.len(), 181);
+        assert_eq!(theta[180], 180.0);
         assert_eq!(s.center_px, 320.0);
         // Normalising removes gain and dark exactly (noise-free): -ln(T) = mu * p.
-        let (flat, dark) = (s.scan.white.mean_plane(), s.scan.dark.mean_plane());
+        let f = s.scan.fields(None);
+        let (flat, dark) = (f.flat, f.dark);
         for (ang, u) in [(0, 100), (90, 320), (180, 500)] {
             let raw = s.scan.data.plane(ang)[u] as f64;
             let t = (raw - dark[u] as f64) / (flat[u] as f64 - dark[u] as f64);
@@ -351,7 +380,7 @@ mod tests {
         };
         let a = scan(&p);
         assert_eq!(a.scan, scan(&p).scan, "same seed, same noise");
-        let w = &a.scan.white.values;
+        let w = &a.scan.white.as_ref().unwrap().values;
         // Flat fields: mean ~ dark + gain * i0, variance ~ mean.
         let n = 640usize;
         let diffs: Vec<f64> = (0..n).map(|u| w[u] as f64 - w[2 * n + u] as f64).collect();

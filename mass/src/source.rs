@@ -9,9 +9,11 @@
 //!   the paper did) or one message per block of sinogram rows with flats, darks and angles carried along.
 //! - `synthetic`: a random blob of a fixed size, generated once ([`StaticSource::synthetic`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use pilot_core::aps::{paper_theta_rad, ApsScan};
+use pilot_core::aps::{paper_theta_rad, AngleSource, ApsScan, Fields};
+
+use crate::config::TemplatePlan;
 use pilot_core::message::{
     self, encode_hex, encode_points_text, set_sequence, write_header, Dtype, Encoding, PayloadKind,
     ProjectionsHeader, HEADER_BYTES,
@@ -41,6 +43,10 @@ pub trait Source: Send {
     /// The body of message `seq`. With the envelope encoding its header carries the producer id, `seq` and
     /// `intended_send_ns`; the producer patches the actual send time just before sending.
     fn next(&mut self, seq: u64, intended_send_ns: u64) -> &mut [u8];
+    /// What the source had to assume about its input (a template without flat fields), for the run's summary.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Settings of the cluster source.
@@ -309,35 +315,37 @@ pub enum TemplateMode {
     Rows { rows: usize },
 }
 
-/// Which angles travel with `rows` messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AngleConvention {
-    /// The file's /exchange/theta.
-    File,
-    /// n angles evenly over [0, pi] inclusive (what the paper's consumer assumed).
-    Paper,
-}
-
 /// Streams an APS Data Exchange dataset.
 pub struct TemplateSource {
     bodies: Vec<Vec<u8>>,
     encoding: Encoding,
+    notes: Vec<String>,
 }
 
 impl TemplateSource {
-    /// Load `path` once and pre-encode every distinct message.
+    /// Open the template exactly as [`TemplateSource::new`] does and check it, without keeping anything: what
+    /// validation (and so `mass run --dry-run`) runs, so a file the run would refuse is refused before it.
+    pub fn check(plan: &TemplatePlan) -> Result<(), String> {
+        let scan = ApsScan::read(&plan.file).map_err(|e| e.to_string())?;
+        if let TemplateMode::Rows { rows } = plan.mode {
+            Self::block_inputs(&scan, rows, plan)?;
+        }
+        Ok(())
+    }
+
+    /// Load the template once and pre-encode every distinct message.
     pub fn new(
-        path: &Path,
-        mode: TemplateMode,
+        plan: &TemplatePlan,
         encoding: Encoding,
-        angles: AngleConvention,
         producer_id: u32,
     ) -> Result<Self, SourceError> {
+        let path = &plan.file;
         let terr = |message: String| SourceError::Template {
             path: path.to_path_buf(),
             message,
         };
-        let bodies = match mode {
+        let mut notes = Vec::new();
+        let bodies = match plan.mode {
             TemplateMode::WholeFile => {
                 let file = std::fs::read(path).map_err(|e| terr(e.to_string()))?;
                 if !file.starts_with(&message::HDF5_SIGNATURE) {
@@ -368,34 +376,55 @@ impl TemplateSource {
                     ));
                 }
                 let scan = ApsScan::read(path).map_err(|e| terr(e.to_string()))?;
-                Self::row_blocks(&scan, rows, angles, producer_id).map_err(terr)?
+                let (theta, fields) = Self::block_inputs(&scan, rows, plan).map_err(terr)?;
+                notes = fields.notes.clone();
+                Self::row_blocks(&scan, rows, &theta, &fields, producer_id)
             }
         };
-        Ok(TemplateSource { bodies, encoding })
+        Ok(TemplateSource {
+            bodies,
+            encoding,
+            notes,
+        })
     }
 
-    fn row_blocks(
+    /// What had to be assumed about the file (missing flat or dark fields), for the run's summary.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// The angles (radians, f32) and normalisation fields row blocks carry.
+    fn block_inputs(
         scan: &ApsScan,
         rows: usize,
-        angles: AngleConvention,
-        producer_id: u32,
-    ) -> Result<Vec<Vec<u8>>, String> {
-        let [a, r, c] = scan.data.dims;
+        plan: &TemplatePlan,
+    ) -> Result<(Vec<f32>, Fields), String> {
+        let [a, r, _] = scan.data.dims;
         if rows == 0 || rows > r {
             return Err(format!(
                 "rows per message must be 1..={r} (the detector has {r} rows)"
             ));
         }
-        let theta: Vec<f32> = match angles {
-            AngleConvention::File => scan
-                .theta_deg
-                .iter()
-                .map(|d| d.to_radians() as f32)
+        let theta: Vec<f32> = match plan.angles {
+            AngleSource::File => scan
+                .theta_rad(plan.theta_units)?
+                .into_iter()
+                .map(|t| t as f32)
                 .collect(),
-            AngleConvention::Paper => paper_theta_rad(a).into_iter().map(|t| t as f32).collect(),
+            AngleSource::Paper => paper_theta_rad(a).into_iter().map(|t| t as f32).collect(),
         };
-        let flat = scan.white.mean_plane();
-        let dark = scan.dark.mean_plane();
+        Ok((theta, scan.fields(plan.open_beam_counts)))
+    }
+
+    fn row_blocks(
+        scan: &ApsScan,
+        rows: usize,
+        theta: &[f32],
+        fields: &Fields,
+        producer_id: u32,
+    ) -> Vec<Vec<u8>> {
+        let [a, r, c] = scan.data.dims;
+        let (flat, dark) = (&fields.flat, &fields.dark);
         let mut bodies = Vec::new();
         let mut first = 0;
         while first < r {
@@ -419,13 +448,13 @@ impl TemplateSource {
                 &data,
                 &flat[first * c..(first + n) * c],
                 &dark[first * c..(first + n) * c],
-                &theta,
+                theta,
                 &mut body,
             );
             bodies.push(body);
             first += n;
         }
-        Ok(bodies)
+        bodies
     }
 
     /// Number of distinct messages (1 for whole files; the number of row blocks otherwise).
@@ -437,6 +466,10 @@ impl TemplateSource {
 impl Source for TemplateSource {
     fn encoding(&self) -> Encoding {
         self.encoding
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.notes.clone()
     }
 
     fn next(&mut self, seq: u64, intended_send_ns: u64) -> &mut [u8] {

@@ -3,15 +3,25 @@
 
 use std::path::PathBuf;
 
+use mass::config::TemplatePlan;
 use mass::source::{
-    AngleConvention, ClusterParams, ClusterSource, Source, StaticSource, TemplateMode,
-    TemplateSource,
+    ClusterParams, ClusterSource, Source, StaticSource, TemplateMode, TemplateSource,
 };
-use pilot_core::aps::ApsScan;
+use pilot_core::aps::{AngleSource, ApsScan, ThetaUnits};
 use pilot_core::message::{self, decode, parse_points_text, Encoding, PayloadKind, Projections};
 
 fn tooth() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/tooth.h5")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/tooth.h5")
+}
+
+fn tplan(file: &std::path::Path, mode: TemplateMode, angles: AngleSource) -> TemplatePlan {
+    TemplatePlan {
+        file: file.to_path_buf(),
+        mode,
+        angles,
+        theta_units: ThetaUnits::Auto,
+        open_beam_counts: None,
+    }
 }
 
 fn small() -> ClusterParams {
@@ -133,10 +143,8 @@ fn static_and_synthetic_resend_one_body_with_fresh_headers() {
 fn template_whole_file_carries_tooth_byte_for_byte() {
     let file = std::fs::read(tooth()).unwrap();
     let mut env = TemplateSource::new(
-        &tooth(),
-        TemplateMode::WholeFile,
+        &tplan(&tooth(), TemplateMode::WholeFile, AngleSource::File),
         Encoding::Envelope,
-        AngleConvention::File,
         1,
     )
     .unwrap();
@@ -152,19 +160,15 @@ fn template_whole_file_carries_tooth_byte_for_byte() {
         [181, 2, 640]
     );
     let mut raw = TemplateSource::new(
-        &tooth(),
-        TemplateMode::WholeFile,
+        &tplan(&tooth(), TemplateMode::WholeFile, AngleSource::File),
         Encoding::Hdf5Raw,
-        AngleConvention::File,
         1,
     )
     .unwrap();
     assert_eq!(raw.next(0, 0), &file[..]);
     let mut hex = TemplateSource::new(
-        &tooth(),
-        TemplateMode::WholeFile,
+        &tplan(&tooth(), TemplateMode::WholeFile, AngleSource::File),
         Encoding::Hdf5Hex,
-        AngleConvention::File,
         1,
     )
     .unwrap();
@@ -184,10 +188,8 @@ fn template_whole_file_carries_tooth_byte_for_byte() {
 fn template_rows_carry_data_flats_darks_and_angles() {
     let scan = ApsScan::read(&tooth()).unwrap();
     let mut s = TemplateSource::new(
-        &tooth(),
-        TemplateMode::Rows { rows: 1 },
+        &tplan(&tooth(), TemplateMode::Rows { rows: 1 }, AngleSource::File),
         Encoding::Envelope,
-        AngleConvention::File,
         0,
     )
     .unwrap();
@@ -208,14 +210,15 @@ fn template_rows_carry_data_flats_darks_and_angles() {
             p.data[640 * 180..],
             scan.data.plane(180)[row * 640..(row + 1) * 640]
         );
-        assert_eq!(p.flat, scan.white.mean_plane()[row * 640..(row + 1) * 640]);
+        assert_eq!(
+            p.flat,
+            scan.white.as_ref().unwrap().mean_plane()[row * 640..(row + 1) * 640]
+        );
         assert!((p.theta_rad[180] as f64 - 179.0055f64.to_radians()).abs() < 1e-4);
     }
     let mut paper = TemplateSource::new(
-        &tooth(),
-        TemplateMode::Rows { rows: 2 },
+        &tplan(&tooth(), TemplateMode::Rows { rows: 2 }, AngleSource::Paper),
         Encoding::Envelope,
-        AngleConvention::Paper,
         0,
     )
     .unwrap();
@@ -224,18 +227,18 @@ fn template_rows_carry_data_flats_darks_and_angles() {
     assert_eq!(p.rows, 2);
     assert!((p.theta_rad[180] - std::f32::consts::PI).abs() < 1e-6);
     assert!(TemplateSource::new(
-        &tooth(),
-        TemplateMode::Rows { rows: 3 },
+        &tplan(&tooth(), TemplateMode::Rows { rows: 3 }, AngleSource::File),
         Encoding::Envelope,
-        AngleConvention::File,
         0
     )
     .is_err());
     let err = TemplateSource::new(
-        std::path::Path::new("/nonexistent.h5"),
-        TemplateMode::WholeFile,
+        &tplan(
+            std::path::Path::new("/nonexistent.h5"),
+            TemplateMode::WholeFile,
+            AngleSource::File,
+        ),
         Encoding::Envelope,
-        AngleConvention::File,
         0,
     )
     .err()
@@ -266,16 +269,24 @@ fn phantom_command_writes_a_file_in_tooths_layout() {
     let p = ApsScan::read(&out).unwrap();
     let t = ApsScan::read(&tooth()).unwrap();
     assert_eq!(
-        (p.data.dims, p.white.dims, p.dark.dims, p.theta_deg.len()),
-        (t.data.dims, t.white.dims, t.dark.dims, t.theta_deg.len())
+        (
+            p.data.dims,
+            p.white.as_ref().unwrap().dims,
+            p.dark.as_ref().unwrap().dims,
+            p.theta.as_ref().unwrap().len()
+        ),
+        (
+            t.data.dims,
+            t.white.as_ref().unwrap().dims,
+            t.dark.as_ref().unwrap().dims,
+            t.theta.as_ref().unwrap().len()
+        )
     );
     assert!(String::from_utf8_lossy(&st.stdout).contains("rotation axis at 323.50 px"));
     // The template source streams it like tooth.
     let mut s = TemplateSource::new(
-        &out,
-        TemplateMode::Rows { rows: 2 },
+        &tplan(&out, TemplateMode::Rows { rows: 2 }, AngleSource::File),
         Encoding::Envelope,
-        AngleConvention::File,
         0,
     )
     .unwrap();
@@ -305,7 +316,10 @@ fn mass_cli_reports_bad_flags_clearly() {
         "--source",
         "nope",
     ]);
-    assert!(!ok && t.contains("source `nope` is unknown"), "{t}");
+    assert!(
+        !ok && t.contains("invalid value 'nope' for '--source") && t.contains("cluster"),
+        "{t}"
+    );
     let (ok, t) = run(&[
         "run",
         "--bootstrap-servers",
@@ -327,4 +341,107 @@ fn mass_cli_reports_bad_flags_clearly() {
     std::fs::write(&f, "topic = \"t\"\nbootstrap_servers = \"a:1\"\nrate = 5\n").unwrap();
     let (ok, t) = run(&["run", f.to_str().unwrap(), "--dry-run"]);
     assert!(!ok && t.contains("rate") && t.contains("line 3"), "{t}");
+}
+
+/// Regression: `mass run --dry-run` passed on a template file that the real run then refused.
+#[test]
+fn a_dry_run_opens_the_template_as_the_run_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_mass"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout),
+        )
+    };
+    let base = |file: &str| -> Vec<String> {
+        [
+            "run",
+            "--bootstrap-servers",
+            "127.0.0.2:9092",
+            "--topic",
+            "t",
+            "--source",
+            "template",
+            "--template-file",
+            file,
+            "--dry-run",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    // Not HDF5 at all.
+    let junk = dir.path().join("junk.h5");
+    std::fs::write(&junk, b"not an hdf5 file").unwrap();
+    let args = base(junk.to_str().unwrap());
+    let (ok, t) = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        !ok && t.contains("template_file") && t.contains("junk.h5"),
+        "{t}"
+    );
+    // HDF5, but with angles that fit neither unit (rows mode reads them).
+    let bad = dir.path().join("bad-theta.h5");
+    let mut scan = mass::phantom::scan(&mass::phantom::ScanParams {
+        cols: 64,
+        angles: 5,
+        rows: 1,
+        ..Default::default()
+    })
+    .scan;
+    scan.theta = Some(vec![0.0, 300.0, 600.0, 900.0, 1200.0]);
+    scan.write(&bad).unwrap();
+    let mut args = base(bad.to_str().unwrap());
+    args.extend(["--template-mode".into(), "rows".into()]);
+    let (ok, t) = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!ok && t.contains("neither degrees nor radians"), "{t}");
+    // A good file passes, and the plan says what it found.
+    let good = dir.path().join("good.h5");
+    scan.theta = Some(vec![0.0, 45.0, 90.0, 135.0, 180.0]);
+    scan.write(&good).unwrap();
+    let args = base(good.to_str().unwrap());
+    let (ok, t) = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        ok && t.contains("template ") && t.contains("good.h5"),
+        "{t}"
+    );
+}
+
+#[test]
+fn row_blocks_of_a_file_without_flats_say_what_was_assumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bare.h5");
+    let mut scan = mass::phantom::scan(&mass::phantom::ScanParams {
+        cols: 64,
+        angles: 31,
+        rows: 2,
+        n_white: 0,
+        n_dark: 0,
+        ..Default::default()
+    })
+    .scan;
+    // Radians with no units attribute: told by their range.
+    scan.theta = Some(pilot_core::aps::paper_theta_rad(31));
+    scan.theta_units = None;
+    scan.write(&f).unwrap();
+    let mut s = TemplateSource::new(
+        &tplan(&f, TemplateMode::Rows { rows: 1 }, AngleSource::File),
+        Encoding::Envelope,
+        0,
+    )
+    .unwrap();
+    let notes = s.notes().join("; ");
+    assert!(
+        notes.contains("no flat field") && notes.contains("no dark field"),
+        "{notes}"
+    );
+    let mut p = Projections::default();
+    message::projections_of(&decode(s.next(0, 0)).unwrap(), &mut p).unwrap();
+    assert!(p.dark.iter().all(|&d| d == 0.0));
+    assert!((p.theta_rad[30] - std::f32::consts::PI).abs() < 1e-6);
+    let open = p.flat[0];
+    assert!((19_000.0..21_500.0).contains(&open), "open beam {open}");
 }

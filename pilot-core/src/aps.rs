@@ -1,13 +1,16 @@
 //! APS Data Exchange HDF5 files, the layout light-source data travels in (TomoPy's `tooth.h5` among them):
 //!
-//! - `/exchange/data`       f32 `[angles, rows, cols]`, axes `theta:y:x`, counts
-//! - `/exchange/data_white` f32 `[n_white, rows, cols]`, flat fields
-//! - `/exchange/data_dark`  f32 `[n_dark, rows, cols]`, dark fields
-//! - `/exchange/theta`      f64 `[angles]`, degrees
+//! - `/exchange/data`       `[angles, rows, cols]`, axes `theta:y:x`, counts (any integer or float dtype)
+//! - `/exchange/data_white` `[n_white, rows, cols]`, flat fields (optional)
+//! - `/exchange/data_dark`  `[n_dark, rows, cols]`, dark fields (optional)
+//! - `/exchange/theta`      `[angles]`, degrees or radians (its `units` attribute says which; optional)
 //!
 //! [`ApsScan`] reads such a file from a path or from bytes in memory (a message carrying the whole file), and
-//! writes one (MASS's phantom generator). [`ReconFile`] holds MASA's reconstructed slices in the same style. Both
-//! mini-apps use this module, so the layouts have one definition.
+//! writes one (MASS's phantom generator). Files as detectors write them are accepted: integer counts are converted
+//! to f32, missing flat or dark fields are replaced by stated assumptions ([`ApsScan::fields`]), and angles are
+//! read in the unit the file or the user says ([`ApsScan::theta_rad`], [`ThetaUnits`]). [`ReconFile`] holds
+//! MASA's reconstructed slices in the same style. Both mini-apps use this module, so the layouts have one
+//! definition.
 
 use std::path::{Path, PathBuf};
 
@@ -48,17 +51,74 @@ impl Volume {
     }
 }
 
-/// One tomography scan in Data Exchange layout.
+/// One tomography scan in Data Exchange layout, as a detector wrote it: flat and dark fields may be missing and
+/// the angles may be in degrees or radians (see [`ApsScan::theta_rad`] and [`ApsScan::fields`]).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ApsScan {
-    /// Projections `[angles, rows, cols]`.
+    /// Projections `[angles, rows, cols]`, counts (any numeric dtype in the file, converted to f32).
     pub data: Volume,
-    /// Flat (white) fields `[n, rows, cols]`.
-    pub white: Volume,
-    /// Dark fields `[n, rows, cols]`.
-    pub dark: Volume,
-    /// Projection angles in degrees.
-    pub theta_deg: Vec<f64>,
+    /// Flat (white) fields `[n, rows, cols]`, when the file has them.
+    pub white: Option<Volume>,
+    /// Dark fields `[n, rows, cols]`, when the file has them.
+    pub dark: Option<Volume>,
+    /// Projection angles as stored (`/exchange/theta`), when the file has them.
+    pub theta: Option<Vec<f64>>,
+    /// The `units` attribute of `/exchange/theta`, as written (tooth.h5: `degrees`).
+    pub theta_units: Option<String>,
+}
+
+/// How the angles of a file are read: from the `units` attribute of `/exchange/theta` (or, without one, from their
+/// range), or as the given unit.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum ThetaUnits {
+    /// The `units` attribute; without one, radians when the angles span at most 2 pi, else degrees.
+    #[default]
+    Auto,
+    Degrees,
+    Radians,
+}
+
+/// Which projection angles a reconstruction uses.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum AngleSource {
+    /// The file's `/exchange/theta` (read as [`ThetaUnits`] says), or the angles a projections block carries.
+    #[default]
+    File,
+    /// The paper's convention: as many angles evenly over [0, pi], end point included ([`paper_theta_rad`]).
+    Paper,
+}
+
+/// Normalisation fields for a scan and what had to be assumed to get them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Fields {
+    /// Mean flat field `[rows, cols]`.
+    pub flat: Vec<f32>,
+    /// Mean dark field `[rows, cols]`.
+    pub dark: Vec<f32>,
+    /// What was assumed, for the run's summary (empty when the file had both fields).
+    pub notes: Vec<String>,
 }
 
 /// Errors reading or writing Data Exchange files.
@@ -79,6 +139,10 @@ const WHITE: &str = "exchange/data_white";
 const DARK: &str = "exchange/data_dark";
 const THETA: &str = "exchange/theta";
 
+/// Largest volume read from an in-memory image (a message), elements: a small compressed file could otherwise
+/// declare a dataset that does not fit in memory.
+pub const MAX_IMAGE_ELEMENTS: usize = 1 << 28;
+
 /// The paper's angle convention: `n` angles evenly over [0, pi], end point included.
 pub fn paper_theta_rad(n: usize) -> Vec<f64> {
     match n {
@@ -98,35 +162,130 @@ fn h5err<'a>(action: &'static str, path: &'a Path) -> impl Fn(hdf5::Error) -> Ap
     }
 }
 
-fn read_volume(file: &hdf5::File, name: &str, path: &Path) -> Result<Volume, ApsError> {
+fn read_volume(
+    file: &hdf5::File,
+    name: &str,
+    path: &Path,
+    max_elements: usize,
+) -> Result<Volume, ApsError> {
     let ds = file
         .dataset(name)
         .map_err(h5err("opening dataset in", path))?;
+    let layout = |message: String| ApsError::Layout {
+        path: path.to_path_buf(),
+        message,
+    };
     let shape = ds.shape();
     if shape.len() != 3 {
-        return Err(ApsError::Layout {
-            path: path.to_path_buf(),
-            message: format!("/{name} has {} dimensions, expected 3", shape.len()),
-        });
+        return Err(layout(format!(
+            "/{name} has {} dimensions, expected 3 (angles, rows, columns)",
+            shape.len()
+        )));
+    }
+    let elements = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&n| n <= max_elements)
+        .ok_or_else(|| layout(format!("/{name} of shape {shape:?} is too large to read")))?;
+    if elements == 0 {
+        return Err(layout(format!("/{name} is empty (shape {shape:?})")));
+    }
+    let numeric = ds
+        .dtype()
+        .and_then(|t| t.to_descriptor())
+        .map(|d| {
+            matches!(
+                d,
+                hdf5::types::TypeDescriptor::Integer(_)
+                    | hdf5::types::TypeDescriptor::Unsigned(_)
+                    | hdf5::types::TypeDescriptor::Float(_)
+            )
+        })
+        .unwrap_or(false);
+    if !numeric {
+        return Err(layout(format!(
+            "/{name} does not hold numbers (integer or float counts)"
+        )));
     }
     let values: Vec<f32> = ds.read_raw().map_err(h5err("reading", path))?;
     Ok(Volume::new([shape[0], shape[1], shape[2]], values))
 }
 
+fn read_text_attr(ds: &hdf5::Dataset, name: &str) -> Option<String> {
+    let a = ds.attr(name).ok()?;
+    if let Ok(v) = a.read_scalar::<hdf5::types::VarLenUnicode>() {
+        return Some(v.as_str().to_string());
+    }
+    if let Ok(v) = a.read_scalar::<hdf5::types::VarLenAscii>() {
+        return Some(v.as_str().to_string());
+    }
+    // Fixed-length strings (h5py's `np.bytes_` attributes).
+    let td = a.dtype().ok()?.to_descriptor().ok()?;
+    match td {
+        hdf5::types::TypeDescriptor::FixedAscii(n)
+        | hdf5::types::TypeDescriptor::FixedUnicode(n) => {
+            let raw: Vec<u8> = a.read_raw::<u8>().ok().filter(|r| r.len() == n)?;
+            Some(
+                String::from_utf8_lossy(&raw)
+                    .trim_end_matches('\0')
+                    .trim()
+                    .to_string(),
+            )
+        }
+        _ => None,
+    }
+}
+
+/// The 99th percentile of `values` (an open-beam estimate: the brightest counts are the unobstructed beam).
+fn high_percentile(values: &[f32]) -> f32 {
+    let mut sample: Vec<f32> = values
+        .iter()
+        .step_by((values.len() / 1_000_000).max(1))
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    if sample.is_empty() {
+        return 0.0;
+    }
+    let k = ((sample.len() - 1) as f64 * 0.99) as usize;
+    *sample.select_nth_unstable_by(k, f32::total_cmp).1
+}
+
 impl ApsScan {
-    fn from_file(file: &hdf5::File, path: &Path) -> Result<Self, ApsError> {
-        let data = read_volume(file, DATA, path)?;
-        let white = read_volume(file, WHITE, path)?;
-        let dark = read_volume(file, DARK, path)?;
-        let theta_deg: Vec<f64> = file
-            .dataset(THETA)
-            .and_then(|d| d.read_raw())
-            .map_err(h5err("reading /exchange/theta in", path))?;
+    fn from_file(file: &hdf5::File, path: &Path, max_elements: usize) -> Result<Self, ApsError> {
+        let data = read_volume(file, DATA, path, max_elements)?;
+        let optional = |name: &str| -> Result<Option<Volume>, ApsError> {
+            if file.link_exists(name) {
+                read_volume(file, name, path, max_elements).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let white = optional(WHITE)?;
+        let dark = optional(DARK)?;
+        let (theta, theta_units) = if file.link_exists(THETA) {
+            let ds = file
+                .dataset(THETA)
+                .map_err(h5err("opening /exchange/theta in", path))?;
+            if ds.size() > max_elements {
+                return Err(ApsError::Layout {
+                    path: path.to_path_buf(),
+                    message: "/exchange/theta is too large".into(),
+                });
+            }
+            let t: Vec<f64> = ds
+                .read_raw()
+                .map_err(h5err("reading /exchange/theta in", path))?;
+            (Some(t), read_text_attr(&ds, "units"))
+        } else {
+            (None, None)
+        };
         let scan = ApsScan {
             data,
             white,
             dark,
-            theta_deg,
+            theta,
+            theta_units,
         };
         scan.check().map_err(|message| ApsError::Layout {
             path: path.to_path_buf(),
@@ -135,33 +294,137 @@ impl ApsScan {
         Ok(scan)
     }
 
-    /// Consistency of shapes: flats/darks match the detector, one angle per projection.
+    /// Consistency of shapes: flats/darks (where present) match the detector, one angle per projection.
     pub fn check(&self) -> Result<(), String> {
         let [a, r, c] = self.data.dims;
+        if a == 0 || r == 0 || c == 0 || self.data.values.len() != a * r * c {
+            return Err(format!("/exchange/data is {:?}: empty", self.data.dims));
+        }
         for (name, v) in [("data_white", &self.white), ("data_dark", &self.dark)] {
-            if v.dims[1] != r || v.dims[2] != c || v.dims[0] == 0 {
+            if let Some(v) = v {
+                if v.dims[1] != r || v.dims[2] != c || v.dims[0] == 0 {
+                    return Err(format!(
+                        "/exchange/{name} is {:?}, detector is {r}x{c}",
+                        v.dims
+                    ));
+                }
+            }
+        }
+        if let Some(t) = &self.theta {
+            if t.len() != a {
                 return Err(format!(
-                    "/exchange/{name} is {:?}, detector is {r}x{c}",
-                    v.dims
+                    "{} angles in /exchange/theta for {a} projections",
+                    t.len()
                 ));
             }
         }
-        if self.theta_deg.len() != a {
-            return Err(format!(
-                "{} angles in /exchange/theta for {a} projections",
-                self.theta_deg.len()
-            ));
-        }
         Ok(())
+    }
+
+    /// The angles in radians, read as `units` says (`Auto`: the file's `units` attribute, else the range). A
+    /// range that fits neither unit, non-finite angles or an attribute naming another unit are errors; so is a
+    /// file without `/exchange/theta` (use the paper's convention, [`paper_theta_rad`], for such files).
+    pub fn theta_rad(&self, units: ThetaUnits) -> Result<Vec<f64>, String> {
+        let theta = self.theta.as_ref().ok_or(
+            "the file has no /exchange/theta: give the angles another way (MASA: angles = \"paper\")",
+        )?;
+        if let Some(bad) = theta.iter().find(|t| !t.is_finite()) {
+            return Err(format!("/exchange/theta holds {bad}"));
+        }
+        let (lo, hi) = theta
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(l, h), &t| (l.min(t), h.max(t)));
+        let span = hi - lo;
+        let tau = std::f64::consts::TAU;
+        // Rounding in files: allow a little over a full turn.
+        let fits_radians = span <= tau * 1.01 && lo >= -tau * 1.01 && hi <= 2.0 * tau * 1.01;
+        let fits_degrees = span <= 360.0 * 1.01 && lo >= -361.0 && hi <= 721.0;
+        let attribute = match self
+            .theta_units
+            .as_deref()
+            .map(|u| u.trim().to_ascii_lowercase())
+        {
+            None => None,
+            Some(u) if ["deg", "degree", "degrees"].contains(&u.as_str()) => {
+                Some(ThetaUnits::Degrees)
+            }
+            Some(u) if ["rad", "radian", "radians"].contains(&u.as_str()) => {
+                Some(ThetaUnits::Radians)
+            }
+            Some(u) if u.is_empty() => None,
+            Some(u) => {
+                if units == ThetaUnits::Auto {
+                    return Err(format!(
+                        "/exchange/theta has units `{u}`, neither degrees nor radians: set theta_units"
+                    ));
+                }
+                None
+            }
+        };
+        let chosen = match units {
+            ThetaUnits::Auto => attribute.unwrap_or(if fits_radians {
+                ThetaUnits::Radians
+            } else {
+                ThetaUnits::Degrees
+            }),
+            given => given,
+        };
+        let range = format!("{lo} .. {hi}");
+        match chosen {
+            ThetaUnits::Radians if !fits_radians => Err(format!(
+                "/exchange/theta spans {range}: more than a full turn in radians{}",
+                if fits_degrees { " (degrees? set theta_units = \"degrees\")" } else { "" }
+            )),
+            ThetaUnits::Degrees if !fits_degrees => Err(format!(
+                "/exchange/theta spans {range}: neither degrees nor radians (more than a full turn either way)"
+            )),
+            ThetaUnits::Degrees => Ok(theta.iter().map(|d| d.to_radians()).collect()),
+            _ => Ok(theta.clone()),
+        }
+    }
+
+    /// Mean flat and dark fields for normalisation. Without dark fields the dark is 0; without flat fields the
+    /// open beam is `open_beam_counts` when given, else the projections' 99th percentile (their brightest counts
+    /// are the unobstructed beam). What was assumed is in [`Fields::notes`].
+    pub fn fields(&self, open_beam_counts: Option<f64>) -> Fields {
+        let [_, r, c] = self.data.dims;
+        let mut notes = Vec::new();
+        let dark = match &self.dark {
+            Some(d) => d.mean_plane(),
+            None => {
+                notes.push(
+                    "no dark field (/exchange/data_dark): dark taken as 0 counts".to_string(),
+                );
+                vec![0.0; r * c]
+            }
+        };
+        let flat = match &self.white {
+            Some(w) => w.mean_plane(),
+            None => {
+                let (value, how) = match open_beam_counts {
+                    Some(v) => (v as f32, "as given (open_beam_counts)".to_string()),
+                    None => (
+                        high_percentile(&self.data.values),
+                        "the 99th percentile of the projections".to_string(),
+                    ),
+                };
+                notes.push(format!(
+                    "no flat field (/exchange/data_white): open beam {value} counts, {how}"
+                ));
+                vec![value; r * c]
+            }
+        };
+        Fields { flat, dark, notes }
     }
 
     /// Read a Data Exchange file.
     pub fn read(path: &Path) -> Result<Self, ApsError> {
         let file = hdf5::File::open(path).map_err(h5err("opening", path))?;
-        Self::from_file(&file, path)
+        Self::from_file(&file, path, usize::MAX)
     }
 
-    /// Read a Data Exchange file held in memory (the bytes of a whole file, as the paper's messages carried).
+    /// Read a Data Exchange file held in memory (the bytes of a whole file, as the paper's messages carried);
+    /// datasets above [`MAX_IMAGE_ELEMENTS`] are refused.
     pub fn read_bytes(bytes: &[u8]) -> Result<Self, ApsError> {
         let label = Path::new("<in-memory HDF5 image>");
         if !bytes.starts_with(&crate::message::HDF5_SIGNATURE) {
@@ -171,10 +434,10 @@ impl ApsScan {
             });
         }
         let file = open_image(bytes).map_err(h5err("opening", label))?;
-        Self::from_file(&file, label)
+        Self::from_file(&file, label, MAX_IMAGE_ELEMENTS)
     }
 
-    /// Write a Data Exchange file (with the axes and units attributes tooth.h5 has).
+    /// Write a Data Exchange file (with the axes and units attributes tooth.h5 has); absent fields are left out.
     pub fn write(&self, path: &Path) -> Result<(), ApsError> {
         self.check().map_err(|message| ApsError::Layout {
             path: path.to_path_buf(),
@@ -190,15 +453,23 @@ impl ApsScan {
             attr(&ds, "units", "counts")
         };
         put("data", &self.data, "theta:y:x").map_err(&e)?;
-        put("data_white", &self.white, "theta_white:y:x").map_err(&e)?;
-        put("data_dark", &self.dark, "theta_dark:y:x").map_err(&e)?;
-        let t = g
-            .new_dataset::<f64>()
-            .shape([self.theta_deg.len()])
-            .create("theta")
-            .map_err(&e)?;
-        t.write_raw(&self.theta_deg).map_err(&e)?;
-        attr(&t, "units", "degrees").map_err(&e)?;
+        if let Some(w) = &self.white {
+            put("data_white", w, "theta_white:y:x").map_err(&e)?;
+        }
+        if let Some(d) = &self.dark {
+            put("data_dark", d, "theta_dark:y:x").map_err(&e)?;
+        }
+        if let Some(theta) = &self.theta {
+            let t = g
+                .new_dataset::<f64>()
+                .shape([theta.len()])
+                .create("theta")
+                .map_err(&e)?;
+            t.write_raw(theta).map_err(&e)?;
+            if let Some(u) = &self.theta_units {
+                attr(&t, "units", u).map_err(&e)?;
+            }
+        }
         Ok(())
     }
 }
@@ -297,7 +568,7 @@ impl ReconFile {
     /// Read a file written by [`ReconFile`]: the slices (`[slices, n, n]`), rows and centres.
     pub fn read(path: &Path) -> Result<(Volume, Vec<u32>, Vec<f64>), ApsError> {
         let file = hdf5::File::open(path).map_err(h5err("opening", path))?;
-        let recon = read_volume(&file, RECON, path)?;
+        let recon = read_volume(&file, RECON, path, usize::MAX)?;
         let rows = file
             .dataset(RECON_ROW)
             .and_then(|d| d.read_raw())
@@ -363,27 +634,38 @@ mod tests {
     use super::*;
 
     fn tooth() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/tooth.h5")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/tooth.h5")
+    }
+
+    fn small(theta: Option<Vec<f64>>, units: Option<&str>) -> ApsScan {
+        ApsScan {
+            data: Volume::new([3, 1, 2], vec![1., 2., 3., 4., 5., 6.]),
+            white: Some(Volume::new([1, 1, 2], vec![9., 9.])),
+            dark: Some(Volume::new([2, 1, 2], vec![0., 1., 0., 1.])),
+            theta,
+            theta_units: units.map(String::from),
+        }
     }
 
     #[test]
     fn reads_tooth_from_file_and_from_bytes_identically() {
-        let scan = ApsScan::read(&tooth()).expect("../shared/data/tooth.h5");
+        let scan = ApsScan::read(&tooth()).expect("data/tooth.h5");
         assert_eq!(scan.data.dims, [181, 2, 640]);
-        assert_eq!(scan.white.dims, [10, 2, 640]);
-        assert_eq!(scan.dark.dims, [10, 2, 640]);
-        assert_eq!(scan.theta_deg.len(), 181);
-        assert!(
-            (scan.theta_deg[180] - 179.0055).abs() < 1e-3,
-            "{}",
-            scan.theta_deg[180]
-        );
+        assert_eq!(scan.white.as_ref().unwrap().dims, [10, 2, 640]);
+        assert_eq!(scan.dark.as_ref().unwrap().dims, [10, 2, 640]);
+        assert_eq!(scan.theta_units.as_deref(), Some("degrees"));
+        let theta = scan.theta.as_ref().unwrap();
+        assert_eq!(theta.len(), 181);
+        assert!((theta[180] - 179.0055).abs() < 1e-3, "{}", theta[180]);
+        let rad = scan.theta_rad(ThetaUnits::Auto).unwrap();
+        assert!((rad[180] - 179.0055f64.to_radians()).abs() < 1e-6);
         let (lo, hi) = scan
             .data
             .values
             .iter()
             .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
         assert_eq!((lo, hi), (3921.25, 33891.5)); // the notes round these to 3,921-33,892
+        assert!(scan.fields(None).notes.is_empty());
         let bytes = std::fs::read(tooth()).unwrap();
         assert_eq!(ApsScan::read_bytes(&bytes).unwrap(), scan);
     }
@@ -392,19 +674,183 @@ mod tests {
     fn write_then_read_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.h5");
-        let scan = ApsScan {
-            data: Volume::new([3, 1, 2], vec![1., 2., 3., 4., 5., 6.]),
-            white: Volume::new([1, 1, 2], vec![9., 9.]),
-            dark: Volume::new([2, 1, 2], vec![0., 1., 0., 1.]),
-            theta_deg: vec![0., 90., 180.],
-        };
+        let scan = small(Some(vec![0., 90., 180.]), Some("degrees"));
         scan.write(&p).unwrap();
         assert_eq!(ApsScan::read(&p).unwrap(), scan);
         assert_eq!(
             ApsScan::read_bytes(&std::fs::read(&p).unwrap()).unwrap(),
             scan
         );
-        assert_eq!(scan.dark.mean_plane(), vec![0., 1.]);
+        assert_eq!(scan.dark.as_ref().unwrap().mean_plane(), vec![0., 1.]);
+    }
+
+    /// A Data Exchange file written the way a detector's software does: counts of `T`, optional fields.
+    fn write_raw<T: hdf5::H5Type + Copy>(
+        path: &Path,
+        data: &[T],
+        dims: [usize; 3],
+        white: Option<&[T]>,
+        dark: Option<&[T]>,
+        theta: Option<(&[f64], Option<&str>)>,
+    ) {
+        let f = hdf5::File::create(path).unwrap();
+        let g = f.create_group("exchange").unwrap();
+        let put = |name: &str, v: &[T], n: usize| {
+            g.new_dataset::<T>()
+                .shape([n, dims[1], dims[2]])
+                .create(name)
+                .unwrap()
+                .write_raw(v)
+                .unwrap();
+        };
+        put("data", data, dims[0]);
+        if let Some(w) = white {
+            put("data_white", w, 1);
+        }
+        if let Some(d) = dark {
+            put("data_dark", d, 1);
+        }
+        if let Some((t, units)) = theta {
+            let ds = g
+                .new_dataset::<f64>()
+                .shape([t.len()])
+                .create("theta")
+                .unwrap();
+            ds.write_raw(t).unwrap();
+            if let Some(u) = units {
+                attr(&ds, "units", u).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn integer_and_float_counts_of_every_width_convert_on_read() {
+        let dir = tempfile::tempdir().unwrap();
+        fn check<T: hdf5::H5Type + Copy>(dir: &Path, name: &str, conv: impl Fn(u32) -> T) {
+            let counts: Vec<u32> = vec![10, 200, 30, 250, 5, 255];
+            let data: Vec<T> = counts.iter().map(|&c| conv(c)).collect();
+            let white = [conv(250), conv(250)];
+            let dark = [conv(1), conv(2)];
+            let p = dir.join(format!("{name}.h5"));
+            write_raw(
+                &p,
+                &data,
+                [3, 1, 2],
+                Some(&white),
+                Some(&dark),
+                Some((&[0.0, 60.0, 120.0], Some("degrees"))),
+            );
+            let scan = ApsScan::read(&p).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let want: Vec<f32> = counts.iter().map(|&c| c as f32).collect();
+            assert_eq!(scan.data.values, want, "{name}");
+            assert_eq!(scan.white.unwrap().values, vec![250.0, 250.0], "{name}");
+            assert_eq!(scan.dark.unwrap().values, vec![1.0, 2.0], "{name}");
+            let from_bytes = ApsScan::read_bytes(&std::fs::read(&p).unwrap()).unwrap();
+            assert_eq!(from_bytes.data.values, want, "{name} in memory");
+        }
+        check(dir.path(), "uint8", |c| c as u8);
+        check(dir.path(), "uint16", |c| c as u16);
+        check(dir.path(), "uint32", |c| c);
+        check(dir.path(), "int16", |c| c as i16);
+        check(dir.path(), "float32", |c| c as f32);
+        check(dir.path(), "float64", |c| c as f64);
+    }
+
+    #[test]
+    fn a_scan_without_flat_or_dark_fields_reads_with_stated_assumptions() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bare.h5");
+        // 100 angles x 1 row x 50 columns; the beam (1000 counts) is unobstructed at the edges.
+        let data: Vec<u16> = (0..100 * 50)
+            .map(|k| {
+                if (10..40).contains(&(k % 50)) {
+                    400
+                } else {
+                    1000
+                }
+            })
+            .collect();
+        write_raw(&p, &data, [100, 1, 50], None, None, None);
+        let scan = ApsScan::read(&p).unwrap();
+        assert!(scan.white.is_none() && scan.dark.is_none() && scan.theta.is_none());
+        let f = scan.fields(None);
+        assert_eq!(f.dark, vec![0.0; 50]);
+        assert_eq!(f.flat, vec![1000.0; 50]);
+        assert_eq!(f.notes.len(), 2, "{:?}", f.notes);
+        assert!(f.notes[0].contains("dark taken as 0"), "{:?}", f.notes);
+        assert!(
+            f.notes[1].contains("open beam 1000 counts, the 99th percentile"),
+            "{:?}",
+            f.notes
+        );
+        let given = scan.fields(Some(1200.0));
+        assert_eq!(given.flat, vec![1200.0; 50]);
+        assert!(given.notes[1].contains("as given"), "{:?}", given.notes);
+        let e = scan.theta_rad(ThetaUnits::Auto).unwrap_err();
+        assert!(e.contains("no /exchange/theta"), "{e}");
+    }
+
+    #[test]
+    fn theta_units_come_from_the_attribute_the_setting_or_the_range() {
+        let deg: Vec<f64> = (0..=180).map(|d| d as f64).collect();
+        let rad: Vec<f64> = deg.iter().map(|d| d.to_radians()).collect();
+        let want = rad.clone();
+        let close = |a: &[f64]| a.iter().zip(&want).all(|(x, y)| (x - y).abs() < 1e-12);
+        // The attribute decides, whatever the spelling.
+        for u in ["degrees", "deg", "Degree"] {
+            assert!(close(
+                &small(Some(deg.clone()), Some(u))
+                    .theta_rad(ThetaUnits::Auto)
+                    .unwrap()
+            ));
+        }
+        for u in ["radians", "rad"] {
+            assert!(close(
+                &small(Some(rad.clone()), Some(u))
+                    .theta_rad(ThetaUnits::Auto)
+                    .unwrap()
+            ));
+        }
+        // Without one, the range: up to a full turn is radians, more is degrees.
+        assert!(close(
+            &small(Some(rad.clone()), None)
+                .theta_rad(ThetaUnits::Auto)
+                .unwrap()
+        ));
+        assert!(close(
+            &small(Some(deg.clone()), None)
+                .theta_rad(ThetaUnits::Auto)
+                .unwrap()
+        ));
+        // The setting overrides a missing or wrong attribute.
+        assert!(close(
+            &small(Some(rad.clone()), Some("degrees"))
+                .theta_rad(ThetaUnits::Radians)
+                .unwrap()
+        ));
+        // Ranges that fit neither unit, or not the one named, are refused.
+        let e = small(Some(deg.clone()), Some("radians"))
+            .theta_rad(ThetaUnits::Auto)
+            .unwrap_err();
+        assert!(
+            e.contains("more than a full turn in radians") && e.contains("degrees?"),
+            "{e}"
+        );
+        let e = small(Some(vec![0.0, 500.0, 1000.0]), None)
+            .theta_rad(ThetaUnits::Auto)
+            .unwrap_err();
+        assert!(e.contains("neither degrees nor radians"), "{e}");
+        let e = small(Some(vec![0.0, f64::NAN, 1.0]), None)
+            .theta_rad(ThetaUnits::Degrees)
+            .unwrap_err();
+        assert!(e.contains("NaN"), "{e}");
+        let e = small(Some(vec![0.0, 1.0, 2.0]), Some("grad"))
+            .theta_rad(ThetaUnits::Auto)
+            .unwrap_err();
+        assert!(
+            e.contains("units `grad`") && e.contains("theta_units"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -414,9 +860,10 @@ mod tests {
             .map(|k| {
                 let scan = ApsScan {
                     data: Volume::new([2, 1, 2], vec![k as f32; 4]),
-                    white: Volume::new([1, 1, 2], vec![9., 9.]),
-                    dark: Volume::new([1, 1, 2], vec![0., 0.]),
-                    theta_deg: vec![0., 180.],
+                    white: Some(Volume::new([1, 1, 2], vec![9., 9.])),
+                    dark: Some(Volume::new([1, 1, 2], vec![0., 0.])),
+                    theta: Some(vec![0., 180.]),
+                    theta_units: Some("degrees".into()),
                 };
                 let p = dir.path().join(format!("s{k}.h5"));
                 scan.write(&p).unwrap();
@@ -449,6 +896,36 @@ mod tests {
         assert_eq!(
             paper_theta_rad(3),
             vec![0.0, std::f64::consts::FRAC_PI_2, std::f64::consts::PI]
+        );
+        // Shapes that do not fit together, and empty data.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.h5");
+        write_raw::<f32>(&p, &[1.0; 6], [3, 1, 2], None, None, None);
+        hdf5::File::append(&p)
+            .unwrap()
+            .new_dataset::<f32>()
+            .shape([1, 1, 3])
+            .create("exchange/data_white")
+            .unwrap();
+        let e = ApsScan::read(&p).unwrap_err().to_string();
+        assert!(e.contains("data_white"), "{e}");
+        let p = dir.path().join("empty.h5");
+        write_raw::<f32>(&p, &[], [0, 1, 2], None, None, None);
+        let e = ApsScan::read(&p).unwrap_err().to_string();
+        assert!(e.contains("empty"), "{e}");
+        let p = dir.path().join("angles.h5");
+        write_raw::<f32>(
+            &p,
+            &[1.0; 6],
+            [3, 1, 2],
+            None,
+            None,
+            Some((&[0.0, 1.0], None)),
+        );
+        let e = ApsScan::read(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("2 angles in /exchange/theta for 3 projections"),
+            "{e}"
         );
     }
 }
