@@ -9,6 +9,7 @@ use masa::tomo::pipeline::row_sinogram;
 use masa::tomo::quality::rmse_in_circle;
 use mass::phantom::{image, shepp_logan, sinogram};
 use mass::phantom::{scan, ScanParams};
+use pilot_core::aps::ThetaUnits;
 
 fn setup(n: usize, angles: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let theta: Vec<f64> = (0..angles)
@@ -118,8 +119,18 @@ fn with_poisson_noise_mlem_beats_filtered_back_projection() {
         ..Default::default()
     };
     let s = scan(&p);
-    let theta: Vec<f64> = s.scan.theta_deg.iter().map(|d| d.to_radians()).collect();
-    let (flat, dark) = (s.scan.white.mean_plane(), s.scan.dark.mean_plane());
+    let theta: Vec<f64> = s
+        .scan
+        .theta
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|d| d.to_radians())
+        .collect();
+    let (flat, dark) = (
+        s.scan.white.as_ref().unwrap().mean_plane(),
+        s.scan.dark.as_ref().unwrap().mean_plane(),
+    );
     let mut y = vec![0f32; 181 * n];
     row_sinogram(&s.scan.data.values, &flat, &dark, (181, 1, n), 0, &mut y);
     let truth: Vec<f64> = image(&shepp_logan(), n, 4)
@@ -143,26 +154,120 @@ fn with_poisson_noise_mlem_beats_filtered_back_projection() {
     assert!(e_mlem < e_fbp, "ML-EM {e_mlem} vs FBP {e_fbp}");
 }
 
+/// The sinogram of row 0 of a phantom scan, normalised as the processors do.
+fn phantom_sinogram(p: &ScanParams) -> (Vec<f32>, Vec<f64>, f64) {
+    let s = scan(p);
+    let [a, r, c] = s.scan.data.dims;
+    let f = s.scan.fields(None);
+    let mut y = vec![0f32; a * c];
+    row_sinogram(&s.scan.data.values, &f.flat, &f.dark, (a, r, c), 0, &mut y);
+    let theta = s.scan.theta_rad(ThetaUnits::Auto).unwrap();
+    (y, theta, s.center_px)
+}
+
+/// Regression (issue: 256-column scans reconstructed around an axis 70 px off): the centre search is right for
+/// any detector width and axis offsets up to 20 % of the width, the object inside the field of view or cut off.
 #[test]
-fn centre_search_recovers_known_offsets() {
-    for offset in [0.0, 13.3, -21.6] {
+fn centre_search_is_right_for_every_width_and_offset() {
+    for cols in [128usize, 256, 511, 640, 1024, 2048] {
+        let w = cols as f64;
+        // (offset as a fraction of the width, phantom size, Poisson noise)
+        // A full-size phantom (object_scale 1) is cut off by the detector's edge once the axis is off-centre.
+        let cases: &[(f64, f64, bool)] = if cols >= 1024 {
+            &[(0.0, 1.0, false), (-0.2, 0.55, true), (0.2, 1.0, false)]
+        } else {
+            &[
+                (0.0, 1.0, false),
+                (0.0, 1.0, true),
+                (0.2, 0.55, false),
+                (-0.2, 0.55, true),
+                (0.2, 1.0, false),
+                (-0.2, 1.0, true),
+                (0.1, 1.0, false),
+                (-0.15, 0.7, false),
+            ]
+        };
+        for &(frac, object_scale, poisson) in cases {
+            let offset = (frac * w * 10.0).round() / 10.0 + 0.3;
+            let p = ScanParams {
+                cols,
+                rows: 1,
+                center_offset_px: offset,
+                object_scale,
+                poisson,
+                ..Default::default()
+            };
+            let (y, theta, truth) = phantom_sinogram(&p);
+            let found = CenterSearch::new(cols, &theta, CenterSearchSettings::default(), 2)
+                .unwrap()
+                .find(&y);
+            // Within half a pixel, or 0.15 % of the width for the widest detectors.
+            let tol = 0.5f64.max(0.0015 * w);
+            assert!(
+                (found.center - truth).abs() <= tol,
+                "{cols} columns, axis {frac:+} of the width off (object {object_scale}, noise {poisson}): found {} (start {}), true {truth}",
+                found.center,
+                found.start
+            );
+        }
+    }
+}
+
+#[test]
+fn a_search_range_that_does_not_fit_the_detector_is_an_error() {
+    let theta = pilot_core::aps::paper_theta_rad(181);
+    let e = CenterSearch::new(
+        256,
+        &theta,
+        CenterSearchSettings {
+            range_px: Some(200.0),
+        },
+        1,
+    )
+    .err()
+    .expect("refused");
+    let text = e.to_string();
+    assert!(
+        text.contains("+-200 px does not fit a 256-column detector")
+            && text.contains("at most +-115"),
+        "{text}"
+    );
+    assert!(CenterSearch::new(
+        256,
+        &theta,
+        CenterSearchSettings {
+            range_px: Some(100.0)
+        },
+        1
+    )
+    .is_ok());
+    assert!(CenterSearch::new(4, &theta, CenterSearchSettings::default(), 1).is_err());
+}
+
+#[test]
+fn centroid_estimate_is_exact_for_an_object_in_the_field_of_view() {
+    for (cols, offset) in [(256usize, 0.3), (511, -40.7), (640, 61.3)] {
         let p = ScanParams {
-            center_offset_px: offset,
+            cols,
             rows: 1,
+            center_offset_px: offset,
+            object_scale: 0.6,
             ..Default::default()
         };
-        let s = scan(&p);
-        let theta: Vec<f64> = s.scan.theta_deg.iter().map(|d| d.to_radians()).collect();
-        let (flat, dark) = (s.scan.white.mean_plane(), s.scan.dark.mean_plane());
-        let mut y = vec![0f32; 181 * 640];
-        row_sinogram(&s.scan.data.values, &flat, &dark, (181, 1, 640), 0, &mut y);
-        let found = CenterSearch::new(640, &theta, CenterSearchSettings::default(), 1)
-            .find(&y, None)
-            .center;
+        let (y, theta, truth) = phantom_sinogram(&p);
+        let c = masa::tomo::center::centroid_estimate(&y, cols, &theta).unwrap();
         assert!(
-            (found - s.center_px).abs() <= 0.5,
-            "offset {offset}: found {found}, true {}",
-            s.center_px
+            (c - truth).abs() < 0.2,
+            "{cols}: centroid {c}, true {truth}"
         );
     }
+    assert_eq!(
+        masa::tomo::center::centroid_estimate(
+            &[0.0; 64 * 5],
+            64,
+            &pilot_core::aps::paper_theta_rad(5)
+        ),
+        None,
+        "an empty sinogram has no centroid"
+    );
 }
