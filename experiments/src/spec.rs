@@ -28,7 +28,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use pilot_core::config::Settings;
+use pilot_core::config::{ConfigError, Settings};
 use serde::{Deserialize, Serialize};
 use toml::{Spanned, Table, Value};
 
@@ -356,6 +356,10 @@ impl Experiment {
             .chain(raw.zip.keys().cloned())
             .collect();
         let total = combos.len();
+        let base = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
         let mut points = Vec::with_capacity(total);
         for (index, varying) in combos.into_iter().enumerate() {
             let label = if varying.is_empty() {
@@ -374,21 +378,22 @@ impl Experiment {
                 .collect();
             settings.extend(varying.clone());
             settings.retain(|_, v| v.as_str() != Some(UNSET));
-            let point = build_point(index, settings, varying).map_err(|(key, message)| {
-                let where_ = key.as_ref().and_then(|k| lines.get(k)).copied();
-                let message = format!("point {}/{total} ({label}): {message}", index + 1);
-                match where_ {
-                    Some(line) => SpecError::At {
-                        path: path.to_path_buf(),
-                        line,
-                        message,
-                    },
-                    None => SpecError::Invalid {
-                        path: path.to_path_buf(),
-                        message,
-                    },
-                }
-            })?;
+            let point =
+                build_point(index, settings, varying, &base).map_err(|(key, message)| {
+                    let where_ = key.as_ref().and_then(|k| lines.get(k)).copied();
+                    let message = format!("point {}/{total} ({label}): {message}", index + 1);
+                    match where_ {
+                        Some(line) => SpecError::At {
+                            path: path.to_path_buf(),
+                            line,
+                            message,
+                        },
+                        None => SpecError::Invalid {
+                            path: path.to_path_buf(),
+                            message,
+                        },
+                    }
+                })?;
             points.push(point);
         }
         Ok(Experiment {
@@ -488,10 +493,40 @@ const RUNNER_OWNED: &[(&str, &str)] = &[
     ("masa", "run_id"),
 ];
 
+/// Relative paths among `table`'s `keys` made absolute against `base` (the experiment file's directory), so a
+/// file means the same wherever `experiments` runs from.
+fn resolve_paths(table: &mut Table, keys: &[&str], base: &Path) {
+    for key in keys {
+        if let Some(Value::String(p)) = table.get_mut(*key) {
+            let path = Path::new(p.as_str());
+            if path.is_relative() {
+                let joined = base.join(path);
+                *p = std::path::absolute(&joined)
+                    .unwrap_or(joined)
+                    .display()
+                    .to_string();
+            }
+        }
+    }
+}
+
+/// The key of `table` that `T` refuses on its own (to name it in an error).
+fn blame<T: serde::de::DeserializeOwned>(table: &Table) -> Option<String> {
+    table
+        .iter()
+        .find(|(k, v)| {
+            let mut one = Table::new();
+            one.insert((*k).clone(), (*v).clone());
+            T::deserialize(Value::Table(one)).is_err()
+        })
+        .map(|(k, _)| k.clone())
+}
+
 fn build_point(
     index: usize,
     settings: BTreeMap<String, Value>,
     varying: BTreeMap<String, Value>,
+    base: &Path,
 ) -> Result<Point, (Option<String>, String)> {
     let mut layout_table = Table::new();
     let (mut mass, mut masa) = (Table::new(), Table::new());
@@ -514,32 +549,43 @@ fn build_point(
             ));
         }
     }
-    let layout: Layout = Layout::deserialize(Value::Table(layout_table))
-        .map_err(|e| (None, format!("layout: {e}")))?;
+    let layout: Layout = Layout::deserialize(Value::Table(layout_table.clone())).map_err(|e| {
+        (
+            blame::<Layout>(&layout_table),
+            format!("layout: {}", e.message()),
+        )
+    })?;
+    resolve_paths(&mut mass, mass::config::PATH_SETTINGS, base);
+    resolve_paths(&mut masa, masa::config::PATH_SETTINGS, base);
     check_layout(&layout)?;
     // MASS and MASA check their own settings, with what the runner adds.
-    let mut m = mass.clone();
-    m.insert("bootstrap_servers".into(), "127.0.0.1:9092".into());
-    m.insert("topic".into(), "experiment".into());
-    let raw: mass::config::RawConfig = Value::Table(m)
-        .try_into()
-        .map_err(|e: toml::de::Error| (first_key(&e, "mass."), format!("MASS: {}", e.message())))?;
-    raw.check()
-        .map_err(|e| (mentioned_key(&e, "mass.", &mass), format!("MASS: {e}")))?;
+    let checked = |app: &str, table: &Table, with: fn(&Table) -> Result<(), ConfigError>| {
+        let mut t = table.clone();
+        t.insert("bootstrap_servers".into(), "127.0.0.1:9092".into());
+        t.insert("topic".into(), "experiment".into());
+        with(&t).map_err(|e| {
+            (
+                e.key.as_ref().map(|k| format!("{app}.{k}")),
+                format!("{}: {}", app.to_uppercase(), e.message),
+            )
+        })
+    };
+    checked("mass", &mass, |t| {
+        mass::config::RawConfig::from_table(t, "point")?
+            .validate("point")
+            .map(|_| ())
+    })?;
     if !mass.contains_key("messages") && !mass.contains_key("duration_s") {
         return Err((
             None,
             "every run needs a stop rule: mass.messages or mass.duration_s".into(),
         ));
     }
-    let mut c = masa.clone();
-    c.insert("bootstrap_servers".into(), "127.0.0.1:9092".into());
-    c.insert("topic".into(), "experiment".into());
-    let raw: masa::config::RawConfig = Value::Table(c)
-        .try_into()
-        .map_err(|e: toml::de::Error| (first_key(&e, "masa."), format!("MASA: {}", e.message())))?;
-    raw.check()
-        .map_err(|e| (mentioned_key(&e, "masa.", &masa), format!("MASA: {e}")))?;
+    checked("masa", &masa, |t| {
+        masa::config::RawConfig::from_table(t, "point")?
+            .validate("point")
+            .map(|_| ())
+    })?;
     let id = point_id(&settings);
     Ok(Point {
         index,
@@ -569,12 +615,7 @@ fn check_layout(l: &Layout) -> Result<(), (Option<String>, String)> {
         ("run_timeout_s", l.run_timeout_s),
         ("consumer_idle_s", l.consumer_idle_s),
     ] {
-        if !(v > 0.0 && v.is_finite()) {
-            return Err((
-                Some(key.into()),
-                format!("{key} must be positive (got {v})"),
-            ));
-        }
+        pilot_core::config::seconds(key, Some(v)).map_err(|e| (Some(key.into()), e.message))?;
     }
     if !["tansu", "apache-kafka"].contains(&l.distribution.as_str()) {
         return Err((
@@ -606,22 +647,6 @@ fn check_layout(l: &Layout) -> Result<(), (Option<String>, String)> {
         ));
     }
     Ok(())
-}
-
-fn first_key(e: &toml::de::Error, prefix: &str) -> Option<String> {
-    // "unknown field `x`" names the key.
-    let m = e.message();
-    let start = m.find('`')? + 1;
-    let end = start + m[start..].find('`')?;
-    Some(format!("{prefix}{}", &m[start..end]))
-}
-
-fn mentioned_key(message: &str, prefix: &str, table: &Table) -> Option<String> {
-    table
-        .keys()
-        .filter(|k| message.contains(k.as_str()))
-        .max_by_key(|k| k.len())
-        .map(|k| format!("{prefix}{k}"))
 }
 
 /// FNV-1a over the settings' canonical text: short, stable across builds and machines.
@@ -724,7 +749,7 @@ warmup_runs = 1
             ),
             (
                 "[axes]\n\"masa.processor\" = [\"spark\"]\n",
-                "x.toml:8: point 1/1 (masa.processor=spark): MASA: processor `spark` is unknown",
+                "x.toml:8: point 1/1 (masa.processor=spark): MASA: unknown variant `spark`, expected one of `none`, `kmeans`, `gridrec`, `mlem`",
             ),
             (
                 "[axes]\n\"masa.topic\" = [\"x\"]\n",
@@ -743,6 +768,27 @@ warmup_runs = 1
                 "x.toml:8: axis `producer_nodes` lists 1 twice",
             ),
             ("[extra]\na = 1\n", "x.toml:7: unknown field `extra`"),
+            // Numbers that used to panic or wrap around are errors naming the key and line.
+            (
+                "[axes]\nrun_timeout_s = [1e20]\n",
+                "x.toml:8: point 1/1 (run_timeout_s=100000000000000000000.0): run_timeout_s = 100000000000000000000 s is longer than",
+            ),
+            (
+                "[axes]\n\"masa.window\" = [\"time:1e300\"]\n",
+                "x.toml:8: point 1/1 (masa.window=time:1e300): MASA: window `time:1e300`: time must be positive seconds, at most",
+            ),
+            (
+                "[axes]\n\"mass.duration_s\" = [1e11]\n",
+                "x.toml:8: point 1/1 (mass.duration_s=100000000000.0): MASS: duration_s = 100000000000 s is longer than",
+            ),
+            (
+                "[axes]\n\"mass.acks\" = [\"most\"]\n",
+                "x.toml:8: point 1/1 (mass.acks=most): MASS: acks `most` is unknown",
+            ),
+            (
+                "[axes]\nconsumer_idle_s = [\"soon\"]\n",
+                "x.toml:8: point 1/1 (consumer_idle_s=soon): layout: invalid type",
+            ),
         ];
         for (tail, want) in cases {
             let err = parse(&format!("{BASE}{tail}")).unwrap_err().to_string();

@@ -52,7 +52,10 @@ fn consume(
     let plan = MasaConfig {
         bootstrap_servers: Some(conn.bootstrap.clone()),
         topic: Some(topic.into()),
-        processor: Some(processor.into()),
+        processor: Some(
+            <masa::config::ProcessorKind as clap::ValueEnum>::from_str(processor, false)
+                .expect("a processor name"),
+        ),
         idle_timeout_s: Some(3.0),
         expect_messages: expect,
         ..Default::default()

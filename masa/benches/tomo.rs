@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use masa::decode::Payload;
 use masa::processor::Processor;
-use masa::reconstruct::{Algorithm, AngleSource, CenterPolicy, TomoConfig, TomoProcessor};
+use masa::reconstruct::{Algorithm, CenterPolicy, TomoConfig, TomoProcessor};
 use masa::tomo::center::{CenterSearch, CenterSearchSettings};
 use masa::tomo::fbp::FbpPlan;
 use masa::tomo::filter::FilterKind;
@@ -22,6 +22,7 @@ use masa::tomo::mlem::{Mlem, MlemInit};
 use masa::tomo::pipeline::row_sinogram;
 use masa::tomo::quality::{rmse_in_circle, ssim_in_circle};
 use mass::phantom::{image, shepp_logan, sinogram};
+use pilot_core::aps::AngleSource;
 use pilot_core::aps::{paper_theta_rad, ApsScan};
 use rayon::prelude::*;
 
@@ -177,24 +178,24 @@ fn main() {
     );
 
     // Centre search on tooth.
-    let tooth_path =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/tooth.h5");
-    let bytes = std::fs::read(&tooth_path).expect("../shared/data/tooth.h5");
+    let tooth_path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/tooth.h5");
+    let bytes = std::fs::read(&tooth_path).expect("data/tooth.h5");
     let tooth = ApsScan::read_bytes(&bytes).unwrap();
     let mut ts = vec![0f32; 181 * 640];
     row_sinogram(
         &tooth.data.values,
-        &tooth.white.mean_plane(),
-        &tooth.dark.mean_plane(),
+        &tooth.white.as_ref().unwrap().mean_plane(),
+        &tooth.dark.as_ref().unwrap().mean_plane(),
         (181, 2, 640),
         0,
         &mut ts,
     );
     for threads in [1, 2] {
-        let mut search = CenterSearch::new(640, &theta, CenterSearchSettings::default(), threads);
+        let mut search = CenterSearch::new(640, &theta, CenterSearchSettings::default(), threads)
+            .expect("a centre search for tooth");
         let p = pool(threads);
         let mut found = 0.0;
-        let t = median_ms(|| found = p.install(|| search.find(&ts, None).center), 7);
+        let t = median_ms(|| found = p.install(|| search.find(&ts).center), 7);
         println!("  centre search on tooth, {threads} thread(s):  {t:6.1} ms   centre {found:.2}");
     }
 
@@ -207,9 +208,11 @@ fn main() {
                 },
                 center: CenterPolicy::Auto {
                     every_messages: every,
-                    range_px: 64.0,
+                    range_px: None,
                 },
                 angles: AngleSource::Paper,
+                theta_units: pilot_core::aps::ThetaUnits::Auto,
+                open_beam_counts: None,
                 mask_ratio: 0.95,
                 write_hdf5: false,
                 preview_png: false,

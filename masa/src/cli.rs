@@ -41,117 +41,14 @@ pub enum Command {
     },
 }
 
-/// `masa run` settings; each flag is the config key of the same name.
+/// `masa run` settings: a file and/or flags; every flag is the settings key of the same name.
 #[derive(Debug, Args, Default)]
 pub struct RunArgs {
     /// Settings file (TOML); flags override it
     #[arg(value_name = "CONFIG.toml")]
     pub config: Option<PathBuf>,
-    /// Brokers, host:port[,host:port]
-    #[arg(long)]
-    pub bootstrap_servers: Option<String>,
-    /// A running Kafka pilot's id (instead of --bootstrap-servers; brings its recommended client properties)
-    #[arg(long)]
-    pub pilot: Option<String>,
-    /// The pilots' working directory [default: $PILOT_WORKDIR or ./pilots]
-    #[arg(long)]
-    pub pilot_workdir: Option<PathBuf>,
-    /// Topic to consume (required)
-    #[arg(long)]
-    pub topic: Option<String>,
-    /// Consumer group [default: masa]
-    #[arg(long)]
-    pub group: Option<String>,
-    /// Consumer threads in this process, each a group member [default: 1]
-    #[arg(long)]
-    pub threads: Option<u32>,
-    /// none | kmeans | gridrec | mlem [default: kmeans]
-    #[arg(long)]
-    pub processor: Option<String>,
-    /// message | count:N | time:SECONDS [default: message]
-    #[arg(long)]
-    pub window: Option<String>,
-    /// Stop after this many messages in this process
-    #[arg(long)]
-    pub messages: Option<u64>,
-    /// Stop after this many seconds
-    #[arg(long)]
-    pub duration_s: Option<f64>,
-    /// Stop after this long without a message [default: 10]
-    #[arg(long)]
-    pub idle_timeout_s: Option<f64>,
-    /// Stop this long after subscribing if no message came [default: the idle timeout]
-    #[arg(long)]
-    pub start_timeout_s: Option<f64>,
-    /// Messages produced, for the missing count
-    #[arg(long)]
-    pub expect_messages: Option<u64>,
-    /// earliest | latest [default: earliest]
-    #[arg(long)]
-    pub auto_offset_reset: Option<String>,
-    /// KMeans: clusters [default: 10]
-    #[arg(long)]
-    pub k: Option<usize>,
-    /// KMeans: decay factor per time unit, 1 = no forgetting [default: 1.0]
-    #[arg(long)]
-    pub decay: Option<f64>,
-    /// KMeans: half-life in time units (instead of --decay)
-    #[arg(long)]
-    pub half_life: Option<f64>,
-    /// KMeans: decay per batches (windows) | points [default: batches]
-    #[arg(long)]
-    pub time_unit: Option<String>,
-    /// KMeans: seed of the random initial centres (PySpark's setRandomCenters) [default: 42]
-    #[arg(long)]
-    pub seed: Option<u32>,
-    /// KMeans: write centres to kmeans-centres.jsonl every N windows
-    #[arg(long)]
-    pub snapshot_every_windows: Option<u64>,
-    /// GridRec filter: shepp-logan | ramp | hann | hamming | cosine | butterworth | none [default: shepp-logan]
-    #[arg(long)]
-    pub filter: Option<String>,
-    /// ML-EM iterations per slice [default: 10]
-    #[arg(long)]
-    pub iterations: Option<usize>,
-    /// ML-EM starting value [default: matched to the data's total]
-    #[arg(long)]
-    pub mlem_init: Option<f64>,
-    /// Rotation axis, detector index [default: searched automatically]
-    #[arg(long)]
-    pub center_px: Option<f64>,
-    /// Search the centre again every N messages [default: once per geometry]
-    #[arg(long)]
-    pub center_every_messages: Option<u64>,
-    /// Centre search half-width, pixels [default: 64]
-    #[arg(long)]
-    pub center_range_px: Option<f64>,
-    /// file | paper (evenly over [0, pi] inclusive, as the paper) [default: file]
-    #[arg(long)]
-    pub angles: Option<String>,
-    /// Circular mask radius, 1 = inscribed circle [default: 0.95]
-    #[arg(long)]
-    pub mask_ratio: Option<f64>,
-    /// Append reconstructed slices to recon-<consumer>-<thread>.h5 in the results directory
-    #[arg(long)]
-    pub write_hdf5: Option<bool>,
-    /// Write a PNG preview of the first slice [default: true]
-    #[arg(long)]
-    pub preview_png: Option<bool>,
-    /// Reconstruction threads per consumer thread, 0 = one per core [default: 0]
-    #[arg(long)]
-    pub tomo_threads: Option<usize>,
-    /// Directory for this process's summary, intervals and accounting files
-    #[arg(long)]
-    pub results_dir: Option<PathBuf>,
-    /// Names this process's result files [default: its pid]
-    #[arg(long)]
-    pub consumer_id: Option<String>,
-    /// Seconds between interval rows and progress lines [default: 1]
-    #[arg(long)]
-    pub interval_s: Option<f64>,
-    /// Identifier written in every result row [default: masa-<time>-<pid>]
-    #[arg(long)]
-    pub run_id: Option<String>,
+    #[command(flatten)]
+    pub settings: RawConfig,
     /// A librdkafka consumer property, KEY=VALUE (repeatable; over the config file's [kafka] table)
     #[arg(long = "kafka", value_name = "KEY=VALUE", value_parser = pilot_core::client::parse_property_flag)]
     pub kafka: Vec<(String, String)>,
@@ -159,56 +56,15 @@ pub struct RunArgs {
 
 impl RunArgs {
     fn raw(&self) -> anyhow::Result<(RawConfig, String)> {
-        let (mut raw, origin) = match &self.config {
+        let (file, origin) = match &self.config {
             Some(p) => (RawConfig::from_file(p)?, p.display().to_string()),
             None => (RawConfig::default(), "command line".to_string()),
         };
-        macro_rules! over {
-            ($($f:ident),*) => { $( if self.$f.is_some() { raw.$f = self.$f.clone(); } )* };
-        }
-        over!(
-            bootstrap_servers,
-            pilot,
-            pilot_workdir,
-            topic,
-            group,
-            threads,
-            processor,
-            window,
-            messages,
-            duration_s,
-            idle_timeout_s,
-            start_timeout_s,
-            expect_messages,
-            auto_offset_reset,
-            k,
-            decay,
-            half_life,
-            time_unit,
-            seed,
-            snapshot_every_windows,
-            filter,
-            iterations,
-            mlem_init,
-            center_px,
-            center_every_messages,
-            center_range_px,
-            angles,
-            mask_ratio,
-            write_hdf5,
-            preview_png,
-            tomo_threads,
-            results_dir,
-            consumer_id,
-            interval_s,
-            run_id
-        );
+        let mut flags = self.settings.clone();
         if !self.kafka.is_empty() {
-            raw.kafka
-                .get_or_insert_with(Default::default)
-                .extend(self.kafka.iter().cloned());
+            flags.kafka = Some(self.kafka.iter().cloned().collect());
         }
-        Ok((raw, origin))
+        Ok((file.overlay(flags)?, origin))
     }
 }
 
@@ -258,9 +114,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
             writeln!(
                 o,
-                "  received {} msgs ({:.1} MB), duplicates {}, rejected {}{}, missing {}",
+                "  received {} msgs ({:.1} MB), unaccounted {}, duplicates {}, rejected {}{}, missing {}",
                 s.received_msgs,
                 s.received_mb,
+                s.unaccounted_msgs,
                 s.duplicate_msgs,
                 s.rejected_msgs,
                 if s.rejected_reasons.is_empty() {
@@ -294,6 +151,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 s.scheduling_delay_us_p50,
                 s.scheduling_delay_us_p99
             )?;
+            if !s.notes.is_empty() {
+                writeln!(o, "  notes: {}", s.notes)?;
+            }
             if let Some(d) = &plan.results_dir {
                 writeln!(
                     o,
@@ -316,8 +176,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let t = acc.totals(expect_messages);
             println!(
-                "{files} consumer processes: received {} distinct, duplicates {}, rejected {}, missing {}{}",
+                "{files} consumer processes: received {} distinct, unaccounted {}, duplicates {}, rejected {}, missing {}{}",
                 t.received,
+                t.unaccounted,
                 t.duplicates,
                 t.rejected,
                 t.missing,

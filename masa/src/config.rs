@@ -1,102 +1,238 @@
 //! MASA settings: [`RawConfig`] (TOML and/or flags, unknown keys rejected) validated into a [`ConsumerPlan`].
+//!
+//! Every setting is declared once, in [`RawConfig`]: its serde form is the TOML key, its clap form the `masa run`
+//! flag of the same name, its doc comment the help text. Enum-like values are value enums; errors from
+//! [`Settings::check`] carry the key.
 
 use std::path::PathBuf;
 
+use clap::ValueEnum;
+use pilot_core::aps::{AngleSource, ThetaUnits};
 use pilot_core::client::{KafkaProperties, Target};
-use pilot_core::config::{check_topic, default_run_id, positive};
+use pilot_core::config::{check_topic, default_run_id, positive, seconds, SettingError};
 pub use pilot_core::config::{ConfigError, Settings};
 use serde::{Deserialize, Serialize};
 
 use crate::kmeans::TimeUnit;
 use crate::processor::{KMeansConfig, KMeansInit};
-use crate::reconstruct::{Algorithm, AngleSource, CenterPolicy, TomoConfig};
+use crate::reconstruct::{Algorithm, CenterPolicy, TomoConfig};
 use crate::tomo::filter::FilterKind;
 use crate::tomo::mlem::MlemInit;
 use crate::window::WindowPolicy;
 
-/// MASA settings as written; every field optional.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// What MASA does with each window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProcessorKind {
+    /// Decode and count (the transport baseline).
+    None,
+    /// Spark MLlib's streaming KMeans.
+    #[default]
+    Kmeans,
+    /// GridRec tomography (light-source data).
+    Gridrec,
+    /// ML-EM tomography (light-source data).
+    Mlem,
+}
+
+impl ProcessorKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProcessorKind::None => "none",
+            ProcessorKind::Kmeans => "kmeans",
+            ProcessorKind::Gridrec => "gridrec",
+            ProcessorKind::Mlem => "mlem",
+        }
+    }
+}
+
+/// Where a consumer group without committed offsets starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum OffsetReset {
+    #[default]
+    Earliest,
+    Latest,
+}
+
+impl OffsetReset {
+    /// librdkafka's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OffsetReset::Earliest => "earliest",
+            OffsetReset::Latest => "latest",
+        }
+    }
+}
+
+/// GridRec's filter window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Filter {
+    /// Plain back projection, no filter.
+    None,
+    Ramp,
+    #[default]
+    #[serde(alias = "shepp")]
+    #[value(alias = "shepp")]
+    SheppLogan,
+    Hann,
+    Hamming,
+    Cosine,
+    /// Cut-off 0.5 cycles per pixel, order 2.
+    Butterworth,
+}
+
+impl Filter {
+    pub fn kind(self) -> FilterKind {
+        match self {
+            Filter::None => FilterKind::None,
+            Filter::Ramp => FilterKind::Ramp,
+            Filter::SheppLogan => FilterKind::SheppLogan,
+            Filter::Hann => FilterKind::Hann,
+            Filter::Hamming => FilterKind::Hamming,
+            Filter::Cosine => FilterKind::Cosine,
+            Filter::Butterworth => FilterKind::Butterworth {
+                cutoff: 0.5,
+                order: 2,
+            },
+        }
+    }
+}
+
+/// MASA settings as written (a TOML file, and the `masa run` flags of the same names); every field optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
-    /// Brokers, `host:port[,host:port]`. Either this or `pilot`.
+    /// Brokers, host:port[,host:port] (or --pilot)
+    #[arg(long)]
     pub bootstrap_servers: Option<String>,
-    /// A running Kafka pilot's id.
+    /// A running Kafka pilot's id (instead of --bootstrap-servers; brings its recommended client properties)
+    #[arg(long)]
     pub pilot: Option<String>,
-    /// The pilots' working directory. Default `$PILOT_WORKDIR` or `pilots`.
+    /// The pilots' working directory [default: $PILOT_WORKDIR or ./pilots]
+    #[arg(long)]
     pub pilot_workdir: Option<PathBuf>,
+    /// Topic to consume (required)
+    #[arg(long)]
     pub topic: Option<String>,
-    /// Consumer group. Default `masa`.
+    /// Consumer group [default: masa]
+    #[arg(long)]
     pub group: Option<String>,
-    /// Consumer threads in this process. Default 1.
+    /// Consumer threads in this process, each a group member [default: 1]
+    #[arg(long)]
     pub threads: Option<u32>,
-    /// `none` (decode and count), `kmeans` (default), `gridrec` or `mlem` (tomography).
-    pub processor: Option<String>,
-    /// `message` (default), `count:N` or `time:SECONDS`.
+    /// What to do with each window [default: kmeans]
+    #[arg(long, value_enum)]
+    pub processor: Option<ProcessorKind>,
+    /// message | count:N | time:SECONDS [default: message]
+    #[arg(long)]
     pub window: Option<String>,
-    /// Stop after this many messages (this process).
+    /// Stop after this many messages in this process
+    #[arg(long)]
     pub messages: Option<u64>,
-    /// Stop after this many seconds.
+    /// Stop after this many seconds
+    #[arg(long)]
     pub duration_s: Option<f64>,
-    /// Stop after this many seconds without a message or a group rebalance (counted from subscribing).
-    /// Default 10.
+    /// Stop after this long without a message or a group rebalance (counted from subscribing) [default: 10]
+    #[arg(long)]
     pub idle_timeout_s: Option<f64>,
-    /// Stop after this many seconds from subscribing when no message has come yet (a consumer group may take a
-    /// while to form before producers start). Default: the idle timeout.
+    /// Stop this long after subscribing if no message came (a group may take a while to form before producers
+    /// start) [default: the idle timeout]
+    #[arg(long)]
     pub start_timeout_s: Option<f64>,
-    /// How many messages were produced (for the missing count).
+    /// Messages produced, for the missing count
+    #[arg(long)]
     pub expect_messages: Option<u64>,
-    /// `earliest` (default) or `latest`.
-    pub auto_offset_reset: Option<String>,
-    /// KMeans: clusters. Default 10.
+    /// Where a group without committed offsets starts [default: earliest]
+    #[arg(long, value_enum)]
+    pub auto_offset_reset: Option<OffsetReset>,
+    /// KMeans: clusters [default: 10]
+    #[arg(long)]
     pub k: Option<usize>,
-    /// KMeans: decay factor. Default 1.0.
+    /// KMeans: decay factor per time unit, 1 = no forgetting [default: 1.0]
+    #[arg(long)]
     pub decay: Option<f64>,
-    /// KMeans: half-life instead of a decay factor.
+    /// KMeans: half-life in time units (instead of --decay)
+    #[arg(long)]
     pub half_life: Option<f64>,
-    /// KMeans: `batches` (default) or `points`.
-    pub time_unit: Option<String>,
-    /// KMeans: seed of the random initial centres (PySpark's setRandomCenters). Default 42.
+    /// KMeans: decay per batches (windows) or points [default: batches]
+    #[arg(long, value_enum)]
+    pub time_unit: Option<TimeUnit>,
+    /// KMeans: seed of the random initial centres (PySpark's setRandomCenters) [default: 42]
+    #[arg(long)]
     pub seed: Option<u32>,
-    /// KMeans: write centres every this many windows.
+    /// KMeans: write centres to kmeans-centres.jsonl every N windows
+    #[arg(long)]
     pub snapshot_every_windows: Option<u64>,
-    /// GridRec: `shepp-logan` (default), `ramp`, `hann`, `hamming`, `cosine`, `butterworth` or `none`.
-    pub filter: Option<String>,
-    /// ML-EM: iterations per slice. Default 10.
+    /// GridRec filter [default: shepp-logan]
+    #[arg(long, value_enum)]
+    pub filter: Option<Filter>,
+    /// ML-EM iterations per slice [default: 10]
+    #[arg(long)]
     pub iterations: Option<usize>,
-    /// ML-EM: starting value (default: the constant whose projections have the data's total).
+    /// ML-EM starting value [default: matched to the data's total]
+    #[arg(long)]
     pub mlem_init: Option<f64>,
-    /// Tomography: rotation axis, detector index (default: searched automatically).
+    /// Tomography: rotation axis, detector index [default: searched automatically]
+    #[arg(long)]
     pub center_px: Option<f64>,
-    /// Tomography: search the centre again every this many messages (default: once per geometry).
+    /// Tomography: search the centre again every N messages [default: once per geometry]
+    #[arg(long)]
     pub center_every_messages: Option<u64>,
-    /// Tomography: half-width of the centre search around the detector middle, pixels. Default 64.
+    /// Tomography: half-width of the range the axis is searched in, around the detector's middle, pixels
+    /// [default: a quarter of the detector width]
+    #[arg(long)]
     pub center_range_px: Option<f64>,
-    /// Tomography: `file` (the angles the message carries, default) or `paper` (evenly over [0, pi], end included).
-    pub angles: Option<String>,
-    /// Tomography: radius of the circular mask, 1 = inscribed circle. Default 0.95.
+    /// Tomography: the angles the message carries (file) or the paper's, evenly over [0, pi] inclusive
+    /// [default: file]
+    #[arg(long, value_enum)]
+    pub angles: Option<AngleSource>,
+    /// Tomography: unit of a whole file's /exchange/theta [default: auto, from its units attribute or its range]
+    #[arg(long, value_enum)]
+    pub theta_units: Option<ThetaUnits>,
+    /// Tomography: open-beam counts for files without flat fields [default: the projections' 99th percentile]
+    #[arg(long)]
+    pub open_beam_counts: Option<f64>,
+    /// Tomography: circular mask radius, 1 = inscribed circle [default: 0.95]
+    #[arg(long)]
     pub mask_ratio: Option<f64>,
-    /// Tomography: append slices to `recon-<consumer>-<thread>.h5` in the results directory. Default false.
+    /// Tomography: append reconstructed slices to recon-<consumer>-<thread>.h5 in the results directory
+    /// [default: false]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub write_hdf5: Option<bool>,
-    /// Tomography: a PNG of the first slice in the results directory. Default true.
+    /// Tomography: write a PNG preview of the first slice [default: true]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub preview_png: Option<bool>,
-    /// Tomography: reconstruction threads per consumer thread (0: one per core). Default 0.
+    /// Tomography: reconstruction threads per consumer thread, 0 = one per core [default: 0]
+    #[arg(long)]
     pub tomo_threads: Option<usize>,
-    /// Directory for this process's result files.
+    /// Directory for this process's summary, intervals and accounting files
+    #[arg(long)]
     pub results_dir: Option<PathBuf>,
-    /// Names this process's result files (default: its pid).
+    /// Names this process's result files [default: its pid]
+    #[arg(long)]
     pub consumer_id: Option<String>,
-    /// Seconds between interval rows. Default 1.
+    /// Seconds between interval rows and progress lines [default: 1]
+    #[arg(long)]
     pub interval_s: Option<f64>,
-    /// Identifier written in every row. Default `masa-<time>-<pid>`.
+    /// Identifier written in every result row [default: masa-<time>-<pid>]
+    #[arg(long)]
     pub run_id: Option<String>,
-    /// More librdkafka consumer properties (`[kafka]` table; `--kafka KEY=VALUE`), over the broker's recommended
-    /// ones (with plain `bootstrap_servers` nothing is known of the broker: for tansu pass fetch.wait.max.ms=10).
+    /// More librdkafka consumer properties (`[kafka]` table; on the command line `--kafka KEY=VALUE`), over the
+    /// broker's recommended ones (with plain `bootstrap_servers` nothing is known of the broker: for tansu pass
+    /// fetch.wait.max.ms=10).
     #[serde(
         default,
-        deserialize_with = "pilot_core::client::deserialize_properties"
+        deserialize_with = "pilot_core::client::deserialize_properties",
+        skip_serializing_if = "Option::is_none"
     )]
+    #[arg(skip)]
     pub kafka: Option<KafkaProperties>,
 }
+
+/// The settings that name files (an experiment resolves them against its own directory).
+pub const PATH_SETTINGS: &[&str] = &["results_dir", "pilot_workdir"];
 
 /// librdkafka properties MASA sets from its own settings, and the setting to use instead.
 pub const RESERVED_CONSUMER_PROPERTIES: &[(&str, &str)] = &[
@@ -141,7 +277,7 @@ pub struct ConsumerPlan {
     pub idle_timeout_s: f64,
     pub start_timeout_s: f64,
     pub expect_messages: Option<u64>,
-    pub auto_offset_reset: String,
+    pub auto_offset_reset: OffsetReset,
     pub results_dir: Option<PathBuf>,
     pub consumer_id: String,
     pub interval_s: f64,
@@ -167,7 +303,7 @@ impl ConsumerPlan {
             self.target,
             self.topic,
             self.group,
-            self.auto_offset_reset,
+            self.auto_offset_reset.as_str(),
             self.threads,
             self.window,
             self.messages.map(|m| format!("{m} messages, ")).unwrap_or_default(),
@@ -186,59 +322,90 @@ impl ConsumerPlan {
     }
 }
 
+fn err(key: &str, message: impl Into<String>) -> SettingError {
+    SettingError::key(key, message)
+}
+
 impl RawConfig {
-    fn tomo(&self, name: &str) -> Result<TomoConfig, String> {
-        let algorithm = if name == "gridrec" {
+    fn tomo(&self, kind: ProcessorKind) -> Result<TomoConfig, SettingError> {
+        let algorithm = if kind == ProcessorKind::Gridrec {
             Algorithm::GridRec {
-                filter: FilterKind::parse(self.filter.as_deref().unwrap_or("shepp-logan"))?,
+                filter: self.filter.unwrap_or_default().kind(),
             }
         } else {
             let iterations = self.iterations.unwrap_or(10);
-            if iterations == 0 {
-                return Err("iterations must be at least 1".into());
+            if iterations == 0 || iterations > 10_000 {
+                return Err(err("iterations", "iterations must be 1..=10000"));
             }
             let init = match self.mlem_init {
                 None => MlemInit::Mean,
-                Some(v) if v > 0.0 && v.is_finite() => MlemInit::Constant(v as f32),
-                Some(v) => return Err(format!("mlem_init must be positive (got {v})")),
+                Some(v) if v > 0.0 && v.is_finite() && v < f32::MAX as f64 => {
+                    MlemInit::Constant(v as f32)
+                }
+                Some(v) => {
+                    return Err(err(
+                        "mlem_init",
+                        format!("mlem_init must be a positive f32 (got {v})"),
+                    ))
+                }
             };
             Algorithm::Mlem { iterations, init }
         };
         positive("center_range_px", self.center_range_px)?;
+        positive("open_beam_counts", self.open_beam_counts)?;
         if self.center_every_messages == Some(0) {
-            return Err("center_every_messages must be at least 1".into());
+            return Err(err(
+                "center_every_messages",
+                "center_every_messages must be at least 1",
+            ));
         }
         let center = match self.center_px {
             Some(c) => {
-                if self.center_every_messages.is_some() || self.center_range_px.is_some() {
-                    return Err(
-                        "center_px fixes the centre; center_every_messages and center_range_px apply to the automatic search"
-                            .into(),
-                    );
+                for (key, set) in [
+                    (
+                        "center_every_messages",
+                        self.center_every_messages.is_some(),
+                    ),
+                    ("center_range_px", self.center_range_px.is_some()),
+                ] {
+                    if set {
+                        return Err(err(
+                            key,
+                            format!(
+                                "center_px fixes the centre; {key} applies to the automatic search"
+                            ),
+                        ));
+                    }
                 }
                 if !c.is_finite() || c < 0.0 {
-                    return Err(format!("center_px must be a detector index (got {c})"));
+                    return Err(err(
+                        "center_px",
+                        format!("center_px must be a detector index (got {c})"),
+                    ));
                 }
                 CenterPolicy::Fixed(c)
             }
             None => CenterPolicy::Auto {
                 every_messages: self.center_every_messages,
-                range_px: self.center_range_px.unwrap_or(64.0),
+                range_px: self.center_range_px,
             },
-        };
-        let angles = match self.angles.as_deref().unwrap_or("file") {
-            "file" => AngleSource::File,
-            "paper" => AngleSource::Paper,
-            other => return Err(format!("angles `{other}` is unknown (file, paper)")),
         };
         let mask_ratio = self.mask_ratio.unwrap_or(0.95);
         if !(mask_ratio > 0.0 && mask_ratio <= 1.5) {
-            return Err(format!("mask_ratio must be in (0, 1.5] (got {mask_ratio})"));
+            return Err(err(
+                "mask_ratio",
+                format!("mask_ratio must be in (0, 1.5] (got {mask_ratio})"),
+            ));
+        }
+        if self.tomo_threads.is_some_and(|t| t > 1024) {
+            return Err(err("tomo_threads", "tomo_threads must be 0..=1024"));
         }
         Ok(TomoConfig {
             algorithm,
             center,
-            angles,
+            angles: self.angles.unwrap_or_default(),
+            theta_units: self.theta_units.unwrap_or_default(),
+            open_beam_counts: self.open_beam_counts,
             mask_ratio,
             write_hdf5: self.write_hdf5.unwrap_or(false),
             preview_png: self.preview_png.unwrap_or(true),
@@ -252,28 +419,46 @@ impl Settings for RawConfig {
     type Plan = ConsumerPlan;
     const APP: &'static str = "MASA";
 
-    fn check(&self) -> Result<ConsumerPlan, String> {
+    fn check(&self) -> Result<ConsumerPlan, SettingError> {
         let target = Target::from_options(
             self.bootstrap_servers.as_deref(),
             self.pilot.as_deref(),
             self.pilot_workdir.as_deref(),
-        )?;
-        let topic = self.topic.clone().ok_or("topic is required")?;
+        )
+        .map_err(|m| {
+            err(
+                if self.bootstrap_servers.is_some() {
+                    "bootstrap_servers"
+                } else {
+                    "pilot"
+                },
+                m,
+            )
+        })?;
+        let topic = self
+            .topic
+            .clone()
+            .ok_or_else(|| err("topic", "topic is required"))?;
         check_topic(&topic)?;
         let threads = self.threads.unwrap_or(1);
         if threads == 0 || threads > 256 {
-            return Err(format!("threads must be 1..=256 (got {threads})"));
+            return Err(err(
+                "threads",
+                format!("threads must be 1..=256 (got {threads})"),
+            ));
         }
-        positive("duration_s", self.duration_s)?;
-        positive("idle_timeout_s", self.idle_timeout_s)?;
-        positive("start_timeout_s", self.start_timeout_s)?;
-        positive("interval_s", self.interval_s)?;
+        seconds("duration_s", self.duration_s)?;
+        seconds("idle_timeout_s", self.idle_timeout_s)?;
+        seconds("start_timeout_s", self.start_timeout_s)?;
+        seconds("interval_s", self.interval_s)?;
         positive("half_life", self.half_life)?;
         if self.messages == Some(0) {
-            return Err("messages must be at least 1".into());
+            return Err(err("messages", "messages must be at least 1"));
         }
-        let window = WindowPolicy::parse(self.window.as_deref().unwrap_or("message"))?;
-        let processor_name = self.processor.as_deref().unwrap_or("kmeans");
+        let window = WindowPolicy::parse(self.window.as_deref().unwrap_or("message"))
+            .map_err(|m| err("window", m))?;
+        let kind = self.processor.unwrap_or_default();
+        let processor_name = kind.name();
         let kmeans_keys = [
             ("k", self.k.is_some()),
             ("decay", self.decay.is_some()),
@@ -296,6 +481,8 @@ impl Settings for RawConfig {
             ),
             ("center_range_px", self.center_range_px.is_some()),
             ("angles", self.angles.is_some()),
+            ("theta_units", self.theta_units.is_some()),
+            ("open_beam_counts", self.open_beam_counts.is_some()),
             ("mask_ratio", self.mask_ratio.is_some()),
             ("write_hdf5", self.write_hdf5.is_some()),
             ("preview_png", self.preview_png.is_some()),
@@ -303,52 +490,53 @@ impl Settings for RawConfig {
         ];
         let misplaced = |keys: &[(&str, bool)], owner: &str| match keys.iter().find(|(_, set)| *set)
         {
-            Some((key, _)) => Err(format!(
-                "{key} applies to processor {owner} (this run uses `{processor_name}`)"
+            Some((key, _)) => Err(err(
+                key,
+                format!("{key} applies to processor {owner} (this run uses `{processor_name}`)"),
             )),
             None => Ok(()),
         };
-        if !["gridrec", "mlem"].contains(&processor_name) {
+        let tomo = matches!(kind, ProcessorKind::Gridrec | ProcessorKind::Mlem);
+        if !tomo {
             misplaced(&tomo_keys, "gridrec or mlem")?;
         }
-        if processor_name != "kmeans" {
+        if kind != ProcessorKind::Kmeans {
             misplaced(&kmeans_keys, "kmeans")?;
         }
-        if processor_name == "gridrec" {
+        if kind == ProcessorKind::Gridrec {
             misplaced(&tomo_keys[1..3], "mlem")?;
         }
-        if processor_name == "mlem" {
+        if kind == ProcessorKind::Mlem {
             misplaced(&tomo_keys[..1], "gridrec")?;
         }
-        let processor = match processor_name {
-            "none" => ProcessorPlan::None,
-            "gridrec" | "mlem" => ProcessorPlan::Tomo(self.tomo(processor_name)?),
-            "kmeans" => {
-                let time_unit = match self.time_unit.as_deref().unwrap_or("batches") {
-                    "batches" => TimeUnit::Batches,
-                    "points" => TimeUnit::Points,
-                    other => {
-                        return Err(format!("time_unit `{other}` is unknown (batches, points)"))
-                    }
-                };
+        let processor = match kind {
+            ProcessorKind::None => ProcessorPlan::None,
+            ProcessorKind::Gridrec | ProcessorKind::Mlem => ProcessorPlan::Tomo(self.tomo(kind)?),
+            ProcessorKind::Kmeans => {
                 if self.decay.is_some() && self.half_life.is_some() {
-                    return Err("give decay or half_life, not both".into());
+                    return Err(err("half_life", "give decay or half_life, not both"));
                 }
                 let decay = self.decay.unwrap_or(1.0);
                 if !(0.0..=1.0).contains(&decay) {
-                    return Err(format!("decay must be in [0, 1] (got {decay})"));
+                    return Err(err(
+                        "decay",
+                        format!("decay must be in [0, 1] (got {decay})"),
+                    ));
                 }
                 let k = self.k.unwrap_or(10);
-                if k == 0 {
-                    return Err("k must be at least 1".into());
+                if k == 0 || k > 100_000 {
+                    return Err(err("k", format!("k must be 1..=100000 (got {k})")));
                 }
                 if self.snapshot_every_windows == Some(0) {
-                    return Err("snapshot_every_windows must be at least 1".into());
+                    return Err(err(
+                        "snapshot_every_windows",
+                        "snapshot_every_windows must be at least 1",
+                    ));
                 }
                 let mut cfg = KMeansConfig {
                     k,
                     decay,
-                    time_unit,
+                    time_unit: self.time_unit.unwrap_or_default(),
                     init: KMeansInit::Random {
                         seed: self.seed.unwrap_or(42),
                         weight: 1.0,
@@ -356,40 +544,29 @@ impl Settings for RawConfig {
                     snapshot_every_windows: self.snapshot_every_windows,
                 };
                 if let Some(h) = self.half_life {
-                    cfg = cfg.with_half_life(h)?;
+                    cfg = cfg.with_half_life(h).map_err(|m| err("half_life", m))?;
                 }
                 ProcessorPlan::KMeans(cfg)
             }
-            other => {
-                return Err(format!(
-                    "processor `{other}` is unknown (none, kmeans, gridrec, mlem)"
-                ))
-            }
         };
-        let auto_offset_reset = self
-            .auto_offset_reset
-            .clone()
-            .unwrap_or_else(|| "earliest".into());
-        if !["earliest", "latest"].contains(&auto_offset_reset.as_str()) {
-            return Err(format!(
-                "auto_offset_reset `{auto_offset_reset}` is unknown (earliest, latest)"
-            ));
-        }
         let consumer_id = self
             .consumer_id
             .clone()
             .unwrap_or_else(|| std::process::id().to_string());
         if consumer_id.is_empty()
+            || consumer_id.len() > 128
             || !consumer_id
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         {
-            return Err(format!(
-                "consumer_id `{consumer_id}` must be letters, digits, - _ ."
+            return Err(err(
+                "consumer_id",
+                format!("consumer_id `{consumer_id}` must be 1-128 letters, digits, - _ ."),
             ));
         }
         let kafka = self.kafka.clone().unwrap_or_default();
-        pilot_core::client::check_properties(&kafka, RESERVED_CONSUMER_PROPERTIES)?;
+        pilot_core::client::check_properties(&kafka, RESERVED_CONSUMER_PROPERTIES)
+            .map_err(|m| err("kafka", m))?;
         let run_id = self
             .run_id
             .clone()
@@ -407,7 +584,7 @@ impl Settings for RawConfig {
             idle_timeout_s: self.idle_timeout_s.unwrap_or(10.0),
             start_timeout_s: self.start_timeout_s.or(self.idle_timeout_s).unwrap_or(10.0),
             expect_messages: self.expect_messages,
-            auto_offset_reset,
+            auto_offset_reset: self.auto_offset_reset.unwrap_or_default(),
             results_dir: self.results_dir.clone(),
             consumer_id,
             interval_s: self.interval_s.unwrap_or(1.0),
@@ -432,7 +609,7 @@ mod tests {
     fn tomography_settings_are_checked() {
         let tomo = |f: &dyn Fn(&mut RawConfig)| {
             let mut r = base();
-            r.processor = Some("gridrec".into());
+            r.processor = Some(ProcessorKind::Gridrec);
             f(&mut r);
             r.check()
         };
@@ -447,62 +624,70 @@ mod tests {
             }
         );
         assert_eq!(t.angles, AngleSource::File);
+        assert_eq!(t.theta_units, ThetaUnits::Auto);
         assert!(matches!(
             t.center,
             CenterPolicy::Auto {
                 every_messages: None,
-                ..
+                range_px: None
             }
         ));
-        for (set, want) in [
+        for (set, key, want) in [
             (
                 &(|r: &mut RawConfig| r.iterations = Some(3)) as &dyn Fn(&mut RawConfig),
+                "iterations",
                 "iterations applies to processor mlem",
-            ),
-            (
-                &|r| r.filter = Some("gauss".into()),
-                "filter `gauss` is unknown",
-            ),
-            (
-                &|r| r.angles = Some("degrees".into()),
-                "angles `degrees` is unknown",
             ),
             (
                 &|r| {
                     r.center_px = Some(300.0);
                     r.center_every_messages = Some(5)
                 },
+                "center_every_messages",
                 "center_px fixes the centre",
             ),
-            (&|r| r.mask_ratio = Some(0.0), "mask_ratio must be in"),
-            (&|r| r.k = Some(3), "k applies to processor kmeans"),
             (
-                &|r| {
-                    r.processor = Some("mlem".into());
-                    r.iterations = Some(0)
-                },
-                "iterations must be at least 1",
+                &|r| r.mask_ratio = Some(0.0),
+                "mask_ratio",
+                "mask_ratio must be in",
+            ),
+            (&|r| r.k = Some(3), "k", "k applies to processor kmeans"),
+            (
+                &|r| r.open_beam_counts = Some(-1.0),
+                "open_beam_counts",
+                "positive",
             ),
             (
                 &|r| {
-                    r.processor = Some("mlem".into());
-                    r.filter = Some("hann".into())
+                    r.processor = Some(ProcessorKind::Mlem);
+                    r.iterations = Some(0)
                 },
+                "iterations",
+                "iterations must be",
+            ),
+            (
+                &|r| {
+                    r.processor = Some(ProcessorKind::Mlem);
+                    r.filter = Some(Filter::Hann)
+                },
+                "filter",
                 "filter applies to processor gridrec",
             ),
             (
                 &|r| {
-                    r.processor = Some("kmeans".into());
+                    r.processor = Some(ProcessorKind::Kmeans);
                     r.write_hdf5 = Some(true)
                 },
+                "write_hdf5",
                 "write_hdf5 applies to processor gridrec or mlem",
             ),
         ] {
-            let err = tomo(set).unwrap_err();
-            assert!(err.contains(want), "{err} (wanted {want})");
+            let e = tomo(set).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{e}");
+            assert!(e.message.contains(want), "{e} (wanted {want})");
         }
         let p = tomo(&|r| {
-            r.processor = Some("mlem".into());
+            r.processor = Some(ProcessorKind::Mlem);
             r.center_px = Some(295.5);
             r.mlem_init = Some(0.5)
         })
@@ -518,6 +703,23 @@ mod tests {
                 init: MlemInit::Constant(0.5)
             }
         );
+        // Value enums from a file: unknown values are refused by name, with the line.
+        for (text, key) in [
+            ("filter = \"gauss\"\n", "filter"),
+            ("angles = \"degrees\"\n", "angles"),
+            ("processor = \"spark\"\n", "processor"),
+            ("theta_units = \"grad\"\n", "theta_units"),
+        ] {
+            let e = RawConfig::from_toml(text, "masa.toml").unwrap_err();
+            assert_eq!((e.key.as_deref(), e.line), (Some(key), Some(1)), "{e}");
+            assert!(e.message.contains("unknown variant"), "{e}");
+        }
+        assert_eq!(
+            RawConfig::from_toml("filter = \"shepp\"\n", "m")
+                .unwrap()
+                .filter,
+            Some(Filter::SheppLogan)
+        );
     }
 
     #[test]
@@ -528,17 +730,16 @@ mod tests {
             (p.group.as_str(), p.threads, p.window),
             ("masa", 1, WindowPolicy::PerMessage)
         );
-        let e = RawConfig::from_toml("topic = \"t\"\nwindow_s = 1\n", "masa.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("window_s") && e.contains("line 2"), "{e}");
-        for (raw, want) in [
+        let e = RawConfig::from_toml("topic = \"t\"\nwindow_s = 1\n", "masa.toml").unwrap_err();
+        assert_eq!((e.key.as_deref(), e.line), (Some("window_s"), Some(2)));
+        for (raw, key, want) in [
             (
                 RawConfig {
-                    processor: Some("none".into()),
+                    processor: Some(ProcessorKind::None),
                     k: Some(3),
                     ..base()
                 },
+                "k",
                 "k applies to processor kmeans",
             ),
             (
@@ -546,7 +747,32 @@ mod tests {
                     window: Some("time:0".into()),
                     ..base()
                 },
+                "window",
                 "time must be positive",
+            ),
+            (
+                RawConfig {
+                    window: Some("time:1e300".into()),
+                    ..base()
+                },
+                "window",
+                "at most",
+            ),
+            (
+                RawConfig {
+                    duration_s: Some(1e11),
+                    ..base()
+                },
+                "duration_s",
+                "31 years",
+            ),
+            (
+                RawConfig {
+                    idle_timeout_s: Some(f64::INFINITY),
+                    ..base()
+                },
+                "idle_timeout_s",
+                "positive",
             ),
             (
                 RawConfig {
@@ -554,14 +780,8 @@ mod tests {
                     half_life: Some(3.0),
                     ..base()
                 },
+                "half_life",
                 "not both",
-            ),
-            (
-                RawConfig {
-                    processor: Some("spark".into()),
-                    ..base()
-                },
-                "processor `spark` is unknown",
             ),
             (
                 RawConfig {
@@ -569,10 +789,12 @@ mod tests {
                     ..base()
                 },
                 "consumer_id",
+                "consumer_id",
             ),
         ] {
-            let e = raw.validate("flags").unwrap_err().to_string();
-            assert!(e.contains(want), "{e}");
+            let e = raw.validate("flags").unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{e}");
+            assert!(e.to_string().contains(want), "{e}");
         }
         let h = RawConfig {
             half_life: Some(1.0),
@@ -604,9 +826,9 @@ mod tests {
                 ..base()
             }
             .validate("t")
-            .unwrap_err()
-            .to_string();
-            assert!(e.contains(want), "{e} (wanted {want})");
+            .unwrap_err();
+            assert_eq!(e.key.as_deref(), Some("kafka"));
+            assert!(e.to_string().contains(want), "{e} (wanted {want})");
         }
     }
 }

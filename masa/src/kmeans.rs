@@ -13,10 +13,21 @@
 //! 2 and 3 dimensions and allocates nothing after the first batch.
 
 /// How the decay factor is applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum TimeUnit {
     /// Once per batch.
+    #[default]
     Batches,
     /// Once per point: `decay^(points in the batch)`.
     Points,

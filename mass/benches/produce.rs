@@ -73,7 +73,7 @@ fn warm_up(dir: &std::path::Path) -> anyhow::Result<()> {
         &conn,
         RawConfig {
             topic: Some("w".into()),
-            source: Some("synthetic".into()),
+            source: Some(mass::config::SourceKind::Synthetic),
             message_bytes: Some(2_000_000),
             messages: Some(300),
             ..Default::default()
@@ -87,7 +87,7 @@ fn warm_up(dir: &std::path::Path) -> anyhow::Result<()> {
 fn two_mb(n: u64) -> RawConfig {
     RawConfig {
         topic: Some("b".into()),
-        source: Some("synthetic".into()),
+        source: Some(mass::config::SourceKind::Synthetic),
         message_bytes: Some(2_000_000),
         messages: Some(n),
         ..Default::default()

@@ -48,8 +48,17 @@ pub enum Command {
         #[arg(long, default_value_t = 640)]
         cols: usize,
         /// Rotation axis offset from cols/2, pixels
-        #[arg(long, default_value_t = 0.0)]
+        #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
         center_offset_px: f64,
+        /// Width of the phantom as a fraction of the detector (below 1 keeps an off-centre axis from cutting it off)
+        #[arg(long, default_value_t = 1.0)]
+        object_scale: f64,
+        /// Write no flat fields (/exchange/data_white), as some detectors' files have none
+        #[arg(long)]
+        no_flats: bool,
+        /// Write no dark fields (/exchange/data_dark)
+        #[arg(long)]
+        no_darks: bool,
         /// Add Poisson noise to every count
         #[arg(long)]
         poisson: bool,
@@ -62,114 +71,14 @@ pub enum Command {
     },
 }
 
-/// `mass run` settings; each flag is the config key of the same name (see `mass/README` or the config docs).
+/// `mass run` settings: a file and/or flags; every flag is the settings key of the same name.
 #[derive(Debug, Args, Default)]
 pub struct RunArgs {
     /// Settings file (TOML); flags override it
     #[arg(value_name = "CONFIG.toml")]
     pub config: Option<PathBuf>,
-    /// Brokers, host:port[,host:port]
-    #[arg(long)]
-    pub bootstrap_servers: Option<String>,
-    /// A running Kafka pilot's id (instead of --bootstrap-servers)
-    #[arg(long)]
-    pub pilot: Option<String>,
-    /// The pilots' working directory [default: $PILOT_WORKDIR or ./pilots]
-    #[arg(long)]
-    pub pilot_workdir: Option<PathBuf>,
-    /// Topic to produce into (required)
-    #[arg(long)]
-    pub topic: Option<String>,
-    /// Create the topic if missing
-    #[arg(long)]
-    pub create_topic: bool,
-    /// Partitions when creating the topic [default: the pilot's, else 12]
-    #[arg(long)]
-    pub partitions: Option<u32>,
-    /// cluster | static | template | synthetic [default: cluster]
-    #[arg(long)]
-    pub source: Option<String>,
-    /// envelope | points-text | hdf5-raw | hdf5-hex [default: envelope]
-    #[arg(long)]
-    pub encoding: Option<String>,
-    /// Cluster source: number of centres k [default: 10]
-    #[arg(long)]
-    pub clusters: Option<usize>,
-    /// Cluster source: coordinates per point [default: 3]
-    #[arg(long)]
-    pub dims: Option<usize>,
-    /// Cluster source: points per message [default: 5000]
-    #[arg(long)]
-    pub points_per_message: Option<usize>,
-    /// Cluster source: standard deviation around a centre [default: 1.0]
-    #[arg(long)]
-    pub spread: Option<f64>,
-    /// Seed for centres, points and synthetic bytes (per producer id) [default: 1]
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Synthetic source: payload bytes per message [default: 1000000]
-    #[arg(long)]
-    pub message_bytes: Option<usize>,
-    /// Template source: APS Data Exchange HDF5 file (e.g. tooth.h5, or one from `mass phantom`)
-    #[arg(long)]
-    pub template_file: Option<PathBuf>,
-    /// Template source: whole-file (one HDF5 file per message, as the paper) | rows [default: whole-file]
-    #[arg(long)]
-    pub template_mode: Option<String>,
-    /// Template source, rows mode: sinogram rows per message [default: 1]
-    #[arg(long)]
-    pub rows_per_message: Option<usize>,
-    /// Template source, rows mode: angles from the file | the paper's convention [default: file]
-    #[arg(long)]
-    pub angles: Option<String>,
-    /// Stop after this many messages [default: 1000 unless --duration-s]
-    #[arg(long)]
-    pub messages: Option<u64>,
-    /// Stop after this many seconds (instead of --messages)
-    #[arg(long)]
-    pub duration_s: Option<f64>,
-    /// Seconds at the start counted apart as warm-up [default: 0]
-    #[arg(long)]
-    pub warmup_s: Option<f64>,
-    /// Target rate, messages/s over all threads, open-loop schedule [default: unlimited]
-    #[arg(long)]
-    pub rate_msgs_per_s: Option<f64>,
-    /// Target rate, MB/s (10^6 B of message body) [default: unlimited]
-    #[arg(long)]
-    pub rate_mb_per_s: Option<f64>,
-    /// Producer threads in this process, one connection each [default: 1]
-    #[arg(long)]
-    pub threads: Option<u32>,
-    /// Producer id of the first thread; threads get consecutive ids [default: 0]
-    #[arg(long)]
-    pub producer_id_base: Option<u32>,
-    /// round-robin | key-by-producer [default: round-robin]
-    #[arg(long)]
-    pub partitioning: Option<String>,
-    /// all | 1 | 0 [default: all]
-    #[arg(long)]
-    pub acks: Option<String>,
-    /// librdkafka linger.ms [default: 5]
-    #[arg(long)]
-    pub linger_ms: Option<u32>,
-    /// librdkafka batch.size, bytes [default: 4000000 under 1 MB messages, else 1000000]
-    #[arg(long)]
-    pub batch_size: Option<u32>,
-    /// none | gzip | snappy | lz4 | zstd [default: none]
-    #[arg(long)]
-    pub compression: Option<String>,
-    /// A message not delivered within this many ms counts as failed [default: 30000]
-    #[arg(long)]
-    pub message_timeout_ms: Option<u32>,
-    /// Directory for producer-summary.csv and producer-intervals.csv
-    #[arg(long)]
-    pub results_dir: Option<PathBuf>,
-    /// Seconds between interval rows and progress lines [default: 1]
-    #[arg(long)]
-    pub interval_s: Option<f64>,
-    /// Identifier written in every result row [default: mass-<time>-<pid>]
-    #[arg(long)]
-    pub run_id: Option<String>,
+    #[command(flatten)]
+    pub settings: RawConfig,
     /// A librdkafka producer property, KEY=VALUE (repeatable; over the config file's [kafka] table)
     #[arg(long = "kafka", value_name = "KEY=VALUE", value_parser = pilot_core::client::parse_property_flag)]
     pub kafka: Vec<(String, String)>,
@@ -178,57 +87,15 @@ pub struct RunArgs {
 impl RunArgs {
     /// File settings with flags on top, and the origin for error messages.
     pub fn raw(&self) -> anyhow::Result<(RawConfig, String)> {
-        let (mut raw, origin) = match &self.config {
+        let (file, origin) = match &self.config {
             Some(p) => (RawConfig::from_file(p)?, p.display().to_string()),
             None => (RawConfig::default(), "command line".to_string()),
         };
-        macro_rules! over {
-            ($($f:ident),*) => { $( if self.$f.is_some() { raw.$f = self.$f.clone(); } )* };
-        }
-        over!(
-            bootstrap_servers,
-            pilot,
-            pilot_workdir,
-            topic,
-            partitions,
-            source,
-            encoding,
-            clusters,
-            dims,
-            points_per_message,
-            spread,
-            seed,
-            message_bytes,
-            template_file,
-            template_mode,
-            rows_per_message,
-            angles,
-            messages,
-            duration_s,
-            warmup_s,
-            rate_msgs_per_s,
-            rate_mb_per_s,
-            threads,
-            producer_id_base,
-            partitioning,
-            acks,
-            linger_ms,
-            batch_size,
-            compression,
-            message_timeout_ms,
-            results_dir,
-            interval_s,
-            run_id
-        );
-        if self.create_topic {
-            raw.create_topic = Some(true);
-        }
+        let mut flags = self.settings.clone();
         if !self.kafka.is_empty() {
-            raw.kafka
-                .get_or_insert_with(Default::default)
-                .extend(self.kafka.iter().cloned());
+            flags.kafka = Some(self.kafka.iter().cloned().collect());
         }
-        Ok((raw, origin))
+        Ok((file.overlay(flags)?, origin))
     }
 }
 
@@ -327,6 +194,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             rows,
             cols,
             center_offset_px,
+            object_scale,
+            no_flats,
+            no_darks,
             poisson,
             i0,
             seed,
@@ -334,11 +204,25 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             if angles == 0 || rows == 0 || cols < 2 {
                 anyhow::bail!("--angles and --rows must be at least 1 and --cols at least 2");
             }
+            if !(object_scale > 0.0 && object_scale <= 1.0) {
+                anyhow::bail!("--object-scale must be in (0, 1] (got {object_scale})");
+            }
+            if !center_offset_px.is_finite() || center_offset_px.abs() >= cols as f64 / 2.0 {
+                anyhow::bail!(
+                    "--center-offset-px {center_offset_px} puts the axis off the {cols}-column detector"
+                );
+            }
+            if !(i0.is_finite() && i0 > 0.0) {
+                anyhow::bail!("--i0 must be a positive number of counts (got {i0})");
+            }
             let p = ScanParams {
                 angles,
                 rows,
                 cols,
                 center_offset_px,
+                object_scale,
+                n_white: if no_flats { 0 } else { 10 },
+                n_dark: if no_darks { 0 } else { 10 },
                 poisson,
                 i0,
                 seed,

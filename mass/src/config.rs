@@ -1,15 +1,21 @@
 //! MASS settings: [`RawConfig`] (a TOML file and/or flags; unknown keys rejected) validated into a
 //! [`ProducerPlan`] before anything connects, so `mass run --dry-run` prints exactly what would run.
+//!
+//! Every setting is declared once, in [`RawConfig`]: its serde form is the TOML key, its clap form the flag of the
+//! same name (`points_per_message` / `--points-per-message`), and its doc comment the help text. Enum-like values
+//! are value enums (unknown ones are refused by name, with the choices); [`Settings::check`] errors carry the key.
 
 use std::path::PathBuf;
 
-use pilot_core::config::{check_topic, default_run_id, positive};
+use clap::ValueEnum;
+use pilot_core::aps::{AngleSource, ThetaUnits};
+use pilot_core::config::{check_topic, default_run_id, positive, seconds, SettingError};
 pub use pilot_core::config::{ConfigError, Settings};
 use pilot_core::message::Encoding;
 use serde::{Deserialize, Serialize};
 
 use crate::rate::Rate;
-use crate::source::{AngleConvention, ClusterParams, TemplateMode};
+use crate::source::{ClusterParams, TemplateMode};
 
 /// Default librdkafka batch.size for a message of `message_bytes` (see `RawConfig::batch_size`).
 pub fn default_batch_bytes(message_bytes: usize) -> u32 {
@@ -20,89 +26,248 @@ pub fn default_batch_bytes(message_bytes: usize) -> u32 {
     }
 }
 
-/// MASS settings as written. Every field is optional; [`RawConfig::validate`] fills defaults.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Highest rate a setting may ask for, messages per second.
+pub const MAX_RATE_MSGS_PER_S: f64 = 1e9;
+
+/// What MASS sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// Fresh random points around k centres for every message (KMeans input).
+    #[default]
+    Cluster,
+    /// One block of points generated once and resent.
+    Static,
+    /// An APS Data Exchange HDF5 file, whole or in row blocks.
+    Template,
+    /// A random blob of a given size.
+    Synthetic,
+}
+
+/// How a template file is cut into messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum TemplateLayout {
+    /// The whole HDF5 file per message (as the paper).
+    #[default]
+    WholeFile,
+    /// Blocks of sinogram rows (`rows_per_message`) with flats, darks and angles.
+    Rows,
+}
+
+/// How messages map to partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Partitioning {
+    /// Over partitions in runs of one batch (batch.size / message size messages).
+    #[default]
+    RoundRobin,
+    /// Each producer's messages to one partition, in order.
+    KeyByProducer,
+}
+
+/// Broker acknowledgements a produce waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Acks {
+    /// Every in-sync replica (`all`, also written `-1`).
+    #[default]
+    #[value(name = "all", alias = "-1")]
+    All,
+    /// The partition leader only.
+    #[value(name = "1")]
+    Leader,
+    /// None (fire and forget).
+    #[value(name = "0")]
+    None,
+}
+
+impl Acks {
+    /// librdkafka's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Acks::All => "all",
+            Acks::Leader => "1",
+            Acks::None => "0",
+        }
+    }
+}
+
+impl Serialize for Acks {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Acks {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum V {
+            Text(String),
+            Int(i64),
+        }
+        let text = match V::deserialize(d)? {
+            V::Text(t) => t,
+            V::Int(i) => i.to_string(),
+        };
+        Acks::from_str(&text, false)
+            .map_err(|_| serde::de::Error::custom(format!("acks `{text}` is unknown (all, 1, 0)")))
+    }
+}
+
+/// Compression of produce batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    /// librdkafka's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// MASS settings as written (a TOML file, and the `mass run` flags of the same names). Every field is optional;
+/// [`Settings::check`] fills defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
-    /// Brokers, `host:port[,host:port]`. Either this or `pilot`.
+    /// Brokers, host:port[,host:port] (or --pilot)
+    #[arg(long)]
     pub bootstrap_servers: Option<String>,
-    /// Id of a running Kafka pilot to produce into (its brokers and client settings are used).
+    /// A running Kafka pilot's id: its brokers and recommended client properties (instead of --bootstrap-servers)
+    #[arg(long)]
     pub pilot: Option<String>,
-    /// The pilots' working directory (with `pilot`). Default `$PILOT_WORKDIR` or `pilots`.
+    /// The pilots' working directory [default: $PILOT_WORKDIR or ./pilots]
+    #[arg(long)]
     pub pilot_workdir: Option<PathBuf>,
-    /// Topic to produce into.
+    /// Topic to produce into (required)
+    #[arg(long)]
     pub topic: Option<String>,
-    /// Create the topic if it does not exist.
+    /// Create the topic if it is missing
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub create_topic: Option<bool>,
-    /// Partitions when creating the topic (default: the pilot's default, else 12).
+    /// Partitions when creating the topic [default: the pilot's, else 12]
+    #[arg(long)]
     pub partitions: Option<u32>,
-    /// `cluster` (default), `static`, `template`, `synthetic`.
-    pub source: Option<String>,
-    /// `envelope` (default), `points-text`, `hdf5-raw`, `hdf5-hex`.
-    pub encoding: Option<String>,
-    /// Cluster source: number of centres (k). Default 10.
+    /// What to send [default: cluster]
+    #[arg(long, value_enum)]
+    pub source: Option<SourceKind>,
+    /// Message body encoding [default: envelope]
+    #[arg(long, value_enum)]
+    pub encoding: Option<Encoding>,
+    /// Cluster source: number of centres k [default: 10]
+    #[arg(long)]
     pub clusters: Option<usize>,
-    /// Cluster source: coordinates per point. Default 3.
+    /// Cluster source: coordinates per point [default: 3]
+    #[arg(long)]
     pub dims: Option<usize>,
-    /// Cluster source: points per message. Default 5,000.
+    /// Cluster source: points per message [default: 5000]
+    #[arg(long)]
     pub points_per_message: Option<usize>,
-    /// Cluster source: standard deviation around a centre. Default 1.0.
+    /// Cluster source: standard deviation around a centre [default: 1.0]
+    #[arg(long)]
     pub spread: Option<f64>,
-    /// Seed of the run (centres, points, synthetic bytes). Default 1.
+    /// Seed for centres, points and synthetic bytes (per producer id) [default: 1]
+    #[arg(long)]
     pub seed: Option<u64>,
-    /// Synthetic source: bytes per message (payload). Default 1 MB.
+    /// Synthetic source: payload bytes per message [default: 1000000]
+    #[arg(long)]
     pub message_bytes: Option<usize>,
-    /// Template source: APS Data Exchange HDF5 file.
+    /// Template source: APS Data Exchange HDF5 file (e.g. data/tooth.h5, or one from `mass phantom`)
+    #[arg(long)]
     pub template_file: Option<PathBuf>,
-    /// Template source: `whole-file` (default, as the paper) or `rows`.
-    pub template_mode: Option<String>,
-    /// Template source, rows mode: sinogram rows per message. Default 1.
+    /// Template source: whole files or row blocks per message [default: whole-file]
+    #[arg(long, value_enum)]
+    pub template_mode: Option<TemplateLayout>,
+    /// Template source, rows mode: sinogram rows per message [default: 1]
+    #[arg(long)]
     pub rows_per_message: Option<usize>,
-    /// Template source, rows mode: angles from the `file` (default) or the `paper` convention.
-    pub angles: Option<String>,
-    /// Stop after this many messages (all threads together).
+    /// Template source, rows mode: angles from the file or the paper's convention [default: file]
+    #[arg(long, value_enum)]
+    pub angles: Option<AngleSource>,
+    /// Template source, rows mode: unit of the file's angles [default: auto, from their units attribute or range]
+    #[arg(long, value_enum)]
+    pub theta_units: Option<ThetaUnits>,
+    /// Template source, rows mode: open-beam counts for a file without flat fields [default: from the data]
+    #[arg(long)]
+    pub open_beam_counts: Option<f64>,
+    /// Stop after this many messages [default: 1000 unless --duration-s]
+    #[arg(long)]
     pub messages: Option<u64>,
-    /// Stop after this many seconds.
+    /// Stop after this many seconds (instead of --messages)
+    #[arg(long)]
     pub duration_s: Option<f64>,
-    /// Seconds at the start whose messages are counted apart (warm-up).
+    /// Seconds at the start counted apart as warm-up [default: 0]
+    #[arg(long)]
     pub warmup_s: Option<f64>,
-    /// Target rate, messages per second (all threads). Default unlimited.
+    /// Target rate, messages/s over all threads, open-loop schedule [default: unlimited]
+    #[arg(long)]
     pub rate_msgs_per_s: Option<f64>,
-    /// Target rate, MB per second (10^6 bytes of message body).
+    /// Target rate, MB/s (10^6 B of message body) [default: unlimited]
+    #[arg(long)]
     pub rate_mb_per_s: Option<f64>,
-    /// Producer threads in this process. Default 1.
+    /// Producer threads in this process, one connection each [default: 1]
+    #[arg(long)]
     pub threads: Option<u32>,
-    /// Producer id of the first thread (threads get consecutive ids). Default 0.
+    /// Producer id of the first thread; threads get consecutive ids [default: 0]
+    #[arg(long)]
     pub producer_id_base: Option<u32>,
-    /// `round-robin` (default; over partitions in runs of one batch, batch.size / message size messages) or
-    /// `key-by-producer` (each producer's messages to one partition, in order).
-    pub partitioning: Option<String>,
-    /// `all` (default), `1` or `0`.
-    pub acks: Option<String>,
-    /// librdkafka linger.ms. Default 5.
+    /// How messages map to partitions [default: round-robin]
+    #[arg(long, value_enum)]
+    pub partitioning: Option<Partitioning>,
+    /// Broker acknowledgements to wait for [default: all]
+    #[arg(long, value_enum)]
+    pub acks: Option<Acks>,
+    /// librdkafka linger.ms [default: 5]
+    #[arg(long)]
     pub linger_ms: Option<u32>,
-    /// librdkafka batch.size in bytes. Default: 4,000,000 for messages under 1 MB (librdkafka's 1 MB holds only 8
-    /// point messages, and fewer, larger produce requests suit tansu), librdkafka's 1,000,000 for larger ones
-    /// (one message per batch measured fastest for 2 MB messages).
+    /// librdkafka batch.size, bytes [default: 4000000 for messages under 1 MB (librdkafka's 1 MB holds only 8
+    /// point messages, and fewer, larger produce requests suit tansu), else 1000000 (one message per batch measured
+    /// fastest for 2 MB messages)]
+    #[arg(long)]
     pub batch_size: Option<u32>,
-    /// `none` (default), `gzip`, `snappy`, `lz4`, `zstd`.
-    pub compression: Option<String>,
-    /// A message not delivered within this many ms counts as failed. Default 30,000.
+    /// Batch compression [default: none]
+    #[arg(long, value_enum)]
+    pub compression: Option<Compression>,
+    /// A message not delivered within this many ms counts as failed [default: 30000]
+    #[arg(long)]
     pub message_timeout_ms: Option<u32>,
-    /// Directory for `producer-summary.csv` and `producer-intervals.csv`.
+    /// Directory for producer-summary.csv and producer-intervals.csv
+    #[arg(long)]
     pub results_dir: Option<PathBuf>,
-    /// Seconds between interval rows and progress lines. Default 1.
+    /// Seconds between interval rows and progress lines [default: 1]
+    #[arg(long)]
     pub interval_s: Option<f64>,
-    /// Identifier written in every row. Default `mass-<time>-<pid>`.
+    /// Identifier written in every result row [default: mass-<time>-<pid>]
+    #[arg(long)]
     pub run_id: Option<String>,
-    /// More librdkafka producer properties (`[kafka]` table; `--kafka KEY=VALUE`), over the broker's recommended
-    /// ones. Settings with a key of their own (acks, linger_ms, ...) are rejected here.
+    /// More librdkafka producer properties (`[kafka]` table; on the command line `--kafka KEY=VALUE`), over the
+    /// broker's recommended ones. Properties with a setting of their own (acks, linger_ms, ...) are refused.
     #[serde(
         default,
-        deserialize_with = "pilot_core::client::deserialize_properties"
+        deserialize_with = "pilot_core::client::deserialize_properties",
+        skip_serializing_if = "Option::is_none"
     )]
+    #[arg(skip)]
     pub kafka: Option<KafkaProperties>,
 }
+
+/// The settings that name files (an experiment resolves them against its own directory).
+pub const PATH_SETTINGS: &[&str] = &["template_file", "results_dir", "pilot_workdir"];
 
 /// librdkafka properties MASS sets from its own settings, and the setting to use instead.
 pub const RESERVED_PRODUCER_PROPERTIES: &[(&str, &str)] = &[
@@ -120,20 +285,23 @@ pub const RESERVED_PRODUCER_PROPERTIES: &[(&str, &str)] = &[
 
 pub use pilot_core::client::{KafkaProperties, Target};
 
+/// A validated template source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplatePlan {
+    pub file: PathBuf,
+    pub mode: TemplateMode,
+    pub angles: AngleSource,
+    pub theta_units: ThetaUnits,
+    pub open_beam_counts: Option<f64>,
+}
+
 /// What to send.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourcePlan {
     Cluster(ClusterParams),
     Static(ClusterParams),
-    Synthetic {
-        bytes: usize,
-        seed: u64,
-    },
-    Template {
-        file: PathBuf,
-        mode: TemplateMode,
-        angles: AngleConvention,
-    },
+    Synthetic { bytes: usize, seed: u64 },
+    Template(TemplatePlan),
 }
 
 impl SourcePlan {
@@ -146,13 +314,6 @@ impl SourcePlan {
             SourcePlan::Template { .. } => "template",
         }
     }
-}
-
-/// How messages map to partitions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Partitioning {
-    RoundRobin,
-    KeyByProducer,
 }
 
 /// When a run ends.
@@ -179,11 +340,11 @@ pub struct ProducerPlan {
     pub threads: u32,
     pub producer_id_base: u32,
     pub partitioning: Partitioning,
-    pub acks: String,
+    pub acks: Acks,
     pub linger_ms: u32,
     /// None: chosen by message size ([`default_batch_bytes`]).
     pub batch_size: Option<u32>,
-    pub compression: String,
+    pub compression: Compression,
     pub message_timeout_ms: u32,
     pub results_dir: Option<PathBuf>,
     pub interval_s: f64,
@@ -197,7 +358,9 @@ impl ProducerPlan {
     pub fn rate(&self, message_bytes: usize) -> Rate {
         match (self.rate_msgs_per_s, self.rate_mb_per_s) {
             (Some(r), _) => Rate::MsgsPerS(r),
-            (None, Some(mb)) => Rate::MsgsPerS(mb * 1e6 / message_bytes.max(1) as f64),
+            (None, Some(mb)) => Rate::MsgsPerS(
+                (mb * 1e6 / message_bytes.max(1) as f64).clamp(1.0 / 1e9, MAX_RATE_MSGS_PER_S),
+            ),
             (None, None) => Rate::Unlimited,
         }
     }
@@ -218,9 +381,16 @@ impl ProducerPlan {
             SourcePlan::Synthetic { bytes, seed } => {
                 format!("synthetic ({bytes} B per message, seed {seed})")
             }
-            SourcePlan::Template { file, mode, angles } => {
-                format!("template {} ({mode:?}, angles {angles:?})", file.display())
-            }
+            SourcePlan::Template(t) => format!(
+                "template {} ({:?}, angles {:?}, theta units {:?}{})",
+                t.file.display(),
+                t.mode,
+                t.angles,
+                t.theta_units,
+                t.open_beam_counts
+                    .map(|c| format!(", open beam {c} counts"))
+                    .unwrap_or_default()
+            ),
         };
         let stop = match (self.stop.messages, self.stop.duration_s) {
             (Some(m), Some(d)) => format!("{m} messages or {d} s, whichever first"),
@@ -242,12 +412,12 @@ impl ProducerPlan {
             self.warmup_s,
             self.threads,
             self.producer_id_base,
-            self.producer_id_base + self.threads - 1,
+            self.producer_id_base + (self.threads - 1),
             self.partitioning,
-            self.acks,
+            self.acks.as_str(),
             self.linger_ms,
             self.batch_size.map(|b| b.to_string()).unwrap_or_else(|| "by message size".into()),
-            self.compression,
+            self.compression.as_str(),
             self.message_timeout_ms,
             self.kafka.iter().map(|(k, v)| format!(" {k}={v}")).collect::<String>(),
             self.results_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "(none)".into()),
@@ -255,32 +425,107 @@ impl ProducerPlan {
     }
 }
 
+fn err(key: &str, message: impl Into<String>) -> SettingError {
+    SettingError::key(key, message)
+}
+
+impl RawConfig {
+    fn template(&self, encoding: Encoding) -> Result<TemplatePlan, SettingError> {
+        let file = self.template_file.clone().ok_or_else(|| {
+            err(
+                "template_file",
+                "source template needs template_file (an APS HDF5 file)",
+            )
+        })?;
+        let mode = match self.template_mode.unwrap_or_default() {
+            TemplateLayout::WholeFile => {
+                if self.rows_per_message.is_some() {
+                    return Err(err(
+                        "rows_per_message",
+                        "rows_per_message needs template_mode = \"rows\"",
+                    ));
+                }
+                for (key, set) in [
+                    ("angles", self.angles.is_some()),
+                    ("theta_units", self.theta_units.is_some()),
+                    ("open_beam_counts", self.open_beam_counts.is_some()),
+                ] {
+                    if set {
+                        return Err(err(key, format!("{key} applies to template_mode = \"rows\" (whole files are normalised by the consumer: set it there)")));
+                    }
+                }
+                if !matches!(
+                    encoding,
+                    Encoding::Envelope | Encoding::Hdf5Raw | Encoding::Hdf5Hex
+                ) {
+                    return Err(err(
+                        "encoding",
+                        "template: whole files travel as envelope, hdf5-raw or hdf5-hex",
+                    ));
+                }
+                TemplateMode::WholeFile
+            }
+            TemplateLayout::Rows => {
+                if encoding != Encoding::Envelope {
+                    return Err(err(
+                        "encoding",
+                        "template: row blocks travel only in the envelope encoding (projections)",
+                    ));
+                }
+                let rows = self.rows_per_message.unwrap_or(1);
+                if rows == 0 {
+                    return Err(err(
+                        "rows_per_message",
+                        "rows_per_message must be at least 1",
+                    ));
+                }
+                TemplateMode::Rows { rows }
+            }
+        };
+        positive("open_beam_counts", self.open_beam_counts)?;
+        let plan = TemplatePlan {
+            file,
+            mode,
+            angles: self.angles.unwrap_or_default(),
+            theta_units: self.theta_units.unwrap_or_default(),
+            open_beam_counts: self.open_beam_counts,
+        };
+        // Open the file now, exactly as the run will, so a dry run (and an experiment's plan) refuses what the
+        // run would refuse.
+        crate::source::TemplateSource::check(&plan).map_err(|e| err("template_file", e))?;
+        Ok(plan)
+    }
+}
+
 impl Settings for RawConfig {
     type Plan = ProducerPlan;
     const APP: &'static str = "MASS";
 
-    fn check(&self) -> Result<ProducerPlan, String> {
+    fn check(&self) -> Result<ProducerPlan, SettingError> {
         let target = Target::from_options(
             self.bootstrap_servers.as_deref(),
             self.pilot.as_deref(),
             self.pilot_workdir.as_deref(),
-        )?;
-        let topic = self.topic.clone().ok_or("topic is required")?;
+        )
+        .map_err(|m| {
+            err(
+                if self.bootstrap_servers.is_some() {
+                    "bootstrap_servers"
+                } else {
+                    "pilot"
+                },
+                m,
+            )
+        })?;
+        let topic = self
+            .topic
+            .clone()
+            .ok_or_else(|| err("topic", "topic is required"))?;
         check_topic(&topic)?;
         if self.partitions == Some(0) {
-            return Err("partitions must be at least 1".into());
+            return Err(err("partitions", "partitions must be at least 1"));
         }
-        let encoding = match self.encoding.as_deref().unwrap_or("envelope") {
-            "envelope" => Encoding::Envelope,
-            "points-text" => Encoding::PointsText,
-            "hdf5-raw" => Encoding::Hdf5Raw,
-            "hdf5-hex" => Encoding::Hdf5Hex,
-            other => {
-                return Err(format!(
-                    "encoding `{other}` is unknown (envelope, points-text, hdf5-raw, hdf5-hex)"
-                ))
-            }
-        };
+        let encoding = self.encoding.unwrap_or(Encoding::Envelope);
         positive("spread", self.spread)?;
         let cluster = ClusterParams {
             clusters: self.clusters.unwrap_or(10),
@@ -290,61 +535,102 @@ impl Settings for RawConfig {
             box_half_width: 10.0,
             seed: self.seed.unwrap_or(1),
         };
-        let source_name = self.source.as_deref().unwrap_or("cluster");
-        let only = |key: &str, set: bool, for_sources: &[&str]| -> Result<(), String> {
-            if set && !for_sources.contains(&source_name) {
-                Err(format!(
-                    "{key} applies to source {} (this run uses `{source_name}`)",
-                    for_sources.join("/")
+        let kind = self.source.unwrap_or_default();
+        let source_name = kind.to_possible_value().expect("no skipped variants");
+        let source_name = source_name.get_name();
+        let only = |key: &str, set: bool, for_sources: &[SourceKind]| -> Result<(), SettingError> {
+            if set && !for_sources.contains(&kind) {
+                let names: Vec<String> = for_sources
+                    .iter()
+                    .filter_map(|s| s.to_possible_value().map(|v| v.get_name().to_string()))
+                    .collect();
+                Err(err(
+                    key,
+                    format!(
+                        "{key} applies to source {} (this run uses `{source_name}`)",
+                        names.join("/")
+                    ),
                 ))
             } else {
                 Ok(())
             }
         };
-        only("clusters", self.clusters.is_some(), &["cluster", "static"])?;
-        only("dims", self.dims.is_some(), &["cluster", "static"])?;
+        use SourceKind::*;
+        only("clusters", self.clusters.is_some(), &[Cluster, Static])?;
+        only("dims", self.dims.is_some(), &[Cluster, Static])?;
         only(
             "points_per_message",
             self.points_per_message.is_some(),
-            &["cluster", "static"],
+            &[Cluster, Static],
         )?;
-        only("spread", self.spread.is_some(), &["cluster", "static"])?;
-        only(
-            "message_bytes",
-            self.message_bytes.is_some(),
-            &["synthetic"],
-        )?;
-        only("template_file", self.template_file.is_some(), &["template"])?;
-        only("template_mode", self.template_mode.is_some(), &["template"])?;
-        only(
-            "rows_per_message",
-            self.rows_per_message.is_some(),
-            &["template"],
-        )?;
-        only("angles", self.angles.is_some(), &["template"])?;
-        if cluster.clusters == 0 || cluster.dims == 0 || cluster.points_per_message == 0 {
-            return Err("clusters, dims and points_per_message must be at least 1".into());
+        only("spread", self.spread.is_some(), &[Cluster, Static])?;
+        only("message_bytes", self.message_bytes.is_some(), &[Synthetic])?;
+        for (key, set) in [
+            ("template_file", self.template_file.is_some()),
+            ("template_mode", self.template_mode.is_some()),
+            ("rows_per_message", self.rows_per_message.is_some()),
+            ("angles", self.angles.is_some()),
+            ("theta_units", self.theta_units.is_some()),
+            ("open_beam_counts", self.open_beam_counts.is_some()),
+        ] {
+            only(key, set, &[Template])?;
         }
-        let source = match source_name {
-            "cluster" | "static" => {
+        for (key, v) in [
+            ("clusters", cluster.clusters),
+            ("dims", cluster.dims),
+            ("points_per_message", cluster.points_per_message),
+        ] {
+            if v == 0 {
+                return Err(err(key, format!("{key} must be at least 1")));
+            }
+            if v > u32::MAX as usize {
+                return Err(err(
+                    key,
+                    format!("{key} = {v} is more than a message can hold"),
+                ));
+            }
+        }
+        let source = match kind {
+            Cluster | Static => {
                 if !matches!(encoding, Encoding::Envelope | Encoding::PointsText) {
-                    return Err(format!("source {source_name} sends points: encoding must be envelope or points-text"));
+                    return Err(err(
+                        "encoding",
+                        format!("source {source_name} sends points: encoding must be envelope or points-text"),
+                    ));
                 }
-                if source_name == "cluster" {
+                let bytes = (cluster.points_per_message as u128) * (cluster.dims as u128) * 8;
+                if bytes > (pilot_core::client::MAX_MESSAGE_BYTES - 1024) as u128 {
+                    return Err(err(
+                        "points_per_message",
+                        format!(
+                            "{} points x {} dims is {bytes} bytes, more than the brokers' message limit ({} B)",
+                            cluster.points_per_message,
+                            cluster.dims,
+                            pilot_core::client::MAX_MESSAGE_BYTES
+                        ),
+                    ));
+                }
+                if kind == Cluster {
                     SourcePlan::Cluster(cluster)
                 } else {
                     SourcePlan::Static(cluster)
                 }
             }
-            "synthetic" => {
+            Synthetic => {
                 if encoding != Encoding::Envelope {
-                    return Err("source synthetic sends bytes in the envelope encoding only".into());
+                    return Err(err(
+                        "encoding",
+                        "source synthetic sends bytes in the envelope encoding only",
+                    ));
                 }
                 let bytes = self.message_bytes.unwrap_or(1_000_000);
                 if bytes == 0 || bytes > pilot_core::client::MAX_MESSAGE_BYTES - 1024 {
-                    return Err(format!(
-                        "message_bytes must be 1..={} (the brokers' message limit less the header)",
-                        pilot_core::client::MAX_MESSAGE_BYTES - 1024
+                    return Err(err(
+                        "message_bytes",
+                        format!(
+                            "message_bytes must be 1..={} (the brokers' message limit less the header)",
+                            pilot_core::client::MAX_MESSAGE_BYTES - 1024
+                        ),
                     ));
                 }
                 SourcePlan::Synthetic {
@@ -352,61 +638,48 @@ impl Settings for RawConfig {
                     seed: self.seed.unwrap_or(1),
                 }
             }
-            "template" => {
-                let file = self
-                    .template_file
-                    .clone()
-                    .ok_or("source template needs template_file (an APS HDF5 file)")?;
-                if !file.is_file() {
-                    return Err(format!("template_file {} does not exist", file.display()));
+            Template => {
+                if encoding == Encoding::PointsText {
+                    return Err(err(
+                        "encoding",
+                        "template: whole files travel as envelope, hdf5-raw or hdf5-hex; row blocks as envelope",
+                    ));
                 }
-                let mode = match self.template_mode.as_deref().unwrap_or("whole-file") {
-                    "whole-file" => {
-                        if self.rows_per_message.is_some() {
-                            return Err("rows_per_message needs template_mode = \"rows\"".into());
-                        }
-                        TemplateMode::WholeFile
-                    }
-                    "rows" => TemplateMode::Rows {
-                        rows: self.rows_per_message.unwrap_or(1),
-                    },
-                    other => {
-                        return Err(format!(
-                            "template_mode `{other}` is unknown (whole-file, rows)"
-                        ))
-                    }
-                };
-                let angles = match self.angles.as_deref().unwrap_or("file") {
-                    "file" => AngleConvention::File,
-                    "paper" => AngleConvention::Paper,
-                    other => return Err(format!("angles `{other}` is unknown (file, paper)")),
-                };
-                if encoding == Encoding::PointsText
-                    || (matches!(mode, TemplateMode::Rows { .. }) && encoding != Encoding::Envelope)
-                {
-                    return Err("template: whole files travel as envelope, hdf5-raw or hdf5-hex; row blocks as envelope".into());
-                }
-                SourcePlan::Template { file, mode, angles }
-            }
-            other => {
-                return Err(format!(
-                    "source `{other}` is unknown (cluster, static, template, synthetic)"
-                ))
+                SourcePlan::Template(self.template(encoding)?)
             }
         };
-        positive("duration_s", self.duration_s)?;
-        positive("interval_s", self.interval_s)?;
-        positive("rate_msgs_per_s", self.rate_msgs_per_s)?;
-        positive("rate_mb_per_s", self.rate_mb_per_s)?;
+        seconds("duration_s", self.duration_s)?;
+        seconds("interval_s", self.interval_s)?;
+        for (key, v) in [
+            ("rate_msgs_per_s", self.rate_msgs_per_s),
+            ("rate_mb_per_s", self.rate_mb_per_s),
+        ] {
+            positive(key, v)?;
+            if v.is_some_and(|r| r > MAX_RATE_MSGS_PER_S) {
+                return Err(err(
+                    key,
+                    format!("{key} must be at most {MAX_RATE_MSGS_PER_S:e}"),
+                ));
+            }
+        }
+        if self.rate_msgs_per_s.is_some_and(|r| r < 1e-6) {
+            return Err(err(
+                "rate_msgs_per_s",
+                "rate_msgs_per_s must be at least 1e-6 (one message in 11.6 days)",
+            ));
+        }
         if self.rate_msgs_per_s.is_some() && self.rate_mb_per_s.is_some() {
-            return Err("give rate_msgs_per_s or rate_mb_per_s, not both".into());
+            return Err(err(
+                "rate_mb_per_s",
+                "give rate_msgs_per_s or rate_mb_per_s, not both",
+            ));
         }
         let stop = StopRule {
             messages: self.messages,
             duration_s: self.duration_s,
         };
         if stop.messages == Some(0) {
-            return Err("messages must be at least 1".into());
+            return Err(err("messages", "messages must be at least 1"));
         }
         let stop = if stop.messages.is_none() && stop.duration_s.is_none() {
             StopRule {
@@ -418,40 +691,42 @@ impl Settings for RawConfig {
         };
         let warmup_s = self.warmup_s.unwrap_or(0.0);
         if !(warmup_s.is_finite() && warmup_s >= 0.0) {
-            return Err(format!("warmup_s must be 0 or more (got {warmup_s})"));
+            return Err(err(
+                "warmup_s",
+                format!("warmup_s must be 0 or more (got {warmup_s})"),
+            ));
+        }
+        if warmup_s > 0.0 {
+            seconds("warmup_s", Some(warmup_s))?;
         }
         if let Some(d) = stop.duration_s {
             if warmup_s >= d {
-                return Err(format!(
-                    "warmup_s ({warmup_s}) must be shorter than duration_s ({d})"
+                return Err(err(
+                    "warmup_s",
+                    format!("warmup_s ({warmup_s}) must be shorter than duration_s ({d})"),
                 ));
             }
         }
         let threads = self.threads.unwrap_or(1);
         if threads == 0 || threads > 256 {
-            return Err(format!("threads must be 1..=256 (got {threads})"));
+            return Err(err(
+                "threads",
+                format!("threads must be 1..=256 (got {threads})"),
+            ));
         }
-        let partitioning = match self.partitioning.as_deref().unwrap_or("round-robin") {
-            "round-robin" => Partitioning::RoundRobin,
-            "key-by-producer" => Partitioning::KeyByProducer,
-            other => {
-                return Err(format!(
-                    "partitioning `{other}` is unknown (round-robin, key-by-producer)"
-                ))
-            }
-        };
-        let acks = self.acks.clone().unwrap_or_else(|| "all".into());
-        if !["all", "-1", "0", "1"].contains(&acks.as_str()) {
-            return Err(format!("acks `{acks}` is unknown (all, 1, 0)"));
-        }
-        let compression = self.compression.clone().unwrap_or_else(|| "none".into());
-        if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&compression.as_str()) {
-            return Err(format!(
-                "compression `{compression}` is unknown (none, gzip, snappy, lz4, zstd)"
+        let producer_id_base = self.producer_id_base.unwrap_or(0);
+        if producer_id_base.checked_add(threads - 1).is_none() {
+            return Err(err(
+                "producer_id_base",
+                format!(
+                    "producer_id_base {producer_id_base} + {threads} threads runs past the largest producer id ({})",
+                    u32::MAX
+                ),
             ));
         }
         let kafka = self.kafka.clone().unwrap_or_default();
-        pilot_core::client::check_properties(&kafka, RESERVED_PRODUCER_PROPERTIES)?;
+        pilot_core::client::check_properties(&kafka, RESERVED_PRODUCER_PROPERTIES)
+            .map_err(|m| err("kafka", m))?;
         let run_id = self
             .run_id
             .clone()
@@ -469,12 +744,12 @@ impl Settings for RawConfig {
             rate_msgs_per_s: self.rate_msgs_per_s,
             rate_mb_per_s: self.rate_mb_per_s,
             threads,
-            producer_id_base: self.producer_id_base.unwrap_or(0),
-            partitioning,
-            acks,
+            producer_id_base,
+            partitioning: self.partitioning.unwrap_or_default(),
+            acks: self.acks.unwrap_or_default(),
             linger_ms: self.linger_ms.unwrap_or(5),
             batch_size: self.batch_size,
-            compression,
+            compression: self.compression.unwrap_or_default(),
             message_timeout_ms: self.message_timeout_ms.unwrap_or(30_000),
             results_dir: self.results_dir.clone(),
             interval_s: self.interval_s.unwrap_or(1.0),
@@ -509,26 +784,45 @@ mod tests {
         );
         assert_eq!(p.rate(1000), Rate::Unlimited);
         assert_eq!(
-            (p.threads, p.acks.as_str(), p.partitioning),
-            (1, "all", Partitioning::RoundRobin)
+            (p.threads, p.acks, p.partitioning),
+            (1, Acks::All, Partitioning::RoundRobin)
         );
     }
 
     #[test]
     fn unknown_keys_and_bad_values_are_named() {
-        let e = RawConfig::from_toml("topic = \"t\"\npoints_per_msg = 5\n", "mass.toml")
-            .unwrap_err()
-            .to_string();
+        let e =
+            RawConfig::from_toml("topic = \"t\"\npoints_per_msg = 5\n", "mass.toml").unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(2), Some("points_per_msg"))
+        );
+        let e = e.to_string();
         assert!(
-            e.contains("mass.toml") && e.contains("points_per_msg") && e.contains("line 2"),
+            e.contains("mass.toml") && e.contains("points_per_msg"),
             "{e}"
         );
-        let cases: Vec<(RawConfig, &str)> = vec![
+        let e =
+            RawConfig::from_toml("topic = \"t\"\nsource = \"kmeans\"\n", "mass.toml").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("source"));
+        assert!(e.message.contains("unknown variant `kmeans`"), "{e}");
+        let e = RawConfig::from_toml("acks = \"most\"\n", "mass.toml").unwrap_err();
+        assert!(e.to_string().contains("acks `most` is unknown"), "{e}");
+        assert_eq!(
+            RawConfig::from_toml("acks = 1\n", "m").unwrap().acks,
+            Some(Acks::Leader)
+        );
+        assert_eq!(
+            RawConfig::from_toml("acks = \"-1\"\n", "m").unwrap().acks,
+            Some(Acks::All)
+        );
+        let cases: Vec<(RawConfig, &str, &str)> = vec![
             (
                 RawConfig {
                     topic: Some("t".into()),
                     ..Default::default()
                 },
+                "pilot",
                 "bootstrap_servers",
             ),
             (
@@ -536,6 +830,7 @@ mod tests {
                     bootstrap_servers: Some("nohost".into()),
                     ..base()
                 },
+                "bootstrap_servers",
                 "host:port",
             ),
             (
@@ -543,20 +838,15 @@ mod tests {
                     topic: Some("bad topic".into()),
                     ..base()
                 },
+                "topic",
                 "not a valid Kafka topic",
-            ),
-            (
-                RawConfig {
-                    source: Some("kmeans".into()),
-                    ..base()
-                },
-                "source `kmeans` is unknown",
             ),
             (
                 RawConfig {
                     rate_msgs_per_s: Some(-1.0),
                     ..base()
                 },
+                "rate_msgs_per_s",
                 "rate_msgs_per_s must be a positive",
             ),
             (
@@ -565,6 +855,7 @@ mod tests {
                     rate_mb_per_s: Some(1.0),
                     ..base()
                 },
+                "rate_mb_per_s",
                 "not both",
             ),
             (
@@ -572,20 +863,23 @@ mod tests {
                     message_bytes: Some(10),
                     ..base()
                 },
+                "message_bytes",
                 "message_bytes applies to source synthetic",
             ),
             (
                 RawConfig {
-                    source: Some("template".into()),
+                    source: Some(SourceKind::Template),
                     ..base()
                 },
+                "template_file",
                 "needs template_file",
             ),
             (
                 RawConfig {
-                    encoding: Some("hdf5-hex".into()),
+                    encoding: Some(Encoding::Hdf5Hex),
                     ..base()
                 },
+                "encoding",
                 "encoding must be envelope or points-text",
             ),
             (
@@ -593,6 +887,7 @@ mod tests {
                     threads: Some(0),
                     ..base()
                 },
+                "threads",
                 "threads must be",
             ),
             (
@@ -601,19 +896,48 @@ mod tests {
                     warmup_s: Some(5.0),
                     ..base()
                 },
+                "warmup_s",
                 "shorter than duration_s",
             ),
             (
                 RawConfig {
-                    acks: Some("most".into()),
+                    duration_s: Some(1e11),
                     ..base()
                 },
-                "acks `most`",
+                "duration_s",
+                "31 years",
+            ),
+            (
+                RawConfig {
+                    producer_id_base: Some(u32::MAX),
+                    threads: Some(2),
+                    ..base()
+                },
+                "producer_id_base",
+                "largest producer id",
+            ),
+            (
+                RawConfig {
+                    points_per_message: Some(10_000_000),
+                    ..base()
+                },
+                "points_per_message",
+                "message limit",
+            ),
+            (
+                RawConfig {
+                    source: Some(SourceKind::Template),
+                    template_file: Some("/nonexistent/scan.h5".into()),
+                    ..base()
+                },
+                "template_file",
+                "/nonexistent/scan.h5",
             ),
         ];
-        for (raw, want) in cases {
-            let e = raw.validate("flags").unwrap_err().to_string();
-            assert!(e.contains(want), "{e} (wanted {want})");
+        for (raw, key, want) in cases {
+            let e = raw.validate("flags").unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{e}");
+            assert!(e.to_string().contains(want), "{e} (wanted {want})");
         }
     }
 
@@ -644,9 +968,58 @@ mod tests {
                 ..base()
             }
             .validate("flags")
-            .unwrap_err()
-            .to_string();
-            assert!(e.contains(want), "{e} (wanted {want})");
+            .unwrap_err();
+            assert_eq!(e.key.as_deref(), Some("kafka"));
+            assert!(e.to_string().contains(want), "{e} (wanted {want})");
         }
+    }
+
+    #[test]
+    fn flags_and_file_are_one_declaration() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            s: RawConfig,
+        }
+        let flags = Cli::try_parse_from([
+            "mass",
+            "--topic",
+            "t2",
+            "--source",
+            "synthetic",
+            "--message-bytes",
+            "100",
+            "--create-topic",
+            "--acks",
+            "1",
+        ])
+        .unwrap()
+        .s;
+        assert_eq!(flags.create_topic, Some(true));
+        assert_eq!(flags.acks, Some(Acks::Leader));
+        let file = RawConfig::from_toml(
+            "bootstrap_servers = \"127.0.0.2:9092\"\ntopic = \"t1\"\nthreads = 2\n",
+            "f",
+        )
+        .unwrap();
+        let merged = file.overlay(flags).unwrap();
+        let p = merged.validate("f").unwrap();
+        assert_eq!(
+            (p.topic.as_str(), p.threads, p.acks),
+            ("t2", 2, Acks::Leader)
+        );
+        assert_eq!(
+            p.source,
+            SourcePlan::Synthetic {
+                bytes: 100,
+                seed: 1
+            }
+        );
+        let e = Cli::try_parse_from(["mass", "--source", "kmeans"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("kmeans") && e.contains("cluster"), "{e}");
     }
 }

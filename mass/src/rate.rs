@@ -40,7 +40,7 @@ impl Pacer {
     /// The slot of global message `n` (None when unlimited).
     pub fn slot_ns(&self, n: u64) -> Option<u64> {
         self.interval_ns
-            .map(|i| self.start_ns + (n as f64 * i).round() as u64)
+            .map(|i| self.start_ns.saturating_add((n as f64 * i).round() as u64))
     }
 
     /// Wait until message `n` is due; returns its intended send time.

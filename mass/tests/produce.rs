@@ -150,7 +150,7 @@ fn paper_text_encoding_is_accounted_through_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let (_p, conn) = pilot(dir.path());
     let plan = RawConfig {
-        encoding: Some("points-text".into()),
+        encoding: Some(pilot_core::message::Encoding::PointsText),
         messages: Some(20),
         points_per_message: Some(50),
         ..raw(&conn, "text")
