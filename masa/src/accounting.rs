@@ -88,6 +88,10 @@ pub struct Accounting {
     pub duplicates: u64,
     /// Rejected messages by reason.
     pub rejected: BTreeMap<String, u64>,
+    /// Messages without MASS's accounting fields (another producer's), processed but not attributable to a
+    /// producer and sequence. (`default`: accounts written before this field existed still load.)
+    #[serde(default)]
+    pub unaccounted: u64,
 }
 
 /// Totals of an account.
@@ -99,6 +103,8 @@ pub struct Totals {
     pub rejected: u64,
     /// Gaps below each producer's highest sequence, or `expected - received` when larger.
     pub missing: u64,
+    /// Messages without MASS's accounting (see [`Accounting::unaccounted`]).
+    pub unaccounted: u64,
 }
 
 impl Accounting {
@@ -110,6 +116,11 @@ impl Accounting {
             self.duplicates += 1;
             Arrival::Duplicate
         }
+    }
+
+    /// Record a message that carries no producer and sequence.
+    pub fn record_unaccounted(&mut self) {
+        self.unaccounted += 1;
     }
 
     /// Record a rejected message.
@@ -126,6 +137,7 @@ impl Accounting {
         for (k, v) in &other.rejected {
             *self.rejected.entry(k.clone()).or_default() += v;
         }
+        self.unaccounted += other.unaccounted;
     }
 
     /// Totals; `expected` is how many messages were produced when the run declares it.
@@ -138,6 +150,7 @@ impl Accounting {
             duplicates: self.duplicates,
             rejected: self.rejected.values().sum(),
             missing: gaps.max(short),
+            unaccounted: self.unaccounted,
         }
     }
 
@@ -187,7 +200,8 @@ mod tests {
                 received: 6,
                 duplicates: 1,
                 rejected: 2,
-                missing: 1
+                missing: 1,
+                unaccounted: 0
             }
         );
         // The producer sent 10 in all: the tail is missing too.
@@ -213,7 +227,8 @@ mod tests {
                 received: 100,
                 duplicates: 0,
                 rejected: 0,
-                missing: 0
+                missing: 0,
+                unaccounted: 0
             }
         );
         let mut c = Accounting::default();

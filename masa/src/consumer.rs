@@ -142,16 +142,30 @@ impl ConsumerContext for GroupContext {
     }
 }
 
-#[derive(Default)]
-struct Shared {
-    received: AtomicU64,
-    rejected: AtomicU64,
-    bytes: AtomicU64,
+/// Counters every consumer thread of a process shares: interval rows and the stop rule read them.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Messages taken in (MASS's and unaccounted ones; duplicates and rejections not counted).
+    pub received: AtomicU64,
+    pub rejected: AtomicU64,
+    pub bytes: AtomicU64,
 }
 
+/// What happened to one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Refused at decoding or by the processor; counted with its reason.
+    Rejected,
+    /// A (producer, sequence) already seen: counted, not processed again.
+    Duplicate,
+    /// Taken into the open window (a MASS message, or an unaccounted one from another producer).
+    Taken,
+}
+
+/// What one consumer thread keeps while it runs.
 #[derive(Default)]
-struct ThreadOut {
-    accounting: Accounting,
+pub struct ThreadOut {
+    pub accounting: Accounting,
     e2e: LatencyHistogram,
     e2e_actual: LatencyHistogram,
     /// From intended send to the end of the processing of the message's window.
@@ -167,6 +181,133 @@ struct ThreadOut {
     lag: i64,
     last_score: f64,
     errors: Vec<String>,
+}
+
+/// One consumer thread's handling of its messages, apart from Kafka: decode into reused buffers, account for the
+/// message (received, duplicate, unaccounted or rejected with its reason), record its latency, hand it to the
+/// processor, close windows. The run loop feeds it what it polls; tests feed it whatever bytes they like.
+pub struct MessageHandler<'a> {
+    decoder: Decoder,
+    windower: Windower,
+    processor: Box<dyn Processor>,
+    shared: &'a Shared,
+    last_activity: &'a AtomicU64,
+    pub out: ThreadOut,
+}
+
+impl<'a> MessageHandler<'a> {
+    pub fn new(
+        processor: Box<dyn Processor>,
+        window: crate::window::WindowPolicy,
+        start_ns: u64,
+        shared: &'a Shared,
+        last_activity: &'a AtomicU64,
+    ) -> Self {
+        MessageHandler {
+            decoder: Decoder::new(),
+            windower: Windower::new(window, start_ns),
+            processor,
+            shared,
+            last_activity,
+            out: ThreadOut::default(),
+        }
+    }
+
+    /// Handle one message (`key`, `body` and Kafka timestamp as polled) at time `now()`.
+    pub fn handle(
+        &mut self,
+        key: Option<&[u8]>,
+        body: &[u8],
+        timestamp_ms: Option<i64>,
+        now: &dyn Fn() -> u64,
+    ) -> Handled {
+        let t = now();
+        self.last_activity.fetch_max(t, Ordering::Relaxed);
+        let (meta, payload) = match self.decoder.decode(key, body, timestamp_ms) {
+            Err(rej) => {
+                self.out.accounting.reject(rej.reason);
+                self.shared.rejected.fetch_add(1, Ordering::Relaxed);
+                return Handled::Rejected;
+            }
+            Ok(x) => x,
+        };
+        match meta.id {
+            Some((producer, sequence)) => {
+                if self.out.accounting.record(producer, sequence) == Arrival::Duplicate {
+                    return Handled::Duplicate;
+                }
+            }
+            None => self.out.accounting.record_unaccounted(),
+        }
+        self.shared.received.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .bytes
+            .fetch_add(meta.bytes as u64, Ordering::Relaxed);
+        self.out.first_ns.get_or_insert(t);
+        self.out.last_ns = t;
+        if let Some(i) = meta.sent.intended_ns() {
+            self.out.e2e.record_between_ns(i, t);
+        }
+        if let Some(a) = meta.sent.actual_ns() {
+            self.out.e2e_actual.record_between_ns(a, t);
+        }
+        if let Err(reason) = self.processor.add(&payload) {
+            self.out.accounting.reject(&format!("processor: {reason}"));
+            self.shared.rejected.fetch_add(1, Ordering::Relaxed);
+            return Handled::Rejected;
+        }
+        if let Some(i) = meta.sent.intended_ns() {
+            self.out.pending.push(i);
+        }
+        if let Some(c) = self.windower.arrived(t) {
+            self.process(c.end_ns, now);
+        }
+        Handled::Taken
+    }
+
+    /// Close a time window that has run out.
+    pub fn tick(&mut self, now: &dyn Fn() -> u64) {
+        if let Some(c) = self.windower.tick(now()) {
+            self.process(c.end_ns, now);
+        }
+    }
+
+    /// Process whatever the open window holds (the end of the run).
+    pub fn flush(&mut self, now: &dyn Fn() -> u64) {
+        if let Some(c) = self.windower.flush(now()) {
+            self.process(c.end_ns, now);
+        }
+    }
+
+    fn process(&mut self, end_ns: u64, now: &dyn Fn() -> u64) {
+        let out = &mut self.out;
+        let t0 = now();
+        match self.processor.process() {
+            Ok(WindowOutput { items, score, .. }) => {
+                out.items += items;
+                out.last_score = score;
+            }
+            Err(e) => out.errors.push(e),
+        }
+        let t1 = now();
+        // Processing messages is activity: a window that takes longer than the idle timeout must not end the run
+        // while messages wait. (An empty time window is not: it would keep an idle consumer alive for ever.)
+        if !out.pending.is_empty() {
+            self.last_activity.fetch_max(t1, Ordering::Relaxed);
+        }
+        for &intended in &out.pending {
+            out.processed.record_between_ns(intended, t1);
+        }
+        out.pending.clear();
+        out.processing.record_between_ns(t0, t1);
+        out.scheduling.record_between_ns(end_ns, t0);
+        out.windows += 1;
+    }
+
+    /// The processor and what was kept, at the end.
+    pub fn into_parts(self) -> (Box<dyn Processor>, ThreadOut) {
+        (self.processor, self.out)
+    }
 }
 
 /// Everything a run produced.
@@ -212,7 +353,7 @@ pub fn run(
         processors.push(make_processor(&plan.processor, &label)?);
     }
     let mut cfg = conn.client.consumer_config(&conn.bootstrap, &plan.group);
-    cfg.set("auto.offset.reset", &plan.auto_offset_reset)
+    cfg.set("auto.offset.reset", plan.auto_offset_reset.as_str())
         .set("enable.partition.eof", "false");
     let first_assignment = Arc::new(AtomicU64::new(0));
     let start_ns = clock.now_ns();
@@ -241,51 +382,30 @@ pub fn run(
     };
     let start_utc = pilot_core::store::now_utc();
     let shared = Shared::default();
-    let idle_ns = (plan.idle_timeout_s * 1e9) as u64;
-    let start_timeout_ns = (plan.start_timeout_s * 1e9) as u64;
-    let end_ns = plan.duration_s.map(|d| start_ns + (d * 1e9) as u64);
+    let idle_ns = pilot_core::config::seconds_to_ns(plan.idle_timeout_s);
+    let start_timeout_ns = pilot_core::config::seconds_to_ns(plan.start_timeout_s);
+    let end_ns = plan
+        .duration_s
+        .map(|d| start_ns + pilot_core::config::seconds_to_ns(d));
     let stop_all = AtomicBool::new(false);
     let mut intervals = Vec::new();
     let interrupted = || shutdown.load(Ordering::Relaxed);
 
-    let outs: Vec<ThreadOut> = std::thread::scope(|scope| {
+    let outs: Vec<(Box<dyn Processor>, ThreadOut)> = std::thread::scope(|scope| {
         let handles: Vec<_> = consumers
             .iter()
-            .zip(processors.iter_mut())
+            .zip(processors.drain(..))
             .map(|(consumer, processor)| {
                 let (clock, shared, stop_all, last_activity) =
-                    (clock.clone(), &shared, &stop_all, &last_activity);
+                    (clock.clone(), &shared, &stop_all, &*last_activity);
                 scope.spawn(move || {
-                    let mut out = ThreadOut::default();
-                    let mut decoder = Decoder::new();
-                    let mut windower = Windower::new(plan.window, start_ns);
-                    let process = |processor: &mut Box<dyn Processor>,
-                                   out: &mut ThreadOut,
-                                   end_ns: u64,
-                                   now: &dyn Fn() -> u64| {
-                        let t0 = now();
-                        match processor.process() {
-                            Ok(WindowOutput { items, score, .. }) => {
-                                out.items += items;
-                                out.last_score = score;
-                            }
-                            Err(e) => out.errors.push(e),
-                        }
-                        let t1 = now();
-                        // Processing messages is activity: a window that takes longer than the idle timeout must
-                        // not end the run while messages wait. (An empty time window is not: it would keep an idle
-                        // consumer alive for ever.)
-                        if !out.pending.is_empty() {
-                            last_activity.fetch_max(t1, Ordering::Relaxed);
-                        }
-                        for &intended in &out.pending {
-                            out.processed.record_between_ns(intended, t1);
-                        }
-                        out.pending.clear();
-                        out.processing.record_between_ns(t0, t1);
-                        out.scheduling.record_between_ns(end_ns, t0);
-                        out.windows += 1;
-                    };
+                    let mut h = MessageHandler::new(
+                        processor,
+                        plan.window,
+                        start_ns,
+                        shared,
+                        last_activity,
+                    );
                     let now = || clock.now_ns();
                     loop {
                         let t = now();
@@ -306,50 +426,20 @@ pub fn run(
                         }
                         match consumer.poll(Duration::from_millis(50)) {
                             Some(Ok(m)) => {
-                                let t = now();
-                                last_activity.fetch_max(t, Ordering::Relaxed);
-                                let body = m.payload().unwrap_or_default();
-                                match decoder.decode(m.key(), body) {
-                                    Err(rej) => {
-                                        out.accounting.reject(rej.reason);
-                                        shared.rejected.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                    Ok((meta, payload)) => {
-                                        if out.accounting.record(meta.producer_id, meta.sequence)
-                                            == Arrival::Duplicate
-                                        {
-                                            continue;
-                                        }
-                                        shared.received.fetch_add(1, Ordering::Relaxed);
-                                        shared
-                                            .bytes
-                                            .fetch_add(meta.bytes as u64, Ordering::Relaxed);
-                                        out.first_ns.get_or_insert(t);
-                                        out.last_ns = t;
-                                        out.e2e.record_between_ns(meta.intended_send_ns, t);
-                                        out.e2e_actual.record_between_ns(meta.actual_send_ns, t);
-                                        if let Err(reason) = processor.add(&payload) {
-                                            out.accounting.reject(&format!("processor: {reason}"));
-                                            shared.rejected.fetch_add(1, Ordering::Relaxed);
-                                        } else if let Some(c) = {
-                                            out.pending.push(meta.intended_send_ns);
-                                            windower.arrived(t)
-                                        } {
-                                            process(processor, &mut out, c.end_ns, &now);
-                                        }
-                                    }
-                                }
+                                h.handle(
+                                    m.key(),
+                                    m.payload().unwrap_or_default(),
+                                    m.timestamp().to_millis(),
+                                    &now,
+                                );
                             }
-                            Some(Err(e)) => out.errors.push(e.to_string()),
+                            Some(Err(e)) => h.out.errors.push(e.to_string()),
                             None => {}
                         }
-                        if let Some(c) = windower.tick(now()) {
-                            process(processor, &mut out, c.end_ns, &now);
-                        }
+                        h.tick(&now);
                     }
-                    if let Some(c) = windower.flush(now()) {
-                        process(processor, &mut out, c.end_ns, &now);
-                    }
+                    h.flush(&now);
+                    let (processor, mut out) = h.into_parts();
                     // Commit what was consumed, and measure what is left behind.
                     let _ = consumer.commit_consumer_state(CommitMode::Sync);
                     if let Ok(assigned) = consumer.assignment() {
@@ -371,7 +461,7 @@ pub fn run(
                             }
                         }
                     }
-                    out
+                    (processor, out)
                 })
             })
             .collect();
@@ -408,7 +498,7 @@ pub fn run(
         intervals = pilot_core::metrics::report_intervals(
             clock.as_ref(),
             start_ns,
-            (plan.interval_s * 1e9) as u64,
+            pilot_core::config::seconds_to_ns(plan.interval_s),
             || handles.iter().all(|h| h.is_finished()),
             &mut row,
             writers.as_mut().map(|(_, w)| w),
@@ -420,6 +510,7 @@ pub fn run(
             .collect()
     });
 
+    let (mut processors, outs): (Vec<_>, Vec<_>) = outs.into_iter().unzip();
     let mut accounting = Accounting::default();
     let (mut e2e, mut e2e_actual, mut processing, mut scheduling) = (
         LatencyHistogram::new(),
@@ -448,9 +539,17 @@ pub fn run(
         last_score = o.last_score;
         errors.extend(o.errors.iter().cloned());
     }
+    // A processor that cannot write its output marks the run incomplete; the accounting is written regardless.
+    let mut notes: Vec<String> = Vec::new();
     for p in &mut processors {
-        p.finish(plan.results_dir.as_deref())
-            .map_err(ConsumeError::Processor)?;
+        if let Err(e) = p.finish(plan.results_dir.as_deref()) {
+            errors.push(format!("processor output: {e}"));
+        }
+        for n in p.notes() {
+            if !notes.contains(&n) {
+                notes.push(n);
+            }
+        }
     }
     if let Some(d) = &plan.results_dir {
         let path = accounting_path(d, &plan.consumer_id);
@@ -464,6 +563,12 @@ pub fn run(
         })?;
     }
     let totals = accounting.totals(plan.expect_messages);
+    if totals.unaccounted > 0 {
+        notes.push(format!(
+            "{} messages without MASS's accounting (another producer's): processed, latency from their Kafka timestamps",
+            totals.unaccounted
+        ));
+    }
     let end_ns = clock.now_ns();
     let window_s = if first != u64::MAX && last_rx > first {
         (last_rx - first) as f64 / 1e9
@@ -521,6 +626,7 @@ pub fn run(
         },
         receive_window_s: window_s,
         received_msgs: totals.received,
+        unaccounted_msgs: totals.unaccounted,
         duplicate_msgs: totals.duplicates,
         rejected_msgs: totals.rejected,
         rejected_reasons: accounting.rejected_text(),
@@ -528,7 +634,7 @@ pub fn run(
         received_mb,
         processed_items: items,
         windows,
-        throughput_msgs_per_s: per_s(totals.received as f64),
+        throughput_msgs_per_s: per_s((totals.received + totals.unaccounted) as f64),
         throughput_mb_per_s: per_s(received_mb),
         throughput_items_per_s: per_s(items as f64),
         e2e_latency_us_p50: e.p50_us,
@@ -548,6 +654,7 @@ pub fn run(
         scheduling_delay_us_p99: sc.p99_us,
         lag_msgs: lag,
         last_score,
+        notes: notes.join("; "),
     };
     if let Some((w, _)) = writers.as_mut() {
         w.write(&summary)?;

@@ -31,6 +31,24 @@ pub trait Processor: Send {
     fn finish(&mut self, _dir: Option<&Path>) -> Result<(), String> {
         Ok(())
     }
+    /// What the processor had to assume about its input (a scan without flat fields), for the run's summary.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Points a processor can use: at least one point of at least one coordinate, whole points, finite values.
+pub fn check_points(values: &[f64], dims: usize) -> Result<usize, String> {
+    if dims == 0 || values.is_empty() || values.len() % dims != 0 {
+        return Err(format!(
+            "{} values are not whole points of {dims} dimensions",
+            values.len()
+        ));
+    }
+    if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+        return Err(format!("a coordinate of {v}"));
+    }
+    Ok(values.len() / dims)
 }
 
 /// Decode and count only.
@@ -45,12 +63,13 @@ impl Processor for NoneProcessor {
         "none"
     }
     fn add(&mut self, payload: &Payload<'_>) -> Result<(), String> {
-        self.messages += 1;
-        self.items += match payload {
-            Payload::Points { values, dims } => (values.len() / dims) as u64,
+        let items = match payload {
+            Payload::Points { values, dims } => values.len().checked_div(*dims).unwrap_or(0) as u64,
             Payload::Projections(p) => p.rows as u64,
             _ => 1,
         };
+        self.messages += 1;
+        self.items += items;
         Ok(())
     }
     fn process(&mut self) -> Result<WindowOutput, String> {
@@ -186,11 +205,15 @@ impl Processor for KMeansProcessor {
         let Payload::Points { values, dims } = payload else {
             return Err("kmeans needs points".into());
         };
-        match self.dims {
-            Some(d) if d != *dims => return Err(format!("points of {dims} dims, model has {d}")),
-            None => self.dims = Some(*dims),
-            _ => {}
+        // Nothing changes unless the whole message is usable: a bad first message must not fix the model's
+        // dimensions, a NaN must not poison its centres.
+        check_points(values, *dims)?;
+        if let Some(d) = self.dims {
+            if d != *dims {
+                return Err(format!("points of {dims} dims, model has {d}"));
+            }
         }
+        self.dims = Some(*dims);
         self.batch.extend_from_slice(values);
         self.messages += 1;
         Ok(())

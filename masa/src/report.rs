@@ -33,8 +33,12 @@ pub struct ConsumerSummary {
     pub rebalance_s: f64,
     /// First to last message received, seconds.
     pub receive_window_s: f64,
-    /// Distinct (producer, sequence) pairs received.
+    /// Distinct (producer, sequence) pairs received (MASS's messages).
     pub received_msgs: u64,
+    /// Messages without MASS's accounting (another producer's): processed, not attributable to a producer and
+    /// sequence; their latency is from the Kafka message timestamp. Throughput counts them with the others.
+    #[serde(default)]
+    pub unaccounted_msgs: u64,
     pub duplicate_msgs: u64,
     pub rejected_msgs: u64,
     /// `reason=count;...`
@@ -73,6 +77,9 @@ pub struct ConsumerSummary {
     pub lag_msgs: i64,
     /// Processor figure of merit of the last window (KMeans: mean squared distance per point).
     pub last_score: f64,
+    /// What had to be assumed about the input (a scan without flat fields; where latency came from), `; `-separated.
+    #[serde(default)]
+    pub notes: String,
 }
 
 /// One row per reporting interval.
@@ -83,6 +90,7 @@ pub struct ConsumerInterval {
     pub consumer_id: String,
     pub t_s: f64,
     pub interval_s: f64,
+    /// Messages received in the interval (MASS's and unaccounted ones).
     pub received_msgs: u64,
     pub rejected_msgs: u64,
     pub received_mb: f64,

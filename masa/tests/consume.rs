@@ -1,5 +1,6 @@
 //! MASA's consumer against a real broker: malformed messages and duplicates are counted and never stop it;
-//! an interrupt writes an incomplete summary.
+//! messages from a plain Kafka producer (no MASS key) are processed as unaccounted; an interrupt writes an
+//! incomplete summary.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -57,7 +58,7 @@ fn malformed_and_duplicate_messages_are_counted_and_never_stop_the_consumer() {
         envelope(1),
         truncated,
         envelope(1),                   // duplicate
-        b"[[1.0, 2.0, 3.0]]".to_vec(), // paper text without its accounting key
+        b"[[1.0, 2.0, 3.0]]".to_vec(), // paper text without MASS's key: another producer's, unaccounted
         envelope(3),                   // 2 is missing
     ];
     send(&conn, &bodies);
@@ -83,17 +84,23 @@ fn malformed_and_duplicate_messages_are_counted_and_never_stop_the_consumer() {
     assert_eq!(
         (
             s.received_msgs,
+            s.unaccounted_msgs,
             s.duplicate_msgs,
             s.rejected_msgs,
             s.missing_msgs
         ),
-        (3, 1, 3, 1)
+        (3, 1, 1, 2, 1)
     );
+    assert_eq!(s.rejected_reasons, "truncated=1;unrecognised encoding=1");
     assert_eq!(
-        s.rejected_reasons,
-        "malformed accounting key=1;truncated=1;unrecognised encoding=1"
+        s.processed_items, 13,
+        "three valid messages of 4 points and the unaccounted one's point"
     );
-    assert_eq!(s.processed_items, 12, "three valid messages of 4 points");
+    assert!(
+        s.notes.contains("1 messages without MASS's accounting"),
+        "{}",
+        s.notes
+    );
     assert!(
         s.processed_latency_us_p50 >= s.e2e_latency_us_p50 && s.processed_latency_us_p50 > 0,
         "a message is processed after it is received"
@@ -101,7 +108,7 @@ fn malformed_and_duplicate_messages_are_counted_and_never_stop_the_consumer() {
     assert!(
         !s.complete
             && s.incomplete_reason.contains("1 messages missing")
-            && s.incomplete_reason.contains("3 messages rejected")
+            && s.incomplete_reason.contains("2 messages rejected")
     );
 }
 
@@ -200,4 +207,102 @@ fn empty_time_windows_do_not_keep_an_idle_consumer_alive() {
         "the idle timeout ended the run despite empty windows closing every 0.2 s ({:?})",
         t0.elapsed()
     );
+}
+
+/// Regression: a points-text or HDF5 message without MASS's accounting key (an instrument's own producer, the
+/// original Pilot-Streaming MASS) was rejected ("malformed accounting key"). A plain rdkafka producer, with
+/// librdkafka's own defaults and no key or a key of its own, sends the paper's forms; MASA processes every one.
+#[test]
+fn messages_from_a_plain_kafka_producer_are_processed_as_unaccounted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_p, conn) = pilot(dir.path());
+    let admin =
+        pilot_core::admin::KafkaAdmin::new(&conn.bootstrap, &conn.client, Duration::from_secs(10));
+    admin.create_topic("points", 2, 1).unwrap();
+    admin.create_topic("light", 2, 1).unwrap();
+    let producer: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &conn.bootstrap)
+        .set("message.max.bytes", "16777216")
+        .create()
+        .unwrap();
+    let started_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for i in 0..20 {
+        let text = format!("[[{i}.0, 1.5, -2.0], [0.25, {i}e-1, 3]]");
+        let key = format!("sensor-{i}");
+        let record = BaseRecord::<str, _>::to("points").payload(text.as_bytes());
+        let record = if i % 2 == 0 {
+            record.key(key.as_str())
+        } else {
+            record
+        };
+        producer.send(record).unwrap();
+    }
+    let tooth =
+        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/tooth.h5"))
+            .unwrap();
+    for _ in 0..2 {
+        producer
+            .send(BaseRecord::<(), _>::to("light").payload(&tooth[..]))
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let consume = |topic: &str, processor: &str| {
+        let plan = RawConfig::from_toml(
+            &format!(
+                "bootstrap_servers = \"{}\"\ntopic = \"{topic}\"\nidle_timeout_s = 3.0\nprocessor = \"{processor}\"\n[kafka]\n\"fetch.wait.max.ms\" = 10\n\"fetch.message.max.bytes\" = 16777216\n",
+                conn.bootstrap
+            ),
+            "test",
+        )
+        .unwrap()
+        .validate("test")
+        .unwrap();
+        masa::consumer::run(
+            &plan,
+            &conn,
+            Arc::new(SystemClock::new()),
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )
+        .unwrap()
+        .summary
+    };
+    let s = consume("points", "kmeans");
+    assert_eq!(
+        (
+            s.received_msgs,
+            s.unaccounted_msgs,
+            s.rejected_msgs,
+            s.missing_msgs
+        ),
+        (0, 20, 0, 0),
+        "{}",
+        s.rejected_reasons
+    );
+    assert_eq!(s.processed_items, 40);
+    assert!(s.complete, "{}", s.incomplete_reason);
+    assert!(
+        s.notes.contains("20 messages without MASS's accounting"),
+        "{}",
+        s.notes
+    );
+    // Latency from the Kafka timestamps: positive, and no more than the test has been running.
+    let ran_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - started_ms;
+    assert!(s.e2e_latency_us_p50 > 0 && (s.e2e_latency_us_max as i64) < (ran_ms + 1) * 1000);
+    let s = consume("light", "gridrec");
+    assert_eq!(
+        (s.unaccounted_msgs, s.rejected_msgs),
+        (2, 0),
+        "{}",
+        s.rejected_reasons
+    );
+    assert_eq!(s.processed_items, 4, "two slices per tooth file");
+    assert!(s.complete, "{}", s.incomplete_reason);
 }

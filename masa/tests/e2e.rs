@@ -128,7 +128,9 @@ fn two_consumer_processes_account_for_every_message_exactly_once() {
     let text = String::from_utf8_lossy(&merged.stdout);
     assert!(
         merged.status.success()
-            && text.contains("received 1000 distinct, duplicates 0, rejected 0, missing 0"),
+            && text.contains(
+                "received 1000 distinct, unaccounted 0, duplicates 0, rejected 0, missing 0"
+            ),
         "{text}"
     );
 }

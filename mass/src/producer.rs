@@ -63,13 +63,7 @@ pub fn make_source(plan: &ProducerPlan, producer_id: u32) -> Result<Box<dyn Sour
         SourcePlan::Synthetic { bytes, seed } => {
             Box::new(StaticSource::synthetic(*bytes, producer_id, *seed)?)
         }
-        SourcePlan::Template { file, mode, angles } => Box::new(TemplateSource::new(
-            file,
-            *mode,
-            plan.encoding,
-            *angles,
-            producer_id,
-        )?),
+        SourcePlan::Template(t) => Box::new(TemplateSource::new(t, plan.encoding, producer_id)?),
     })
 }
 
@@ -270,6 +264,7 @@ pub fn run(
     for t in 0..plan.threads {
         sources.push(make_source(plan, plan.producer_id_base + t)?);
     }
+    let notes = sources[0].notes().join("; ");
     let message_bytes = sources[0].next(0, 0).len();
     let points = sources[0].points_per_message();
     let rate = plan.rate(message_bytes);
@@ -280,9 +275,9 @@ pub fn run(
     // messages per second; more would park small messages on one partition for seconds at low rates).
     let run = (batch_bytes as usize / message_bytes.max(1)).clamp(1, 32) as u64;
     let mut cfg = conn.client.producer_config(&conn.bootstrap);
-    cfg.set("acks", &plan.acks)
+    cfg.set("acks", plan.acks.as_str())
         .set("linger.ms", plan.linger_ms.to_string())
-        .set("compression.type", &plan.compression)
+        .set("compression.type", plan.compression.as_str())
         .set("message.timeout.ms", plan.message_timeout_ms.to_string())
         .set("batch.size", batch_bytes.to_string());
     let mut writers = match &plan.results_dir {
@@ -296,8 +291,11 @@ pub fn run(
     let counters = Arc::new(Counters::default());
     let start_utc = pilot_core::store::now_utc();
     let start_ns = clock.now_ns() + 20_000_000; // a common start slightly ahead, so threads begin together
-    let warmup_end_ns = start_ns + (plan.warmup_s * 1e9) as u64;
-    let end_ns = plan.stop.duration_s.map(|d| start_ns + (d * 1e9) as u64);
+    let warmup_end_ns = start_ns + pilot_core::config::seconds_to_ns(plan.warmup_s);
+    let end_ns = plan
+        .stop
+        .duration_s
+        .map(|d| start_ns + pilot_core::config::seconds_to_ns(d));
     let mut producers = Vec::new();
     for _ in 0..plan.threads {
         let ctx = DeliveryContext {
@@ -543,10 +541,10 @@ pub fn run(
         messages_target: plan.stop.messages.unwrap_or(0),
         duration_target_s: plan.stop.duration_s.unwrap_or(0.0),
         warmup_s: plan.warmup_s,
-        acks: plan.acks.clone(),
+        acks: plan.acks.as_str().into(),
         linger_ms: plan.linger_ms,
         batch_size: batch_bytes,
-        compression: plan.compression.clone(),
+        compression: plan.compression.as_str().into(),
         elapsed_s: end_ns.saturating_sub(start_ns) as f64 / 1e9,
         measured_s,
         throughput_window_s: throughput_s,
@@ -579,6 +577,7 @@ pub fn run(
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(";"),
+        notes,
     };
     if let Some((sw, _)) = writers.as_mut() {
         sw.write(&summary)?;

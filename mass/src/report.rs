@@ -76,6 +76,9 @@ pub struct ProducerSummary {
     pub send_lag_us_max: u64,
     /// Delivery errors by reason, `reason=count;...`.
     pub errors: String,
+    /// What the source had to assume about its input (a template without flat or dark fields), `; `-separated.
+    #[serde(default)]
+    pub notes: String,
 }
 
 /// One row per reporting interval.

@@ -27,8 +27,9 @@
 //! For reproduction, messages can carry the same bytes the original mini-apps sent: KMeans points as UTF-8 text
 //! `[[x, y, z], ...]` ([`encode_points_text`] / [`parse_points_text`]) and the light source as the whole HDF5 file,
 //! raw or hex ([`encode_hex`] / [`decode_hex`]). Those bodies have no header, so the accounting fields travel in
-//! the Kafka key instead ([`AccountingKey`], 28 bytes). [`Encoding::detect`] tells the forms apart by their first
-//! bytes.
+//! the Kafka key instead ([`AccountingKey`], 32 bytes starting `PSMK`, so that any other producer's key is never
+//! taken for one). [`Encoding::detect`] tells the forms apart by their first bytes (leading whitespace allowed
+//! before text).
 
 use std::fmt;
 
@@ -244,7 +245,9 @@ pub enum DecodeError {
     BadText { at: usize, what: String },
     #[error("malformed hex at byte {at}")]
     BadHex { at: usize },
-    #[error("accounting key has {got} bytes, expected {ACCOUNTING_KEY_BYTES}")]
+    #[error(
+        "not an accounting key ({got} bytes; MASS's are {ACCOUNTING_KEY_BYTES} starting `PSMK`)"
+    )]
     BadKey { got: usize },
     #[error("malformed projections payload: {0}")]
     BadProjections(String),
@@ -552,7 +555,9 @@ pub fn projections_of(env: &Envelope<'_>, out: &mut Projections) -> Result<(), D
 // The paper's encodings
 
 /// Bytes of an [`AccountingKey`].
-pub const ACCOUNTING_KEY_BYTES: usize = 28;
+pub const ACCOUNTING_KEY_BYTES: usize = 32;
+/// First four bytes of every [`AccountingKey`].
+pub const KEY_MAGIC: [u8; 4] = *b"PSMK";
 
 /// Accounting fields carried in the Kafka key when the body has no envelope (the paper's encodings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -564,32 +569,35 @@ pub struct AccountingKey {
 }
 
 impl AccountingKey {
-    /// Little-endian bytes: producer id, sequence, intended, actual.
+    /// `PSMK`, then little-endian producer id, sequence, intended and actual send time.
     pub fn to_bytes(&self) -> [u8; ACCOUNTING_KEY_BYTES] {
         let mut b = [0u8; ACCOUNTING_KEY_BYTES];
-        b[0..4].copy_from_slice(&self.producer_id.to_le_bytes());
-        b[4..12].copy_from_slice(&self.sequence.to_le_bytes());
-        b[12..20].copy_from_slice(&self.intended_send_ns.to_le_bytes());
-        b[20..28].copy_from_slice(&self.actual_send_ns.to_le_bytes());
+        b[0..4].copy_from_slice(&KEY_MAGIC);
+        b[4..8].copy_from_slice(&self.producer_id.to_le_bytes());
+        b[8..16].copy_from_slice(&self.sequence.to_le_bytes());
+        b[16..24].copy_from_slice(&self.intended_send_ns.to_le_bytes());
+        b[24..32].copy_from_slice(&self.actual_send_ns.to_le_bytes());
         b
     }
 
-    /// Parse a key written by [`Self::to_bytes`].
+    /// Parse a key written by [`Self::to_bytes`]; any other key (another producer's) is an error.
     pub fn from_bytes(b: &[u8]) -> Result<Self, DecodeError> {
-        if b.len() != ACCOUNTING_KEY_BYTES {
+        if b.len() != ACCOUNTING_KEY_BYTES || b[0..4] != KEY_MAGIC {
             return Err(DecodeError::BadKey { got: b.len() });
         }
         Ok(AccountingKey {
-            producer_id: u32_at(b, 0),
-            sequence: u64_at(b, 4),
-            intended_send_ns: u64_at(b, 12),
-            actual_send_ns: u64_at(b, 20),
+            producer_id: u32_at(b, 4),
+            sequence: u64_at(b, 8),
+            intended_send_ns: u64_at(b, 16),
+            actual_send_ns: u64_at(b, 24),
         })
     }
 }
 
 /// The body encodings a message can have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Encoding {
     /// The versioned binary envelope (default).
@@ -611,7 +619,7 @@ impl Encoding {
             Some(Encoding::Hdf5Raw)
         } else if body.starts_with(b"894844460d0a1a0a") {
             Some(Encoding::Hdf5Hex)
-        } else if body.first() == Some(&b'[') {
+        } else if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
             Some(Encoding::PointsText)
         } else {
             None
