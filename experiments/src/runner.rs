@@ -83,9 +83,27 @@ pub fn run(
     let manifest_path = dir.join("manifest.json");
     let mut table = Table::read_or_empty(&csv_path).map_err(|e| e.to_string())?;
     let file_sha = sha256_hex(exp.text.as_bytes());
-    let mut manifest = match Manifest::read(&manifest_path) {
-        Ok(m) if m.file_sha256 == file_sha => m,
-        Ok(m) => {
+    // A manifest that exists but cannot be read is not "no manifest": rewriting it would lose the guard against
+    // mixing the results of a changed experiment file.
+    let existing = if manifest_path.exists() {
+        Some(Manifest::read(&manifest_path).map_err(|e| {
+            format!(
+                "{} exists but cannot be read ({e}): it guards the results in {} against a changed experiment file, so nothing runs; repair or remove it (and results.csv) first",
+                manifest_path.display(),
+                dir.display()
+            )
+        })?)
+    } else if csv_path.exists() {
+        return Err(format!(
+            "{} holds results but no manifest.json: its provenance is lost, so nothing runs; move the directory away",
+            dir.display()
+        ));
+    } else {
+        None
+    };
+    let mut manifest = match existing {
+        Some(m) if m.file_sha256 == file_sha => m,
+        Some(m) => {
             return Err(format!(
                 "{} holds results of a different version of {} (sha256 {} there, {} now): move it away or rename the experiment",
                 dir.display(),
@@ -94,7 +112,7 @@ pub fn run(
                 &file_sha[..12]
             ))
         }
-        Err(_) => Manifest {
+        None => Manifest {
             experiment: exp.name.clone(),
             description: exp.description.clone(),
             file: exp.path.display().to_string(),
@@ -835,5 +853,33 @@ mod tests {
             Experiment::from_text(Path::new("r.toml"), &text.replace("10", "11")).unwrap();
         let err = run(&changed, dir.path(), &mut ex, &opts, &shutdown, &mut |_| {}).unwrap_err();
         assert!(err.contains("different version"), "{err}");
+
+        // A corrupt manifest is refused, not rewritten (which would bypass that guard), and nothing is run.
+        let manifest_path = dir.path().join("r/manifest.json");
+        let before = std::fs::read(dir.path().join("r/results.csv")).unwrap();
+        std::fs::write(&manifest_path, b"{\"experiment\": \"r\", trunc").unwrap();
+        let mut ex = Scripted {
+            calls: vec![],
+            fail: vec![],
+            interrupt_after: None,
+        };
+        let err = run(&changed, dir.path(), &mut ex, &opts, &shutdown, &mut |_| {}).unwrap_err();
+        assert!(
+            err.contains("manifest.json exists but cannot be read"),
+            "{err}"
+        );
+        assert!(ex.calls.is_empty());
+        assert_eq!(
+            std::fs::read(&manifest_path).unwrap(),
+            b"{\"experiment\": \"r\", trunc"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("r/results.csv")).unwrap(),
+            before
+        );
+        // Results without any manifest are refused too.
+        std::fs::remove_file(&manifest_path).unwrap();
+        let err = run(&exp, dir.path(), &mut ex, &opts, &shutdown, &mut |_| {}).unwrap_err();
+        assert!(err.contains("no manifest.json"), "{err}");
     }
 }
