@@ -213,6 +213,7 @@ fn main() {
                 angles: AngleSource::Paper,
                 theta_units: pilot_core::aps::ThetaUnits::Auto,
                 open_beam_counts: None,
+                hdf5_timeout_s: 30.0,
                 mask_ratio: 0.95,
                 write_hdf5: false,
                 preview_png: false,

@@ -19,8 +19,10 @@ pub enum Arrival {
 pub struct Ranges(pub Vec<(u64, u64)>);
 
 impl Ranges {
-    /// Insert `s`; false if it was already there.
+    /// Insert `s` (below `u64::MAX`, which a range end cannot follow; the decoder refuses it); false if it was
+    /// already there.
     pub fn insert(&mut self, s: u64) -> bool {
+        let s = s.min(u64::MAX - 1);
         let v = &mut self.0;
         // Fast path: in-order arrival extends the last range.
         if let Some(last) = v.last_mut() {
@@ -142,13 +144,23 @@ impl Accounting {
 
     /// Totals; `expected` is how many messages were produced when the run declares it.
     pub fn totals(&self, expected: Option<u64>) -> Totals {
-        let received: u64 = self.received.values().map(Ranges::count).sum();
-        let gaps: u64 = self.received.values().map(|r| r.end() - r.count()).sum();
+        // Saturating: a corrupt sequence number near u64::MAX must not overflow the sums.
+        let received = self
+            .received
+            .values()
+            .fold(0u64, |a, r| a.saturating_add(r.count()));
+        let gaps = self
+            .received
+            .values()
+            .fold(0u64, |a, r| a.saturating_add(r.end() - r.count()));
         let short = expected.map_or(0, |e| e.saturating_sub(received));
         Totals {
             received,
             duplicates: self.duplicates,
-            rejected: self.rejected.values().sum(),
+            rejected: self
+                .rejected
+                .values()
+                .fold(0u64, |a, &r| a.saturating_add(r)),
             missing: gaps.max(short),
             unaccounted: self.unaccounted,
         }
@@ -207,6 +219,17 @@ mod tests {
         // The producer sent 10 in all: the tail is missing too.
         assert_eq!(a.totals(Some(10)).missing, 4);
         assert_eq!(a.rejected_text(), "bad magic=2");
+    }
+
+    /// Regression (found by the hostile-input test): corrupt sequence numbers near u64::MAX overflowed the sums.
+    #[test]
+    fn huge_sequence_numbers_saturate_instead_of_overflowing() {
+        let mut a = Accounting::default();
+        a.record(1, u64::MAX - 1);
+        a.record(2, u64::MAX - 1);
+        a.record(3, u64::MAX);
+        let t = a.totals(Some(3));
+        assert_eq!((t.received, t.missing), (3, u64::MAX));
     }
 
     #[test]

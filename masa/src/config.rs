@@ -194,6 +194,10 @@ pub struct RawConfig {
     /// Tomography: open-beam counts for files without flat fields [default: the projections' 99th percentile]
     #[arg(long)]
     pub open_beam_counts: Option<f64>,
+    /// Tomography: seconds the HDF5 library may take to read one whole-file message (in its helper process) before
+    /// the message is rejected as corrupt [default: 30]
+    #[arg(long)]
+    pub hdf5_timeout_s: Option<f64>,
     /// Tomography: circular mask radius, 1 = inscribed circle [default: 0.95]
     #[arg(long)]
     pub mask_ratio: Option<f64>,
@@ -353,6 +357,7 @@ impl RawConfig {
         };
         positive("center_range_px", self.center_range_px)?;
         positive("open_beam_counts", self.open_beam_counts)?;
+        seconds("hdf5_timeout_s", self.hdf5_timeout_s)?;
         if self.center_every_messages == Some(0) {
             return Err(err(
                 "center_every_messages",
@@ -406,6 +411,7 @@ impl RawConfig {
             angles: self.angles.unwrap_or_default(),
             theta_units: self.theta_units.unwrap_or_default(),
             open_beam_counts: self.open_beam_counts,
+            hdf5_timeout_s: self.hdf5_timeout_s.unwrap_or(30.0),
             mask_ratio,
             write_hdf5: self.write_hdf5.unwrap_or(false),
             preview_png: self.preview_png.unwrap_or(true),
@@ -483,6 +489,7 @@ impl Settings for RawConfig {
             ("angles", self.angles.is_some()),
             ("theta_units", self.theta_units.is_some()),
             ("open_beam_counts", self.open_beam_counts.is_some()),
+            ("hdf5_timeout_s", self.hdf5_timeout_s.is_some()),
             ("mask_ratio", self.mask_ratio.is_some()),
             ("write_hdf5", self.write_hdf5.is_some()),
             ("preview_png", self.preview_png.is_some()),

@@ -130,6 +130,11 @@ impl Decoder {
         if enc == Encoding::Envelope {
             let env = message::decode(body).map_err(rejected)?;
             let h = env.header;
+            if h.sequence == u64::MAX {
+                return Err(degenerate(
+                    "sequence u64::MAX (reserved: no producer sends it)".into(),
+                ));
+            }
             let meta = Meta {
                 id: Some((h.producer_id, h.sequence)),
                 sent: SendTime::Mass {
@@ -185,6 +190,12 @@ impl Decoder {
         }
         // The paper's encodings: accounted when the key is MASS's, processed as unaccounted otherwise.
         let (id, sent) = match key.map(AccountingKey::from_bytes) {
+            Some(Ok(k)) if k.sequence == u64::MAX => {
+                return Err(degenerate(
+                    "sequence u64::MAX in the accounting key (reserved: no producer sends it)"
+                        .into(),
+                ))
+            }
             Some(Ok(k)) => (
                 Some((k.producer_id, k.sequence)),
                 SendTime::Mass {

@@ -6,6 +6,9 @@
 //! every N messages if asked); then per window every queued slice is reconstructed (GridRec two slices per pass,
 //! ML-EM two per traversal, slices in parallel on this processor's rayon pool) and masked to the field of view.
 //!
+//! Whole files are read by the HDF5 library in a helper process ([`pilot_core::aps::ImageReader`]): a corrupt file
+//! that crashes the library is a rejected message, not a dead consumer.
+//!
 //! Files as detectors write them: integer counts are read as f32, angles in degrees or radians
 //! ([`pilot_core::aps::ThetaUnits`]), and a file without flat or dark fields is normalised with stated
 //! assumptions ([`pilot_core::aps::ApsScan::fields`]); [`Processor::notes`] reports them for the run's summary.
@@ -25,7 +28,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use pilot_core::aps::{paper_theta_rad, AngleSource, ApsScan, ThetaUnits};
+use pilot_core::aps::{paper_theta_rad, AngleSource, ImageReader, ThetaUnits};
 use rayon::prelude::*;
 
 use crate::decode::Payload;
@@ -69,6 +72,9 @@ pub struct TomoConfig {
     pub theta_units: ThetaUnits,
     /// Open-beam counts for files without flat fields (default: from the data).
     pub open_beam_counts: Option<f64>,
+    /// How long the HDF5 library may take to read one whole-file message before it is rejected as corrupt (a
+    /// corrupt file can make it loop).
+    pub hdf5_timeout_s: f64,
     /// Radius of the circular mask (1 = inscribed circle).
     pub mask_ratio: f64,
     /// Append slices to an HDF5 file in the results directory.
@@ -105,9 +111,10 @@ impl TomoConfig {
             ),
         };
         format!(
-            "{alg}; centre {center}; angles {:?} (theta units {:?}); open beam {}; mask {}; hdf5 {}; png {}; threads {}",
+            "{alg}; centre {center}; angles {:?} (theta units {:?}); HDF5 read timeout {} s; open beam {}; mask {}; hdf5 {}; png {}; threads {}",
             self.angles,
             self.theta_units,
+            self.hdf5_timeout_s,
             self.open_beam_counts
                 .map(|c| format!("{c} counts"))
                 .unwrap_or_else(|| "flat fields, else from the data".into()),
@@ -193,6 +200,8 @@ pub struct TomoProcessor {
     /// The current message's angles, radians.
     theta: Vec<f64>,
     notes: BTreeSet<String>,
+    /// Reads whole-file messages in a helper process (a corrupt file can crash the HDF5 library).
+    images: ImageReader,
 }
 
 impl TomoProcessor {
@@ -203,6 +212,7 @@ impl TomoProcessor {
             .thread_name(|i| format!("masa-tomo-{i}"))
             .build()
             .map_err(|e| format!("starting the reconstruction threads: {e}"))?;
+        let images = ImageReader::new(std::time::Duration::from_secs_f64(cfg.hdf5_timeout_s));
         Ok(TomoProcessor {
             cfg,
             label: label.to_string(),
@@ -218,6 +228,7 @@ impl TomoProcessor {
             preview: None,
             theta: Vec::new(),
             notes: BTreeSet::new(),
+            images,
         })
     }
 
@@ -571,7 +582,7 @@ impl Processor for TomoProcessor {
     fn add(&mut self, payload: &Payload<'_>) -> Result<(), String> {
         match payload {
             Payload::Hdf5File(bytes) => {
-                let scan = ApsScan::read_bytes(bytes).map_err(|e| e.to_string())?;
+                let scan = self.images.read(bytes).map_err(|e| e.to_string())?;
                 let [a, r, c] = scan.data.dims;
                 self.theta = match self.cfg.angles {
                     AngleSource::File => scan.theta_rad(self.cfg.theta_units)?,

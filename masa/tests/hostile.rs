@@ -194,11 +194,11 @@ fn processors() -> Vec<(&'static str, ProcessorPlan)> {
         ("kmeans", plan("processor = \"kmeans\"\nk = 4\n")),
         (
             "gridrec",
-            plan("processor = \"gridrec\"\ntomo_threads = 1\npreview_png = false\n"),
+            plan("processor = \"gridrec\"\ntomo_threads = 1\npreview_png = false\nhdf5_timeout_s = 2\n"),
         ),
         (
             "mlem",
-            plan("processor = \"mlem\"\niterations = 2\ntomo_threads = 1\npreview_png = false\ncenter_every_messages = 1\n"),
+            plan("processor = \"mlem\"\niterations = 2\ntomo_threads = 1\npreview_png = false\ncenter_every_messages = 1\nhdf5_timeout_s = 2\n"),
         ),
     ]
 }

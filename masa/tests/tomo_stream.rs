@@ -31,6 +31,7 @@ fn config(algorithm: Algorithm, dir: &Path) -> TomoConfig {
         angles: AngleSource::File,
         theta_units: pilot_core::aps::ThetaUnits::Auto,
         open_beam_counts: None,
+        hdf5_timeout_s: 30.0,
         mask_ratio: 0.95,
         write_hdf5: true,
         preview_png: true,
