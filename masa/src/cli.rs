@@ -81,8 +81,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 print!("dry run: masa would run\n{}", plan.describe());
                 return Ok(());
             }
-            let shutdown = pilot_core::cli::shutdown_flag()?;
-            let conn = pilot_core::client::Connection::resolve(&plan.target)?;
+            let shutdown = pilot_core::signals::shutdown_flag()?;
+            let conn = pilot_core::connect::resolve(&plan.target)?;
             let show = !quiet && std::io::stderr().is_terminal();
             let mut progress = |r: &masa::report::ConsumerInterval| {
                 if show {

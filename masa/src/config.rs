@@ -8,9 +8,10 @@ use std::path::PathBuf;
 
 use clap::ValueEnum;
 use pilot_core::aps::{AngleSource, ThetaUnits};
-use pilot_core::client::{KafkaProperties, Target};
+use pilot_core::client::KafkaProperties;
 use pilot_core::config::{check_topic, default_run_id, positive, seconds, SettingError};
 pub use pilot_core::config::{ConfigError, Settings};
+use pilot_core::connect::Target;
 use serde::{Deserialize, Serialize};
 
 use crate::kmeans::TimeUnit;

@@ -50,13 +50,14 @@ fn two_consumer_processes_account_for_every_message_exactly_once() {
     .collect();
     let consumers = std::thread::spawn(move || {
         let mut backend = pilot_core::backend::local::LocalBackend::new();
-        pilot_core::tasks::run_per_node(
+        pilot_core::tasks::run(
             &details,
             &mut backend,
             pilot_core::tasks::NodeSelection::Own,
             2,
             &command,
             Duration::from_secs(120),
+            &|| false,
         )
         .unwrap()
     });

@@ -113,7 +113,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 print!("dry run: mass would run\n{}", plan.describe());
                 return Ok(());
             }
-            let shutdown = pilot_core::cli::shutdown_flag()?;
+            let shutdown = pilot_core::signals::shutdown_flag()?;
             let conn = producer::connect(&plan.target)?;
             let show = !quiet && std::io::stderr().is_terminal();
             let mut progress = |row: &mass::report::IntervalRow| {

@@ -283,7 +283,8 @@ pub const RESERVED_PRODUCER_PROPERTIES: &[(&str, &str)] = &[
     ("delivery.timeout.ms", "`message_timeout_ms`"),
 ];
 
-pub use pilot_core::client::{KafkaProperties, Target};
+pub use pilot_core::client::KafkaProperties;
+pub use pilot_core::connect::Target;
 
 /// A validated template source.
 #[derive(Debug, Clone, PartialEq)]

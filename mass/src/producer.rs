@@ -46,7 +46,7 @@ pub use pilot_core::client::Connection;
 
 /// Resolve the plan's target (a pilot's details, or plain brokers).
 pub fn connect(target: &Target) -> Result<Connection, ProduceError> {
-    Ok(Connection::resolve(target)?)
+    Ok(pilot_core::connect::resolve(target)?)
 }
 
 /// Build the source for one producer thread.

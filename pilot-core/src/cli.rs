@@ -1,27 +1,24 @@
-//! The `pilot` command line: start, status, extend, stop, topics, smoke. The binary parses [`Cli`] and calls
-//! [`run`]; everything else is here so tests drive it directly.
-//!
-//! `pilot start` without `--foreground` registers the pilot and hands it to a detached agent process
-//! (`pilot agent ID`, its own session, output in `<pilot dir>/agent.log`) that owns the framework processes and
-//! ends them on `pilot stop` (SIGTERM), at walltime, or when it dies (the kernel kills them with it).
+//! The `pilot` command line: start, status, extend, stop, exec, topics, smoke. The binary parses [`Cli`] and calls
+//! [`run`]; this module holds the clap definitions and the output a person reads, and drives the library
+//! ([`crate::lifecycle`] for starting, stopping and the detached agent; [`crate::tasks`] for exec).
 
 use std::io::Write;
 use std::net::Ipv4Addr;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::description::{ProcessEnvironment, RawDescription, RawKafka, RawLocal};
-use crate::error::{log_tail, PilotError, Result};
-use crate::pilot::{backend_for, NodeRole, Pilot, PilotDetails, PilotState};
-use crate::process::same_process_alive;
+use crate::description::{FrameworkKind, ProcessEnvironment, RawDescription, RawKafka, RawLocal};
+use crate::error::{PilotError, Result};
+use crate::framework::FrameworkDetails;
+use crate::lifecycle::{self, Stopped};
+use crate::pilot::{backend_for, Pilot, PilotDetails};
 use crate::store::{PilotRecord, Store};
 
-/// Pilots for streaming pipelines: brokers on local slots (and batch allocations), with their connection details.
+/// Pilots for streaming pipelines: Kafka brokers, Spark and Dask clusters, or plain compute nodes, on local slots
+/// or SLURM allocations, with their connection details.
 #[derive(Debug, Parser)]
 #[command(name = "pilot", version, about, long_about = None)]
 pub struct Cli {
@@ -57,7 +54,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Add nodes to a running pilot: a child pilot whose nodes join the parent's cluster
+    /// Add nodes to a running pilot: a child pilot whose nodes join the parent's cluster (Kafka brokers, Spark
+    /// or Dask workers)
     Extend {
         /// Id of the running pilot to extend
         id: String,
@@ -82,7 +80,7 @@ pub enum Command {
         #[arg(long, default_value_t = 30)]
         timeout_s: u64,
     },
-    /// Create, delete or describe topics on a pilot's brokers
+    /// Create, delete or describe topics on a pilot's brokers (or its broker pilot's)
     Topic {
         #[command(subcommand)]
         action: TopicAction,
@@ -100,8 +98,9 @@ pub enum Command {
     },
     /// Run P copies of a command on each of a running pilot's nodes and wait for them
     ///
-    /// In the command, {node} {node_address} {process_index} {local_index} {bootstrap} {pilot} are replaced
-    /// (also set as PILOT_NODE, PILOT_NODE_ADDRESS, ... in the environment). Logs: <pilot dir>/tasks/.
+    /// In the command, {node} {node_address} {process_index} {local_index} {bootstrap} {pilot} {spark_master}
+    /// {dask_scheduler} are replaced (also set as PILOT_NODE, PILOT_NODE_ADDRESS, ... in the environment). On a
+    /// Dask pilot the copies run as Dask tasks pinned to each node's workers. Logs: <pilot dir>/tasks/.
     Exec {
         /// Pilot id
         id: String,
@@ -109,8 +108,12 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         processes_per_node: usize,
         /// Nodes to use: own (this pilot's), compute (this pilot's nodes without a broker), all (parents' too)
-        #[arg(long, default_value = "own")]
-        nodes: String,
+        #[arg(long, value_enum, default_value = "own")]
+        nodes: crate::tasks::NodeSelection,
+        /// Spark pilots: spark-submit the command (an application and its arguments) to the cluster, once, from
+        /// the master's node
+        #[arg(long)]
+        spark_submit: bool,
         /// Give up (and end the tasks) after this many seconds
         #[arg(long, default_value_t = 3600)]
         timeout_s: u64,
@@ -149,9 +152,9 @@ pub struct DescriptionArgs {
     /// Resource URL: local://, slurm://localhost, slurm+ssh://user@host[:port] [default: local://]
     #[arg(long)]
     pub resource: Option<String>,
-    /// Framework [default: kafka]
-    #[arg(long)]
-    pub framework: Option<String>,
+    /// What the pilot boots [default: kafka]
+    #[arg(long, value_enum)]
+    pub framework: Option<FrameworkKind>,
     /// Number of nodes [default: 1]
     #[arg(long)]
     pub nodes: Option<u32>,
@@ -170,6 +173,13 @@ pub struct DescriptionArgs {
     /// SLURM reservation (sbatch --reservation)
     #[arg(long)]
     pub reservation: Option<String>,
+    /// Spark, Dask and framework-free pilots: the Kafka pilot whose brokers their tasks use
+    #[arg(long)]
+    pub broker_pilot: Option<String>,
+    /// Spark and Dask pilots: the Python environment they come from [default: $PILOT_FRAMEWORKS_VENV or
+    /// ~/.local/share/pilot-streaming/venv]
+    #[arg(long)]
+    pub python_env: Option<PathBuf>,
     /// Kafka distribution: tansu, apache-kafka, external [default: tansu]
     #[arg(long)]
     pub distribution: Option<String>,
@@ -179,7 +189,7 @@ pub struct DescriptionArgs {
     /// Partitions per broker node [default: 12]
     #[arg(long)]
     pub partitions_per_node: Option<u32>,
-    /// Seconds to wait for readiness [default: 60]
+    /// Seconds to wait for Kafka's readiness [default: 60]
     #[arg(long)]
     pub ready_timeout_s: Option<u64>,
     /// Path to the tansu binary
@@ -210,13 +220,15 @@ impl DescriptionArgs {
         };
         RawDescription {
             resource: self.resource.clone(),
-            framework: self.framework.clone(),
+            framework: self.framework,
             nodes: self.nodes,
             cores_per_node: self.cores_per_node,
             walltime_min: self.walltime_min,
             queue: self.queue.clone(),
             project: self.project.clone(),
             reservation: self.reservation.clone(),
+            broker_pilot: self.broker_pilot.clone(),
+            python_env: self.python_env.clone(),
             kafka: (kafka != RawKafka::default()).then_some(kafka),
             local: self.addresses.clone().map(|a| RawLocal {
                 addresses: Some(a),
@@ -246,22 +258,12 @@ pub fn plan_from(
         Some(f) => (RawDescription::from_file(f)?, f.display().to_string()),
         None => (RawDescription::default(), "command line".to_string()),
     };
-    raw = raw.overlay(args.to_raw());
+    raw = raw.overlay(args.to_raw())?;
     if workdir.is_some() || raw.working_directory.is_none() {
         raw.working_directory = Some(default_workdir(workdir));
     }
     raw.working_directory = raw.working_directory.as_deref().map(absolute);
     raw.validate(&origin, &ProcessEnvironment)
-}
-
-/// Shutdown flag set by SIGINT/SIGTERM.
-pub fn shutdown_flag() -> Result<Arc<AtomicBool>> {
-    let flag = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&flag))
-            .map_err(|e| PilotError::io("installing signal handler", "SIGINT/SIGTERM", e))?;
-    }
-    Ok(flag)
 }
 
 /// Run a parsed command line, writing human output to `out`.
@@ -286,27 +288,24 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             dry_run,
             json,
         } => {
-            let parent = store().load_reconciled(&id)?;
-            if parent.state != PilotState::Running {
-                return Err(PilotError::WrongState {
-                    id,
-                    state: parent.state.to_string(),
-                    message: "only a Running pilot can be extended".into(),
-                });
-            }
-            let mut plan = parent.plan.clone();
-            plan.nodes = nodes;
-            plan.parent = Some(id);
-            plan.local.addresses = None;
-            if nodes == 0 {
-                return Err(PilotError::invalid(
-                    "command line",
-                    "--nodes must be at least 1 (got 0)",
-                ));
-            }
+            let plan = lifecycle::extension_plan(&store(), &id, nodes)?;
             start(plan, foreground, dry_run, json, out)
         }
-        Command::Stop { id, timeout_s } => stop(&store(), &id, Duration::from_secs(timeout_s), out),
+        Command::Stop { id, timeout_s } => {
+            for (id, how) in lifecycle::stop(&store(), &id, Duration::from_secs(timeout_s))? {
+                let line = match how {
+                    Stopped::AlreadyEnded(s) => format!("pilot {id} is already {s}"),
+                    Stopped::NeverStarted => format!("pilot {id} Canceled (it never started)"),
+                    Stopped::Ended { state, reason } if reason.is_empty() => {
+                        format!("pilot {id} {state}")
+                    }
+                    Stopped::Ended { state, reason } => format!("pilot {id} {state} ({reason})"),
+                    Stopped::Killed => format!("pilot {id} Canceled (manager killed)"),
+                };
+                writeln!(out, "{line}").map_err(io_out)?;
+            }
+            Ok(())
+        }
         Command::Topic { action } => topic(&store(), action, out),
         Command::Smoke {
             desc,
@@ -320,43 +319,47 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             id,
             processes_per_node,
             nodes,
+            spark_submit,
             timeout_s,
             command,
         } => {
-            let which = match nodes.as_str() {
-                "own" => crate::tasks::NodeSelection::Own,
-                "compute" => crate::tasks::NodeSelection::Compute,
-                "all" => crate::tasks::NodeSelection::All,
-                other => {
-                    return Err(PilotError::invalid(
-                        "command line",
-                        format!("--nodes `{other}` is unknown (own, compute, all)"),
-                    ))
-                }
-            };
             if processes_per_node == 0 {
                 return Err(PilotError::invalid(
                     "command line",
                     "--processes-per-node must be at least 1",
                 ));
             }
-            let d = running_details(&store(), &id)?;
+            let d = lifecycle::running_details(&store(), &id)?;
             let r = store().load(&id)?;
             let mut backend = crate::pilot::task_backend(&r);
-            let results = crate::tasks::run_per_node(
-                &d,
-                backend.as_mut(),
-                which,
-                processes_per_node,
-                &command,
-                Duration::from_secs(timeout_s),
-            )?;
+            let flag = crate::signals::shutdown_flag()?;
+            let stop = || flag.load(Ordering::Relaxed);
+            let timeout = Duration::from_secs(timeout_s);
+            let results = if spark_submit {
+                vec![crate::tasks::spark_submit(
+                    &d,
+                    backend.as_mut(),
+                    &command,
+                    timeout,
+                    &stop,
+                )?]
+            } else {
+                crate::tasks::run(
+                    &d,
+                    backend.as_mut(),
+                    nodes,
+                    processes_per_node,
+                    &command,
+                    timeout,
+                    &stop,
+                )?
+            };
             let failed = results.iter().filter(|t| !t.success()).count();
             for t in &results {
                 let status = t
                     .status
                     .map(|s| s.to_string())
-                    .unwrap_or_else(|| "timed out".into());
+                    .unwrap_or_else(|| "timed out or stopped".into());
                 writeln!(
                     out,
                     "task {:>3} on {:<24} {:<22} {}",
@@ -379,7 +382,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             }
             Ok(())
         }
-        Command::Agent { id } => agent(&store(), &id),
+        Command::Agent { id } => lifecycle::run_agent(&store(), &id),
     }
 }
 
@@ -398,135 +401,26 @@ fn start(
         write!(out, "dry run: this pilot would start\n{}", plan.describe()).map_err(io_out)?;
         return Ok(());
     }
-    if foreground {
-        let flag = shutdown_flag()?;
-        let stop = || flag.load(Ordering::Relaxed);
-        let mut pilot = Pilot::submit(plan.clone(), backend_for(&plan.resource))?;
-        writeln!(out, "starting pilot {} ...", pilot.id()).map_err(io_out)?;
-        pilot.start(&stop)?;
-        print_details(pilot.record(), json, out)?;
-        writeln!(out, "running in the foreground; Ctrl-C cancels the pilot").map_err(io_out)?;
-        out.flush().map_err(io_out)?;
-        let end = pilot.supervise(&stop, Duration::from_millis(200));
-        writeln!(
-            out,
-            "pilot {} {end}: {}",
-            pilot.id(),
-            pilot.record().reason.clone().unwrap_or_default()
-        )
-        .map_err(io_out)?;
-        return if end == PilotState::Failed {
-            Err(PilotError::WrongState {
-                id: pilot.id().into(),
-                state: end.to_string(),
-                message: pilot.record().reason.clone().unwrap_or_default(),
-            })
-        } else {
-            Ok(())
-        };
+    if !foreground {
+        let r = lifecycle::start_detached(plan)?;
+        return print_details(&r, json, out);
     }
-    // Detached: register, hand over to an agent, wait until it reports Running or gives up.
-    let store = Store::new(&plan.working_directory);
-    let timeout = Duration::from_secs(plan.kafka().ready_timeout_s + 30);
-    let id = Pilot::register(plan)?.id;
-    let dir = store.pilot_dir(&id);
-    let log_path = dir.join("agent.log");
-    let log =
-        std::fs::File::create(&log_path).map_err(|e| PilotError::io("creating", &log_path, e))?;
-    let log2 = log
-        .try_clone()
-        .map_err(|e| PilotError::io("creating", &log_path, e))?;
-    let exe = std::env::current_exe()
-        .map_err(|e| PilotError::io("locating", "the pilot executable", e))?;
-    let mut cmd = std::process::Command::new(&exe);
-    cmd.arg("--workdir")
-        .arg(store.root())
-        .arg("agent")
-        .arg(&id)
-        .stdin(std::process::Stdio::null())
-        .stdout(log)
-        .stderr(log2);
-    // SAFETY: setsid is async-signal-safe; the agent gets its own session so a terminal's hangup spares it.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().map_err(|source| PilotError::Launch {
-        label: "pilot agent".into(),
-        program: exe.clone(),
-        source,
-    })?;
-    let t0 = Instant::now();
-    loop {
-        let r = store.load(&id)?;
-        if r.state == PilotState::Running {
-            // The agent lives on in its own session; dropping the handle neither waits for nor kills it.
-            drop(child);
-            return print_details(&r, json, out);
-        }
-        if r.state.is_terminal() {
-            let _ = child.wait();
-            return Err(PilotError::WrongState {
-                id,
-                state: r.state.to_string(),
-                message: r.reason.unwrap_or_default(),
-            });
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut r = store.load(&id)?;
-            if !r.state.is_terminal() {
-                r.state = PilotState::Failed;
-                r.reason = Some(format!(
-                    "agent exited ({status}) before the pilot was ready"
-                ));
-                store.save(&r)?;
-            }
-            return Err(PilotError::FrameworkFailed {
-                message: format!("pilot {id}: agent exited ({status}) before the pilot was ready"),
-                log: log_path.clone(),
-                log_tail: log_tail(&log_path, 20),
-            });
-        }
-        if t0.elapsed() > timeout {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let _ = child.wait();
-            return Err(PilotError::NotReady {
-                what: format!("pilot {id} (still {})", r.state),
-                waited_s: t0.elapsed().as_secs_f64(),
-                last_error: format!("see {}", log_path.display()),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn agent(store: &Store, id: &str) -> Result<()> {
-    let flag = shutdown_flag()?;
+    let flag = crate::signals::shutdown_flag()?;
     let stop = || flag.load(Ordering::Relaxed);
-    let record = store.load(id)?;
-    if record.state != PilotState::New {
-        return Err(PilotError::WrongState {
-            id: id.into(),
-            state: record.state.to_string(),
-            message: "the agent takes over New pilots only".into(),
-        });
-    }
-    let backend = backend_for(&record.plan.resource);
-    let mut pilot = Pilot::from_record(record, backend);
-    eprintln!("agent {}: starting pilot {id}", std::process::id());
-    pilot.start(&stop)?;
-    eprintln!("agent: pilot {id} running");
-    let end = pilot.supervise(&stop, Duration::from_millis(200));
-    eprintln!(
-        "agent: pilot {id} {end}: {}",
-        pilot.record().reason.clone().unwrap_or_default()
-    );
-    Ok(())
+    writeln!(out, "starting the pilot in the foreground ...").map_err(io_out)?;
+    let end = lifecycle::run_in_foreground(plan, &stop, &mut |r| {
+        print_details(r, json, out)?;
+        writeln!(out, "running in the foreground; Ctrl-C cancels the pilot").map_err(io_out)?;
+        out.flush().map_err(io_out)
+    })?;
+    writeln!(
+        out,
+        "pilot {} {}: {}",
+        end.id,
+        end.state,
+        end.reason.clone().unwrap_or_default()
+    )
+    .map_err(io_out)
 }
 
 /// Print a record's details for a person (or JSON).
@@ -552,10 +446,49 @@ pub fn print_details(r: &PilotRecord, json: bool, out: &mut dyn Write) -> Result
 }
 
 fn details_text(d: &PilotDetails) -> String {
-    let k = d.framework.kafka();
     let mut s = String::new();
-    s.push_str(&format!("  bootstrap servers: {}\n", k.bootstrap()));
-    s.push_str(&format!("  distribution:      {}\n", k.distribution));
+    s.push_str(&format!(
+        "  framework:         {}\n",
+        d.framework.kind().name()
+    ));
+    match &d.framework {
+        FrameworkDetails::Spark(sp) => {
+            s.push_str(&format!("  master:            {}\n", sp.master_url));
+            s.push_str(&format!("  web UI:            {}\n", sp.webui_url));
+            s.push_str(&format!(
+                "  workers:           {}\n",
+                sp.workers
+                    .iter()
+                    .map(|w| format!("{} ({})", w.node, w.webui_url))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        FrameworkDetails::Dask(dk) => {
+            s.push_str(&format!("  scheduler:         {}\n", dk.scheduler_address));
+            s.push_str(&format!("  dashboard:         {}\n", dk.dashboard_url));
+            s.push_str(&format!(
+                "  scheduler file:    {}\n",
+                dk.scheduler_file.display()
+            ));
+            s.push_str(&format!(
+                "  workers:           {}\n",
+                dk.nodes
+                    .iter()
+                    .map(|n| format!("{} x{} ({} threads)", n.node, n.workers, n.threads))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        _ => {}
+    }
+    if let Some(k) = d.kafka() {
+        s.push_str(&format!("  bootstrap servers: {}\n", k.bootstrap()));
+        s.push_str(&format!("  distribution:      {}\n", k.distribution));
+        if let Some(b) = &d.broker_pilot {
+            s.push_str(&format!("  broker pilot:      {b}\n"));
+        }
+    }
     s.push_str(&format!(
         "  resource:          {} (job {})\n",
         d.resource, d.job_id
@@ -568,44 +501,42 @@ fn details_text(d: &PilotDetails) -> String {
     }
     s.push_str("  nodes:\n");
     for n in &d.nodes {
-        let role = match n.role {
-            NodeRole::Broker => "broker",
-            NodeRole::Compute => "compute",
-        };
         s.push_str(&format!(
-            "    {:<24} {:<15} {:<8} {}\n",
+            "    {:<24} {:<15} {:<9} {}\n",
             n.name,
             n.address.to_string(),
-            role,
+            n.role.name(),
             n.pilot_id
         ));
     }
-    s.push_str(&format!(
-        "  topic partitions:  {} by default ({} per broker node)\n",
-        k.default_partitions(),
-        k.partitions_per_node
-    ));
-    let props = |m: &std::collections::BTreeMap<String, String>| {
-        if m.is_empty() {
-            return "(librdkafka defaults)".to_string();
-        }
-        m.iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    s.push_str(&format!(
-        "  client (all):      {}\n",
-        props(&k.client.common)
-    ));
-    s.push_str(&format!(
-        "  client (producer): {}\n",
-        props(&k.client.producer)
-    ));
-    s.push_str(&format!(
-        "  client (consumer): {}\n",
-        props(&k.client.consumer)
-    ));
+    if let Some(k) = d.kafka() {
+        s.push_str(&format!(
+            "  topic partitions:  {} by default ({} per broker node)\n",
+            k.default_partitions(),
+            k.partitions_per_node
+        ));
+        let props = |m: &std::collections::BTreeMap<String, String>| {
+            if m.is_empty() {
+                return "(librdkafka defaults)".to_string();
+            }
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        s.push_str(&format!(
+            "  client (all):      {}\n",
+            props(&k.client.common)
+        ));
+        s.push_str(&format!(
+            "  client (producer): {}\n",
+            props(&k.client.producer)
+        ));
+        s.push_str(&format!(
+            "  client (consumer): {}\n",
+            props(&k.client.consumer)
+        ));
+    }
     for l in &d.logs {
         s.push_str(&format!("  log:               {}\n", l.display()));
     }
@@ -633,23 +564,28 @@ fn status(store: &Store, id: Option<&str>, json: bool, out: &mut dyn Write) -> R
     }
     writeln!(
         out,
-        "{:<28} {:<9} {:>5}  {:<28} PARENT",
-        "ID", "STATE", "NODES", "BOOTSTRAP"
+        "{:<28} {:<9} {:<9} {:>5}  {:<28} PARENT",
+        "ID", "STATE", "FRAMEWORK", "NODES", "CONNECT"
     )
     .map_err(io_out)?;
     for r in all {
-        let bootstrap = r
+        let connect = r
             .details
             .as_ref()
-            .map(|d| d.framework.kafka().bootstrap())
+            .map(|d| match &d.framework {
+                FrameworkDetails::Spark(s) => s.master_url.clone(),
+                FrameworkDetails::Dask(k) => k.scheduler_address.clone(),
+                _ => d.kafka().map(|k| k.bootstrap()).unwrap_or_default(),
+            })
             .unwrap_or_default();
         writeln!(
             out,
-            "{:<28} {:<9} {:>5}  {:<28} {}",
+            "{:<28} {:<9} {:<9} {:>5}  {:<28} {}",
             r.id,
             r.state.to_string(),
+            r.plan.framework.kind().name(),
             r.plan.nodes,
-            bootstrap,
+            connect,
             r.plan.parent.clone().unwrap_or_default()
         )
         .map_err(io_out)?;
@@ -657,77 +593,16 @@ fn status(store: &Store, id: Option<&str>, json: bool, out: &mut dyn Write) -> R
     Ok(())
 }
 
-/// Cancel pilot `id` run by another process (children first) and wait until its manager has cleaned up.
-pub fn stop(store: &Store, id: &str, timeout: Duration, out: &mut dyn Write) -> Result<()> {
-    let r = store.load_reconciled(id)?;
-    for child in store.list()? {
-        if child.plan.parent.as_deref() == Some(id) && !child.state.is_terminal() {
-            stop(store, &child.id, timeout, out)?;
-        }
-    }
-    if r.state.is_terminal() {
-        writeln!(out, "pilot {id} is already {}", r.state).map_err(io_out)?;
-        return Ok(());
-    }
-    let Some(pid) = r.manager_pid else {
-        // Registered but never started: nothing runs.
-        let mut r = r;
-        r.state = PilotState::Canceled;
-        r.reason = Some("canceled before it started".into());
-        store.save(&r)?;
-        writeln!(out, "pilot {id} Canceled").map_err(io_out)?;
-        return Ok(());
-    };
-    let npid = nix::unistd::Pid::from_raw(pid as i32);
-    if same_process_alive(pid, r.manager_start_ticks) {
-        let _ = nix::sys::signal::kill(npid, nix::sys::signal::Signal::SIGTERM);
-    }
-    let t0 = Instant::now();
-    loop {
-        let now = store.load(id)?;
-        let alive = same_process_alive(pid, r.manager_start_ticks);
-        if now.state.is_terminal() && !alive {
-            writeln!(out, "pilot {id} {}", now.state).map_err(io_out)?;
-            return Ok(());
-        }
-        if !alive {
-            let rec = store.load_reconciled(id)?;
-            writeln!(
-                out,
-                "pilot {id} {} ({})",
-                rec.state,
-                rec.reason.unwrap_or_default()
-            )
-            .map_err(io_out)?;
-            return Ok(());
-        }
-        if t0.elapsed() > timeout {
-            // The kernel ends the manager's framework processes with it (parent-death signal).
-            let _ = nix::sys::signal::kill(npid, nix::sys::signal::Signal::SIGKILL);
-            let mut rec = store.load(id)?;
-            rec.state = PilotState::Canceled;
-            rec.reason = Some(format!(
-                "manager {pid} killed after {} s without a clean stop",
-                timeout.as_secs()
-            ));
-            store.save(&rec)?;
-            writeln!(out, "pilot {id} Canceled (manager killed)").map_err(io_out)?;
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn running_details(store: &Store, id: &str) -> Result<PilotDetails> {
-    let r = store.load_reconciled(id)?;
-    match (r.state, r.details) {
-        (PilotState::Running, Some(d)) => Ok(d),
-        (state, _) => Err(PilotError::WrongState {
-            id: id.into(),
-            state: state.to_string(),
-            message: "this needs a Running pilot".into(),
-        }),
-    }
+fn kafka_of(store: &Store, id: &str) -> Result<crate::framework::kafka::KafkaDetails> {
+    let d = lifecycle::running_details(store, id)?;
+    d.kafka().cloned().ok_or_else(|| PilotError::WrongState {
+        id: id.into(),
+        state: "Running".into(),
+        message: format!(
+            "a {} pilot without a broker pilot has no topics",
+            d.framework.kind().name()
+        ),
+    })
 }
 
 fn topic(store: &Store, action: TopicAction, out: &mut dyn Write) -> Result<()> {
@@ -739,8 +614,7 @@ fn topic(store: &Store, action: TopicAction, out: &mut dyn Write) -> Result<()> 
             partitions,
             replication,
         } => {
-            let d = running_details(store, &id)?;
-            let k = d.framework.kafka();
+            let k = kafka_of(store, &id)?;
             let n = partitions.unwrap_or_else(|| k.default_partitions());
             k.admin(timeout).create_topic(&name, n, replication)?;
             writeln!(
@@ -751,13 +625,11 @@ fn topic(store: &Store, action: TopicAction, out: &mut dyn Write) -> Result<()> 
             .map_err(io_out)
         }
         TopicAction::Delete { id, name } => {
-            let d = running_details(store, &id)?;
-            d.framework.kafka().admin(timeout).delete_topic(&name)?;
+            kafka_of(store, &id)?.admin(timeout).delete_topic(&name)?;
             writeln!(out, "deleted topic {name}").map_err(io_out)
         }
         TopicAction::Describe { id, name } => {
-            let d = running_details(store, &id)?;
-            let t = d.framework.kafka().admin(timeout).describe_topic(&name)?;
+            let t = kafka_of(store, &id)?.admin(timeout).describe_topic(&name)?;
             writeln!(out, "topic {} ({} partitions)", t.name, t.partitions.len())
                 .map_err(io_out)?;
             for p in t.partitions {
@@ -779,20 +651,26 @@ fn smoke(
     message_bytes: usize,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let flag = shutdown_flag()?;
+    let Some(kplan) = plan.kafka().cloned() else {
+        return Err(PilotError::invalid(
+            "command line",
+            "pilot smoke checks a Kafka pilot (framework = kafka)",
+        ));
+    };
+    let flag = crate::signals::shutdown_flag()?;
     let stop = || flag.load(Ordering::Relaxed);
     let mut pilot = Pilot::submit(plan.clone(), backend_for(&plan.resource))?;
     writeln!(
         out,
         "[1/4] starting pilot {} ({} on {}) ...",
         pilot.id(),
-        plan.kafka().distribution.name(),
+        kplan.distribution.name(),
         plan.resource
     )
     .map_err(io_out)?;
     pilot.start(&stop)?;
     let details = pilot.details().expect("running pilot has details").clone();
-    let k = details.framework.kafka();
+    let k = details.kafka().expect("a Kafka pilot").clone();
     writeln!(
         out,
         "      broker ready at {} after {:.3} s",
@@ -808,7 +686,7 @@ fn smoke(
     )
     .map_err(io_out)?;
     out.flush().map_err(io_out)?;
-    let report = crate::smoke::run(k, &topic, messages, message_bytes);
+    let report = crate::smoke::run(&k, &topic, messages, message_bytes);
     writeln!(
         out,
         "[3/4] consumed in a consumer group; canceling the pilot ..."

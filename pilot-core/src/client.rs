@@ -1,6 +1,7 @@
 //! Client settings producers and consumers must agree on: the properties a pilot recommends for its broker
-//! ([`ClientProperties`]), turned into rdkafka configurations. MASS and MASA build every client through here,
-//! so a broker quirk (tansu's fetch wait) is handled in one place.
+//! ([`ClientProperties`]), turned into rdkafka configurations, and where the brokers are ([`Connection`]). MASS and
+//! MASA build every client through here, so a broker quirk (tansu's fetch wait) is handled in one place. This
+//! module knows nothing of pilots: [`crate::connect`] turns a pilot id into a [`Connection`].
 
 use std::collections::BTreeMap;
 
@@ -170,62 +171,10 @@ pub fn check_properties(props: &KafkaProperties, reserved: &[(&str, &str)]) -> R
         .map_err(|e| format!("kafka properties: {e}"))
 }
 
-/// Where a client should connect: brokers by address, or a running pilot by id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub enum Target {
-    Bootstrap(String),
-    Pilot {
-        id: String,
-        workdir: std::path::PathBuf,
-    },
-}
+/// Partitions of a topic created through a connection nobody described (plain `--bootstrap-servers`).
+pub const DEFAULT_TOPIC_PARTITIONS: u32 = 12;
 
-impl Target {
-    /// From a config's `bootstrap_servers` / `pilot` / `pilot_workdir` (exactly one of the first two).
-    pub fn from_options(
-        bootstrap: Option<&str>,
-        pilot: Option<&str>,
-        pilot_workdir: Option<&std::path::Path>,
-    ) -> Result<Self, String> {
-        match (bootstrap, pilot) {
-            (Some(_), Some(_)) => Err("give bootstrap_servers or pilot, not both".into()),
-            (None, None) => Err(
-                "where to connect: set bootstrap_servers (host:port) or pilot (a pilot id)".into(),
-            ),
-            (Some(b), None) => {
-                let bad = b.split(',').any(|s| {
-                    s.rsplit_once(':')
-                        .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
-                });
-                if bad {
-                    Err(format!(
-                        "bootstrap_servers `{b}` is not host:port[,host:port]"
-                    ))
-                } else {
-                    Ok(Target::Bootstrap(b.to_string()))
-                }
-            }
-            (None, Some(id)) => Ok(Target::Pilot {
-                id: id.to_string(),
-                workdir: pilot_workdir
-                    .map(std::path::Path::to_path_buf)
-                    .or_else(|| std::env::var_os("PILOT_WORKDIR").map(std::path::PathBuf::from))
-                    .unwrap_or_else(|| std::path::PathBuf::from("pilots")),
-            }),
-        }
-    }
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Target::Bootstrap(b) => write!(f, "brokers {b}"),
-            Target::Pilot { id, workdir } => write!(f, "pilot {id} (in {})", workdir.display()),
-        }
-    }
-}
-
-/// Where a client's brokers are and how to talk to them: from a running pilot's details, or plain brokers.
+/// Where a client's brokers are and how to talk to them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Connection {
     /// `bootstrap.servers`.
@@ -237,42 +186,12 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Brokers nobody described: generic Kafka client settings, 12 partitions per topic.
+    /// Brokers nobody described: generic Kafka client settings, [`DEFAULT_TOPIC_PARTITIONS`] per topic.
     pub fn to_brokers(bootstrap: &str) -> Self {
         Connection {
             bootstrap: bootstrap.to_string(),
             client: ClientProperties::for_distribution("external"),
-            default_partitions: crate::description::DEFAULT_PARTITIONS_PER_NODE,
-        }
-    }
-
-    /// The brokers of the Running pilot `id` under `workdir`.
-    pub fn to_pilot(id: &str, workdir: &std::path::Path) -> crate::Result<Self> {
-        let r = crate::store::Store::new(workdir).load_reconciled(id)?;
-        match (r.state, r.details) {
-            (crate::PilotState::Running, Some(d)) => Ok(Self::from_details(d.framework.kafka())),
-            (state, _) => Err(crate::PilotError::WrongState {
-                id: id.to_string(),
-                state: state.to_string(),
-                message: "clients need a Running pilot".into(),
-            }),
-        }
-    }
-
-    /// Resolve a target.
-    pub fn resolve(target: &Target) -> crate::Result<Self> {
-        match target {
-            Target::Bootstrap(b) => Ok(Self::to_brokers(b)),
-            Target::Pilot { id, workdir } => Self::to_pilot(id, workdir),
-        }
-    }
-
-    /// From a Kafka pilot's details.
-    pub fn from_details(k: &crate::framework::kafka::KafkaDetails) -> Self {
-        Connection {
-            bootstrap: k.bootstrap(),
-            client: k.client.clone(),
-            default_partitions: k.default_partitions(),
+            default_partitions: DEFAULT_TOPIC_PARTITIONS,
         }
     }
 }

@@ -94,6 +94,30 @@ fn key_on_line(text: &str, line: usize) -> Option<String> {
     (!k.is_empty() && !k.starts_with('[')).then(|| k.to_string())
 }
 
+/// `over`'s set fields laid over `base` through their TOML form: fields set in `over` win, tables merge key by key
+/// (one level), unset (`None`) fields leave `base` alone. Works for any serde settings struct, so no struct keeps
+/// a list of its field names for merging.
+pub fn overlay<T: serde::Serialize + serde::de::DeserializeOwned>(
+    base: T,
+    over: T,
+) -> Result<T, String> {
+    let table = |s: &T| match toml::Value::try_from(s) {
+        Ok(toml::Value::Table(t)) => Ok(t),
+        Ok(_) => Ok(toml::Table::new()),
+        Err(e) => Err(e.to_string()),
+    };
+    let mut merged = table(&base)?;
+    for (k, v) in table(&over)? {
+        match (merged.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => b.extend(o),
+            (_, v) => {
+                merged.insert(k, v);
+            }
+        }
+    }
+    T::deserialize(toml::Value::Table(merged)).map_err(|e| e.to_string())
+}
+
 /// Largest duration any setting may ask for, seconds (about 31 years): every time in the project is a u64 of
 /// nanoseconds since the epoch, and a start time plus this still fits.
 pub const MAX_SECONDS: f64 = 1e9;
@@ -152,27 +176,13 @@ pub trait Settings: serde::de::DeserializeOwned + serde::Serialize + Default {
     /// Settings set in `over` replace those in `self` (command-line flags over a file); tables (`kafka`) merge
     /// key by key.
     fn overlay(self, over: Self) -> Result<Self, ConfigError> {
-        let table = |s: &Self| match toml::Value::try_from(s) {
-            Ok(toml::Value::Table(t)) => Ok(t),
-            Ok(_) => Ok(toml::Table::new()),
-            Err(e) => Err(ConfigError {
-                app: Self::APP,
-                origin: "command line".into(),
-                line: None,
-                key: None,
-                message: e.to_string(),
-            }),
-        };
-        let mut base = table(&self)?;
-        for (k, v) in table(&over)? {
-            match (base.get_mut(&k), v) {
-                (Some(toml::Value::Table(b)), toml::Value::Table(o)) => b.extend(o),
-                (_, v) => {
-                    base.insert(k, v);
-                }
-            }
-        }
-        Self::from_table(&base, "command line")
+        overlay(self, over).map_err(|message| ConfigError {
+            app: Self::APP,
+            origin: "command line".into(),
+            line: None,
+            key: None,
+            message,
+        })
     }
 
     /// Validate; errors name `origin` and the key.

@@ -4,16 +4,21 @@
 //! so `pilot start --dry-run` can print exactly what would run.
 //!
 //! ```toml
-//! resource = "local://"          # local:// (alias fork://localhost)
-//! framework = "kafka"
+//! resource = "local://"          # local:// (alias fork://localhost), slurm://localhost, slurm+ssh://user@host
+//! framework = "kafka"            # kafka | spark | dask | none
 //! nodes = 1
 //! walltime_min = 60
 //! working_directory = "pilots"
+//! # broker_pilot = "pilot-..."   # spark, dask, none: the Kafka pilot whose brokers this pilot's tasks use
 //!
 //! [kafka]
 //! distribution = "tansu"         # tansu | apache-kafka | external
 //! partitions_per_node = 12
 //! ```
+//!
+//! Spark and Dask come from PyPI (pyspark, distributed) in one Python environment outside the clone
+//! ([`default_python_env`]; `scripts/setup.sh --frameworks` creates it with pinned versions); a pilot that needs
+//! one that is missing fails validation with the command that installs it.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -38,6 +43,51 @@ pub const DEFAULT_FIRST_LOCAL_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 /// The tansu version the project is tested against, and how to install it.
 pub const TANSU_INSTALL: &str =
     "cargo install tansu --version 0.6.0 --locked --no-default-features --features dynostore";
+/// How to install the Python frameworks (pyspark, distributed, pinned) and Java.
+pub const FRAMEWORKS_INSTALL: &str = "scripts/setup.sh --frameworks";
+/// Spark's default ports: master RPC, master web UI, worker RPC, worker web UI.
+pub const DEFAULT_SPARK_PORTS: [u16; 4] = [7077, 8080, 7078, 8081];
+/// Dask's default ports: scheduler, scheduler dashboard.
+pub const DEFAULT_DASK_PORTS: [u16; 2] = [8786, 8787];
+
+/// Where Spark and Dask come from: `$PILOT_FRAMEWORKS_VENV`, else `$XDG_DATA_HOME/pilot-streaming/venv`, else
+/// `~/.local/share/pilot-streaming/venv` (outside any clone, so clones share it).
+pub fn default_python_env(env: &dyn Environment) -> Option<PathBuf> {
+    if let Some(v) = env.var("PILOT_FRAMEWORKS_VENV") {
+        return Some(PathBuf::from(v));
+    }
+    let data = env.var("XDG_DATA_HOME").map(PathBuf::from).or_else(|| {
+        env.var("HOME")
+            .map(|h| PathBuf::from(h).join(".local/share"))
+    })?;
+    Some(data.join("pilot-streaming/venv"))
+}
+
+/// What a pilot boots on its nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum FrameworkKind {
+    /// Kafka brokers (tansu, Apache Kafka, or external ones).
+    #[default]
+    Kafka,
+    /// An Apache Spark standalone cluster (master and workers) from the pyspark wheel.
+    Spark,
+    /// A Dask distributed cluster (scheduler and workers).
+    Dask,
+    /// Nothing: nodes for producers and consumers (a compute pilot).
+    None,
+}
+
+impl FrameworkKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FrameworkKind::Kafka => "kafka",
+            FrameworkKind::Spark => "spark",
+            FrameworkKind::Dask => "dask",
+            FrameworkKind::None => "none",
+        }
+    }
+}
 
 /// A pilot description as written by a user. Every field is optional so that a file and command-line flags can
 /// be merged ([`RawDescription::overlay`]); [`RawDescription::validate`] turns it into a [`PilotPlan`].
@@ -46,8 +96,8 @@ pub const TANSU_INSTALL: &str =
 pub struct RawDescription {
     /// Resource URL: `local://` (this machine). Default `local://`.
     pub resource: Option<String>,
-    /// Framework to boot on the nodes: `kafka`. Default `kafka`.
-    pub framework: Option<String>,
+    /// Framework to boot on the nodes: `kafka`, `spark`, `dask` or `none`. Default `kafka`.
+    pub framework: Option<FrameworkKind>,
     /// Number of nodes. Default 1.
     pub nodes: Option<u32>,
     /// Cores per node the pilot may use (SLURM: `--ntasks-per-node`).
@@ -66,8 +116,17 @@ pub struct RawDescription {
     pub working_directory: Option<PathBuf>,
     /// Id of a running pilot this one extends: its nodes join the parent's cluster.
     pub parent: Option<String>,
+    /// Id of a running Kafka pilot whose brokers this (spark, dask or none) pilot's tasks use: its connection
+    /// details and recommended client properties are handed on, without the pilot joining that cluster.
+    pub broker_pilot: Option<String>,
+    /// The Python environment Spark and Dask come from. Default: see `default_python_env`.
+    pub python_env: Option<PathBuf>,
     /// Kafka framework settings.
     pub kafka: Option<RawKafka>,
+    /// Spark framework settings.
+    pub spark: Option<RawSpark>,
+    /// Dask framework settings.
+    pub dask: Option<RawDask>,
     /// Local-backend settings.
     pub local: Option<RawLocal>,
     /// SLURM settings.
@@ -110,6 +169,47 @@ pub struct RawKafka {
     pub local_dir: Option<PathBuf>,
     /// Existing brokers (external), `host:port`.
     pub bootstrap_servers: Option<Vec<String>>,
+}
+
+/// `[spark]` settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpark {
+    /// Master RPC port (first node). Default 7077.
+    pub master_port: Option<u16>,
+    /// Master web UI port (first node; readiness is read from its /json/). Default 8080.
+    pub webui_port: Option<u16>,
+    /// Worker RPC port on every node. Default 7078.
+    pub worker_port: Option<u16>,
+    /// Worker web UI port on every node. Default 8081.
+    pub worker_webui_port: Option<u16>,
+    /// Cores each worker offers. Default: cores_per_node, else 2.
+    pub worker_cores: Option<u32>,
+    /// Memory each worker offers (Spark's form: 1g, 2048m). Default 1g.
+    pub worker_memory: Option<String>,
+    /// Executor memory of applications submitted through the pilot (at least 450m). Default 512m.
+    pub executor_memory: Option<String>,
+    /// Seconds to wait for the master and every worker. Default 120.
+    pub ready_timeout_s: Option<u64>,
+}
+
+/// `[dask]` settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDask {
+    /// Scheduler port (first node). Default 8786.
+    pub scheduler_port: Option<u16>,
+    /// Scheduler dashboard port (first node; readiness is read from it). Default 8787.
+    pub dashboard_port: Option<u16>,
+    /// Worker processes per node. Default 1.
+    pub worker_processes: Option<u32>,
+    /// Threads per worker process (tasks run at once). Default: cores_per_node, else 8 (the paper ran 8 MASS
+    /// processes per node as Dask tasks).
+    pub worker_threads: Option<u32>,
+    /// Memory limit per worker process (Dask's form: 2GB, auto). Default auto.
+    pub worker_memory: Option<String>,
+    /// Seconds to wait for the scheduler and every worker. Default 60.
+    pub ready_timeout_s: Option<u64>,
 }
 
 /// `[local]` settings.
@@ -225,11 +325,74 @@ pub struct KafkaPlan {
     pub local_dir: PathBuf,
 }
 
+/// Where pyspark and distributed were found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PythonEnv {
+    /// The environment's directory.
+    pub dir: PathBuf,
+    /// Its python.
+    pub python: PathBuf,
+}
+
+/// Validated Spark settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SparkPlan {
+    pub env: PythonEnv,
+    /// The pyspark package's directory (it holds bin/spark-class and jars/).
+    pub spark_home: PathBuf,
+    /// JAVA_HOME to hand on, when set.
+    pub java_home: Option<PathBuf>,
+    pub master_port: u16,
+    pub webui_port: u16,
+    pub worker_port: u16,
+    pub worker_webui_port: u16,
+    pub worker_cores: u32,
+    pub worker_memory: String,
+    pub executor_memory: String,
+    pub ready_timeout_s: u64,
+}
+
+/// Validated Dask settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaskPlan {
+    pub env: PythonEnv,
+    pub scheduler_port: u16,
+    pub dashboard_port: u16,
+    pub worker_processes: u32,
+    pub worker_threads: u32,
+    pub worker_memory: String,
+    pub ready_timeout_s: u64,
+}
+
 /// Validated framework choice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "kebab-case")]
 pub enum FrameworkPlan {
     Kafka(KafkaPlan),
+    Spark(SparkPlan),
+    Dask(DaskPlan),
+    None,
+}
+
+impl FrameworkPlan {
+    pub fn kind(&self) -> FrameworkKind {
+        match self {
+            FrameworkPlan::Kafka(_) => FrameworkKind::Kafka,
+            FrameworkPlan::Spark(_) => FrameworkKind::Spark,
+            FrameworkPlan::Dask(_) => FrameworkKind::Dask,
+            FrameworkPlan::None => FrameworkKind::None,
+        }
+    }
+
+    /// Seconds the framework gets to become ready.
+    pub fn ready_timeout_s(&self) -> u64 {
+        match self {
+            FrameworkPlan::Kafka(k) => k.ready_timeout_s,
+            FrameworkPlan::Spark(s) => s.ready_timeout_s,
+            FrameworkPlan::Dask(d) => d.ready_timeout_s,
+            FrameworkPlan::None => 1,
+        }
+    }
 }
 
 /// Validated local-backend settings.
@@ -254,6 +417,9 @@ pub struct PilotPlan {
     pub reservation: Option<String>,
     pub working_directory: PathBuf,
     pub parent: Option<String>,
+    /// The Kafka pilot whose brokers this pilot's tasks use (spark, dask, none).
+    #[serde(default)]
+    pub broker_pilot: Option<String>,
     pub local: LocalPlan,
     /// Extra `sbatch` options. (`default`: records written before these fields existed still load.)
     #[serde(default)]
@@ -266,33 +432,69 @@ pub struct PilotPlan {
 }
 
 impl PilotPlan {
-    /// The Kafka settings (every framework today is Kafka).
-    pub fn kafka(&self) -> &KafkaPlan {
+    /// The Kafka settings, for a Kafka pilot.
+    pub fn kafka(&self) -> Option<&KafkaPlan> {
         match &self.framework {
-            FrameworkPlan::Kafka(k) => k,
+            FrameworkPlan::Kafka(k) => Some(k),
+            _ => None,
         }
     }
 
     /// A human-readable summary for `--dry-run`.
     pub fn describe(&self) -> String {
-        let k = self.kafka();
         let mut out = String::new();
         out.push_str(&format!("resource:          {}\n", self.resource));
-        out.push_str(&format!(
-            "framework:         kafka ({})\n",
-            k.distribution.name()
-        ));
-        match &k.distribution {
-            Distribution::Tansu { binary } => {
-                out.push_str(&format!("broker binary:     {}\n", binary.display()))
+        match &self.framework {
+            FrameworkPlan::Kafka(k) => {
+                out.push_str(&format!(
+                    "framework:         kafka ({})\n",
+                    k.distribution.name()
+                ));
+                match &k.distribution {
+                    Distribution::Tansu { binary } => {
+                        out.push_str(&format!("broker binary:     {}\n", binary.display()))
+                    }
+                    Distribution::ApacheKafka { kafka_home } => {
+                        out.push_str(&format!("KAFKA_HOME:        {}\n", kafka_home.display()))
+                    }
+                    Distribution::External { bootstrap_servers } => out.push_str(&format!(
+                        "bootstrap servers: {}\n",
+                        bootstrap_servers.join(",")
+                    )),
+                }
             }
-            Distribution::ApacheKafka { kafka_home } => {
-                out.push_str(&format!("KAFKA_HOME:        {}\n", kafka_home.display()))
+            FrameworkPlan::Spark(p) => {
+                out.push_str(&format!(
+                    "framework:         spark (standalone; SPARK_HOME {})\n",
+                    p.spark_home.display()
+                ));
+                out.push_str(&format!(
+                    "ports:             master {} (web UI {}), workers {} (web UI {})\n",
+                    p.master_port, p.webui_port, p.worker_port, p.worker_webui_port
+                ));
+                out.push_str(&format!(
+                    "workers:           one per node, {} cores, {} memory; executors {}\n",
+                    p.worker_cores, p.worker_memory, p.executor_memory
+                ));
             }
-            Distribution::External { bootstrap_servers } => out.push_str(&format!(
-                "bootstrap servers: {}\n",
-                bootstrap_servers.join(",")
-            )),
+            FrameworkPlan::Dask(p) => {
+                out.push_str(&format!(
+                    "framework:         dask (python {})\n",
+                    p.env.python.display()
+                ));
+                out.push_str(&format!(
+                    "ports:             scheduler {} (dashboard {})\n",
+                    p.scheduler_port, p.dashboard_port
+                ));
+                out.push_str(&format!(
+                    "workers:           {} process(es) per node x {} threads, memory {}\n",
+                    p.worker_processes, p.worker_threads, p.worker_memory
+                ));
+            }
+            FrameworkPlan::None => out.push_str("framework:         none (compute nodes)\n"),
+        }
+        if let Some(b) = &self.broker_pilot {
+            out.push_str(&format!("broker pilot:      {b}\n"));
         }
         out.push_str(&format!("nodes:             {}\n", self.nodes));
         if let Some(c) = self.cores_per_node {
@@ -318,9 +520,14 @@ impl PilotPlan {
                 out.push_str(&format!("{:<19}{v}\n", format!("{name}:")));
             }
         }
-        out.push_str(&format!("broker port:       {}\n", k.port));
-        out.push_str(&format!("partitions/node:   {}\n", k.partitions_per_node));
-        out.push_str(&format!("ready timeout:     {} s\n", k.ready_timeout_s));
+        if let Some(k) = self.kafka() {
+            out.push_str(&format!("broker port:       {}\n", k.port));
+            out.push_str(&format!("partitions/node:   {}\n", k.partitions_per_node));
+        }
+        out.push_str(&format!(
+            "ready timeout:     {} s\n",
+            self.framework.ready_timeout_s()
+        ));
         match &self.local.addresses {
             Some(a) => out.push_str(&format!(
                 "node addresses:    {}\n",
@@ -369,54 +576,9 @@ impl RawDescription {
         Self::from_toml(&text, &path.display().to_string())
     }
 
-    /// Fields set in `over` replace those in `self` (CLI flags over a file). Sections merge field by field.
-    pub fn overlay(mut self, over: RawDescription) -> RawDescription {
-        macro_rules! take {
-            ($($f:ident),*) => { $( if over.$f.is_some() { self.$f = over.$f; } )* };
-        }
-        take!(
-            resource,
-            framework,
-            nodes,
-            cores_per_node,
-            number_cores,
-            walltime_min,
-            queue,
-            project,
-            reservation,
-            working_directory,
-            parent
-        );
-        if let Some(k) = over.kafka {
-            let mut base = self.kafka.take().unwrap_or_default();
-            macro_rules! takek {
-                ($($f:ident),*) => { $( if k.$f.is_some() { base.$f = k.$f; } )* };
-            }
-            takek!(
-                distribution,
-                port,
-                controller_port,
-                partitions_per_node,
-                broker_properties,
-                ready_timeout_s,
-                binary,
-                kafka_home,
-                local_dir,
-                bootstrap_servers
-            );
-            self.kafka = Some(base);
-        }
-        if let Some(l) = over.local {
-            let mut base = self.local.take().unwrap_or_default();
-            if l.addresses.is_some() {
-                base.addresses = l.addresses;
-            }
-            if l.first_address.is_some() {
-                base.first_address = l.first_address;
-            }
-            self.local = Some(base);
-        }
-        self
+    /// Fields set in `over` replace those in `self` (CLI flags over a file); sections merge key by key.
+    pub fn overlay(self, over: RawDescription) -> Result<RawDescription> {
+        crate::config::overlay(self, over).map_err(|m| PilotError::invalid("command line", m))
     }
 
     /// Check everything and fill defaults. `origin` names the description in errors.
@@ -424,12 +586,7 @@ impl RawDescription {
         let bad = |m: String| PilotError::invalid(origin, m);
         let resource =
             ResourceUrl::parse(self.resource.as_deref().unwrap_or("local://")).map_err(bad)?;
-        let framework_name = self.framework.as_deref().unwrap_or("kafka");
-        if framework_name != "kafka" {
-            return Err(bad(format!(
-                "framework `{framework_name}` is not supported (supported: kafka)"
-            )));
-        }
+        let kind = self.framework.unwrap_or_default();
         let nodes = self.nodes.unwrap_or(1);
         if nodes == 0 {
             return Err(bad("nodes must be at least 1 (got 0)".into()));
@@ -504,10 +661,45 @@ impl RawDescription {
             }
         }
 
-        let kafka = self.validate_kafka(origin, env, nodes)?;
+        for (section, present, owner) in [
+            ("[kafka]", self.kafka.is_some(), FrameworkKind::Kafka),
+            ("[spark]", self.spark.is_some(), FrameworkKind::Spark),
+            ("[dask]", self.dask.is_some(), FrameworkKind::Dask),
+        ] {
+            if present && kind != owner {
+                return Err(bad(format!(
+                    "{section} applies to framework = \"{}\" (this pilot boots \"{}\")",
+                    owner.name(),
+                    kind.name()
+                )));
+            }
+        }
+        if let Some(b) = &self.broker_pilot {
+            if kind == FrameworkKind::Kafka {
+                return Err(bad(
+                    "broker_pilot names the Kafka pilot a spark, dask or none pilot works with; a Kafka pilot has brokers of its own (use parent to extend one)".into(),
+                ));
+            }
+            if b.trim().is_empty() {
+                return Err(bad("broker_pilot is empty: leave the key out".into()));
+            }
+        }
+        if self.python_env.is_some() && !matches!(kind, FrameworkKind::Spark | FrameworkKind::Dask)
+        {
+            return Err(bad(format!(
+                "python_env applies to framework = \"spark\" or \"dask\" (this pilot boots \"{}\")",
+                kind.name()
+            )));
+        }
+        let framework = match kind {
+            FrameworkKind::Kafka => FrameworkPlan::Kafka(self.validate_kafka(origin, env, nodes)?),
+            FrameworkKind::Spark => FrameworkPlan::Spark(self.validate_spark(origin, env)?),
+            FrameworkKind::Dask => FrameworkPlan::Dask(self.validate_dask(origin, env)?),
+            FrameworkKind::None => FrameworkPlan::None,
+        };
         Ok(PilotPlan {
             resource,
-            framework: FrameworkPlan::Kafka(kafka),
+            framework,
             nodes,
             cores_per_node: self.cores_per_node,
             number_cores: self.number_cores,
@@ -517,6 +709,7 @@ impl RawDescription {
             reservation: self.reservation.clone(),
             working_directory,
             parent: self.parent.clone(),
+            broker_pilot: self.broker_pilot.clone(),
             local: LocalPlan {
                 addresses: raw_local.addresses,
                 first_address,
@@ -528,6 +721,155 @@ impl RawDescription {
                 .as_ref()
                 .and_then(|s| s.ssh_options.clone())
                 .unwrap_or_default(),
+        })
+    }
+
+    /// The Python environment of Spark and Dask pilots, checked to hold `module` (what installs it is named).
+    fn python(&self, origin: &str, env: &dyn Environment, what: &str) -> Result<PythonEnv> {
+        let bad = |m: String| PilotError::invalid(origin, m);
+        let dir = self
+            .python_env
+            .clone()
+            .or_else(|| default_python_env(env))
+            .ok_or_else(|| bad("no Python environment for the frameworks: set python_env, PILOT_FRAMEWORKS_VENV or HOME".into()))?;
+        let python = dir.join("bin/python");
+        if !is_executable(&python) {
+            return Err(bad(format!(
+                "{what} pilots need the frameworks' Python environment, and {} has none: install it with `{FRAMEWORKS_INSTALL}` (pinned pyspark and distributed, outside the clone), or set python_env",
+                dir.display()
+            )));
+        }
+        Ok(PythonEnv { dir, python })
+    }
+
+    fn validate_spark(&self, origin: &str, env: &dyn Environment) -> Result<SparkPlan> {
+        let bad = |m: String| PilotError::invalid(origin, m);
+        let s = self.spark.clone().unwrap_or_default();
+        let py = self.python(origin, env, "Spark")?;
+        // The wheel puts pyspark (with bin/spark-class and jars/) under lib/pythonX.Y/site-packages.
+        let spark_home = std::fs::read_dir(py.dir.join("lib"))
+            .ok()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("site-packages/pyspark"))
+            .find(|p| p.join("bin/spark-class").is_file())
+            .ok_or_else(|| {
+                bad(format!(
+                    "no pyspark in {}: install the frameworks with `{FRAMEWORKS_INSTALL}`",
+                    py.dir.display()
+                ))
+            })?;
+        let java_home = env.var("JAVA_HOME").map(PathBuf::from);
+        let java_found = java_home
+            .as_ref()
+            .map(|h| is_executable(&h.join("bin/java")))
+            .unwrap_or(false)
+            || env
+                .var("PATH")
+                .map(|p| std::env::split_paths(&p).any(|d| is_executable(&d.join("java"))))
+                .unwrap_or(false);
+        if !java_found {
+            return Err(bad(format!(
+                "Spark needs Java 17 and there is no java on PATH or in JAVA_HOME: apt-get install openjdk-17-jre-headless (`{FRAMEWORKS_INSTALL}` does)"
+            )));
+        }
+        let [mp, wp, wrp, wwp] = DEFAULT_SPARK_PORTS;
+        let ports = [
+            ("master_port", s.master_port.unwrap_or(mp)),
+            ("webui_port", s.webui_port.unwrap_or(wp)),
+            ("worker_port", s.worker_port.unwrap_or(wrp)),
+            ("worker_webui_port", s.worker_webui_port.unwrap_or(wwp)),
+        ];
+        check_ports(&ports).map_err(|m| bad(format!("[spark] {m}")))?;
+        let memory =
+            |key: &str, v: Option<&String>, default: &str, min_mb: u64| -> Result<String> {
+                let v = v.cloned().unwrap_or_else(|| default.to_string());
+                match spark_memory_mb(&v) {
+                    Some(mb) if mb >= min_mb => Ok(v),
+                    Some(_) => Err(bad(format!(
+                        "[spark] {key} `{v}` is below {min_mb}m (Spark's minimum)"
+                    ))),
+                    None => Err(bad(format!(
+                        "[spark] {key} `{v}` is not a size such as 512m or 2g"
+                    ))),
+                }
+            };
+        let worker_memory = memory("worker_memory", s.worker_memory.as_ref(), "1g", 450)?;
+        let executor_memory = memory("executor_memory", s.executor_memory.as_ref(), "512m", 450)?;
+        if spark_memory_mb(&executor_memory) > spark_memory_mb(&worker_memory) {
+            return Err(bad(format!(
+                "[spark] executor_memory {executor_memory} does not fit a worker's {worker_memory}"
+            )));
+        }
+        let worker_cores = s.worker_cores.or(self.cores_per_node).unwrap_or(2);
+        if worker_cores == 0 {
+            return Err(bad("[spark] worker_cores must be at least 1".into()));
+        }
+        let ready_timeout_s = s.ready_timeout_s.unwrap_or(120);
+        if ready_timeout_s == 0 {
+            return Err(bad("[spark] ready_timeout_s must be at least 1".into()));
+        }
+        Ok(SparkPlan {
+            env: py,
+            spark_home,
+            java_home,
+            master_port: ports[0].1,
+            webui_port: ports[1].1,
+            worker_port: ports[2].1,
+            worker_webui_port: ports[3].1,
+            worker_cores,
+            worker_memory,
+            executor_memory,
+            ready_timeout_s,
+        })
+    }
+
+    fn validate_dask(&self, origin: &str, env: &dyn Environment) -> Result<DaskPlan> {
+        let bad = |m: String| PilotError::invalid(origin, m);
+        let d = self.dask.clone().unwrap_or_default();
+        let py = self.python(origin, env, "Dask")?;
+        if !is_executable(&py.dir.join("bin/dask")) {
+            return Err(bad(format!(
+                "no dask command in {}: install the frameworks with `{FRAMEWORKS_INSTALL}`",
+                py.dir.display()
+            )));
+        }
+        let [sp, dp] = DEFAULT_DASK_PORTS;
+        let ports = [
+            ("scheduler_port", d.scheduler_port.unwrap_or(sp)),
+            ("dashboard_port", d.dashboard_port.unwrap_or(dp)),
+        ];
+        check_ports(&ports).map_err(|m| bad(format!("[dask] {m}")))?;
+        let worker_processes = d.worker_processes.unwrap_or(1);
+        let worker_threads = d.worker_threads.or(self.cores_per_node).unwrap_or(8);
+        if worker_processes == 0
+            || worker_processes > 256
+            || worker_threads == 0
+            || worker_threads > 1024
+        {
+            return Err(bad(
+                "[dask] worker_processes must be 1..=256 and worker_threads 1..=1024".into(),
+            ));
+        }
+        let worker_memory = d.worker_memory.unwrap_or_else(|| "auto".into());
+        if worker_memory.trim().is_empty() || worker_memory.contains(char::is_whitespace) {
+            return Err(bad(format!(
+                "[dask] worker_memory `{worker_memory}` is not a size such as 2GB or auto"
+            )));
+        }
+        let ready_timeout_s = d.ready_timeout_s.unwrap_or(60);
+        if ready_timeout_s == 0 {
+            return Err(bad("[dask] ready_timeout_s must be at least 1".into()));
+        }
+        Ok(DaskPlan {
+            env: py,
+            scheduler_port: ports[0].1,
+            dashboard_port: ports[1].1,
+            worker_processes,
+            worker_threads,
+            worker_memory,
+            ready_timeout_s,
         })
     }
 
@@ -647,6 +989,33 @@ impl RawDescription {
     }
 }
 
+/// Ports named in `ports` are non-zero and distinct.
+fn check_ports(ports: &[(&str, u16)]) -> std::result::Result<(), String> {
+    for (i, (name, p)) in ports.iter().enumerate() {
+        if *p == 0 {
+            return Err(format!("{name} must be non-zero"));
+        }
+        if let Some((other, _)) = ports[..i].iter().find(|(_, q)| q == p) {
+            return Err(format!("{name} and {other} are both {p}"));
+        }
+    }
+    Ok(())
+}
+
+/// Spark's memory strings (`512m`, `2g`, `1024k`, `1t`) in MiB.
+pub fn spark_memory_mb(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = num.parse().ok()?;
+    match unit {
+        "k" | "kb" => Some(n / 1024),
+        "m" | "mb" => Some(n),
+        "g" | "gb" => n.checked_mul(1024),
+        "t" | "tb" => n.checked_mul(1024 * 1024),
+        _ => None,
+    }
+}
+
 /// Locate the tansu binary: the configured path, else PATH, $CARGO_HOME/bin, ~/.cargo/bin.
 pub fn find_tansu(configured: Option<&Path>, env: &dyn Environment) -> Result<PathBuf> {
     let mut searched = Vec::new();
@@ -722,10 +1091,10 @@ mod tests {
         assert_eq!(plan.resource, ResourceUrl::Local);
         assert_eq!(plan.nodes, 1);
         assert_eq!(plan.walltime_min, 60);
-        assert_eq!(plan.kafka().partitions_per_node, 12);
-        assert_eq!(plan.kafka().port, 9092);
+        assert_eq!(plan.kafka().unwrap().partitions_per_node, 12);
+        assert_eq!(plan.kafka().unwrap().port, 9092);
         assert_eq!(
-            plan.kafka().distribution,
+            plan.kafka().unwrap().distribution,
             Distribution::Tansu {
                 binary: dir.path().join("tansu")
             }
@@ -831,7 +1200,7 @@ mod tests {
         std::fs::create_dir(dir.path().join("bin")).unwrap();
         std::fs::write(dir.path().join("bin/kafka-server-start.sh"), "").unwrap();
         let plan = raw.validate("x", &env).unwrap();
-        assert_eq!(plan.kafka().distribution.name(), "apache-kafka");
+        assert_eq!(plan.kafka().unwrap().distribution.name(), "apache-kafka");
     }
 
     #[test]
@@ -872,7 +1241,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let merged = file.overlay(flags);
+        let merged = file.overlay(flags).unwrap();
         assert_eq!(merged.nodes, Some(3));
         assert_eq!(merged.queue.as_deref(), Some("normal"));
         let k = merged.kafka.unwrap();

@@ -5,7 +5,8 @@
 //! [`Pilot::details`] -> [`Pilot::cancel`] (Canceled) or [`Pilot::supervise`] until a shutdown signal, a dying
 //! framework process (Failed, with the reason and log tail) or the walltime (Done). A pilot whose description
 //! names a `parent` extends that running pilot: its nodes join the parent's cluster and its details list both.
-//! Dropping a live `Pilot` cancels it, so nothing outlives its owner.
+//! A (compute, Spark or Dask) pilot that names a `broker_pilot` carries that Kafka pilot's connection details
+//! ([`PilotDetails::kafka`]) without joining it. Dropping a live `Pilot` cancels it, so nothing outlives its owner.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -14,10 +15,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{local::LocalBackend, Allocation, ResourceBackend};
-use crate::description::{FrameworkPlan, PilotPlan, ResourceUrl};
+use crate::description::{PilotPlan, ResourceUrl};
 use crate::error::{PilotError, Result};
-use crate::framework::kafka::KafkaFramework;
-use crate::framework::{Framework, FrameworkDetails, StartContext};
+use crate::framework::kafka::KafkaDetails;
+use crate::framework::{framework_for, Framework, FrameworkDetails, StartContext};
 use crate::process::same_process_alive;
 use crate::store::{now_utc, PilotRecord, Store};
 
@@ -65,6 +66,18 @@ pub enum NodeRole {
     Broker,
     /// Runs no framework process; free for producers and consumers.
     Compute,
+    /// Runs Spark or Dask processes (master or scheduler, workers).
+    Framework,
+}
+
+impl NodeRole {
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeRole::Broker => "broker",
+            NodeRole::Compute => "compute",
+            NodeRole::Framework => "framework",
+        }
+    }
 }
 
 /// One node of the pilot's cluster.
@@ -94,6 +107,18 @@ pub struct PilotDetails {
     /// Seconds from submit to ready.
     pub startup_s: Option<f64>,
     pub parent: Option<String>,
+    /// The Kafka pilot whose brokers this pilot's tasks use (`broker_pilot`), and its details at start.
+    #[serde(default)]
+    pub broker_pilot: Option<String>,
+    #[serde(default)]
+    pub broker: Option<KafkaDetails>,
+}
+
+impl PilotDetails {
+    /// The Kafka cluster this pilot's clients use: its own (a Kafka pilot) or its broker pilot's.
+    pub fn kafka(&self) -> Option<&KafkaDetails> {
+        self.framework.kafka().or(self.broker.as_ref())
+    }
 }
 
 /// A pilot owned by this process.
@@ -132,12 +157,6 @@ pub fn task_backend(record: &PilotRecord) -> Box<dyn ResourceBackend> {
     }
 }
 
-fn framework_for(plan: &PilotPlan) -> Box<dyn Framework> {
-    match &plan.framework {
-        FrameworkPlan::Kafka(k) => Box::new(KafkaFramework::new(k.clone())),
-    }
-}
-
 impl Pilot {
     /// Register a new pilot (state New) under the plan's working directory.
     pub fn submit(plan: PilotPlan, backend: Box<dyn ResourceBackend>) -> Result<Pilot> {
@@ -168,7 +187,7 @@ impl Pilot {
     pub fn from_record(record: PilotRecord, backend: Box<dyn ResourceBackend>) -> Pilot {
         Pilot {
             store: Store::new(&record.plan.working_directory),
-            framework: framework_for(&record.plan),
+            framework: framework_for(&record.plan.framework),
             record,
             backend,
             allocation: None,
@@ -195,10 +214,11 @@ impl Pilot {
         Self::create(plan, &|| false)
     }
 
-    /// Client connection to this pilot's brokers (once Running).
+    /// Client connection to this pilot's brokers, or its broker pilot's (once Running).
     pub fn connection(&self) -> Option<crate::client::Connection> {
         self.details()
-            .map(|d| crate::client::Connection::from_details(d.framework.kafka()))
+            .and_then(|d| d.kafka())
+            .map(|k| k.connection())
     }
 
     pub fn id(&self) -> &str {
@@ -264,33 +284,64 @@ impl Pilot {
         }
     }
 
-    fn parent_details(&self) -> Result<Option<PilotDetails>> {
-        let Some(pid) = &self.record.plan.parent else {
-            return Ok(None);
-        };
-        let parent = self.store.load_reconciled(pid)?;
-        let alive = parent
+    /// A Running pilot's details (the parent being extended, or the broker pilot).
+    fn running_pilot(&self, id: &str, why: &str) -> Result<PilotDetails> {
+        let other = self.store.load_reconciled(id)?;
+        let alive = other
             .manager_pid
-            .is_none_or(|p| same_process_alive(p, parent.manager_start_ticks));
-        if parent.state != PilotState::Running || !alive {
-            return Err(PilotError::WrongState {
-                id: pid.clone(),
+            .is_none_or(|p| same_process_alive(p, other.manager_start_ticks));
+        match (other.state, alive, other.details) {
+            (PilotState::Running, true, Some(d)) => Ok(d),
+            (state, alive, _) => Err(PilotError::WrongState {
+                id: id.to_string(),
                 state: if alive {
-                    parent.state.to_string()
+                    state.to_string()
                 } else {
                     "without a manager".into()
                 },
-                message: "only a Running pilot can be extended".into(),
-            });
+                message: format!("{why} this one is not"),
+            }),
         }
-        Ok(parent.details)
     }
 
     fn boot(&mut self, submitted: Instant, interrupted: &dyn Fn() -> bool) -> Result<()> {
-        let parent = self.parent_details()?;
+        let plan = self.record.plan.clone();
+        let parent = match &plan.parent {
+            Some(p) => Some(self.running_pilot(p, "only a Running pilot can be extended:")?),
+            None => None,
+        };
+        if let Some(p) = &parent {
+            if p.framework.kind() != plan.framework.kind() {
+                return Err(PilotError::invalid(
+                    "parent",
+                    format!(
+                        "pilot {} runs {}; this pilot is described as {} (an extension boots its parent's framework)",
+                        p.id,
+                        p.framework.kind().name(),
+                        plan.framework.kind().name()
+                    ),
+                ));
+            }
+        }
+        let broker = match &plan.broker_pilot {
+            Some(b) => {
+                let d = self.running_pilot(b, "a broker pilot must be Running:")?;
+                let k = d.kafka().cloned().ok_or_else(|| {
+                    PilotError::invalid(
+                        "broker_pilot",
+                        format!(
+                            "pilot {b} is a {} pilot, not a Kafka one",
+                            d.framework.kind().name()
+                        ),
+                    )
+                })?;
+                Some(k)
+            }
+            None => parent.as_ref().and_then(|p| p.broker.clone()),
+        };
         let dir = self.directory();
         let ports = self.framework.ports();
-        let alloc = self.backend.allocate(&self.record.plan, &ports, &dir)?;
+        let alloc = self.backend.allocate(&plan, &ports, &dir)?;
         self.allocation = Some(alloc.clone());
         let ctx = StartContext {
             pilot_id: &self.record.id,
@@ -298,37 +349,31 @@ impl Pilot {
             parent: parent.as_ref().map(|p| &p.framework),
         };
         self.framework.start(self.backend.as_mut(), &alloc, &ctx)?;
-        let timeout = Duration::from_secs(self.record.plan.kafka().ready_timeout_s);
+        let timeout = Duration::from_secs(plan.framework.ready_timeout_s());
         self.framework.wait_ready(timeout, interrupted)?;
         let framework = self.framework.details();
-        let brokers: Vec<&str> = framework
-            .kafka()
-            .brokers
-            .iter()
-            .filter(|b| b.pilot_id == self.record.id)
-            .map(|b| b.node.as_str())
-            .collect();
         let mut nodes = parent.as_ref().map(|p| p.nodes.clone()).unwrap_or_default();
         nodes.extend(alloc.nodes.iter().map(|n| NodeInfo {
             name: n.name.clone(),
             address: n.address,
             pilot_id: self.record.id.clone(),
-            role: if brokers.contains(&n.name.as_str()) {
-                NodeRole::Broker
-            } else {
-                NodeRole::Compute
-            },
+            role: self.framework.role(&n.name),
         }));
         self.record.details = Some(PilotDetails {
             id: self.record.id.clone(),
-            resource: self.record.plan.resource.to_string(),
+            resource: plan.resource.to_string(),
             job_id: alloc.job_id.clone(),
             nodes,
             framework,
             directory: dir,
             logs: self.framework.logs(),
             startup_s: Some(submitted.elapsed().as_secs_f64()),
-            parent: self.record.plan.parent.clone(),
+            parent: plan.parent.clone(),
+            broker_pilot: plan
+                .broker_pilot
+                .clone()
+                .or_else(|| parent.as_ref().and_then(|p| p.broker_pilot.clone())),
+            broker,
         });
         self.running_since = Some(Instant::now());
         self.set_state(PilotState::Running, None);

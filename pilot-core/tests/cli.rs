@@ -153,7 +153,7 @@ fn foreground_pilot_cancels_on_sigterm() {
         assert!(t0.elapsed() < Duration::from_secs(30), "never running");
         std::thread::sleep(Duration::from_millis(20));
     };
-    let bootstrap = rec.details.unwrap().framework.kafka().bootstrap();
+    let bootstrap = rec.details.unwrap().framework.kafka().unwrap().bootstrap();
     let broker = pids_with(&format!("tcp://{bootstrap}"))[0];
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),

@@ -18,7 +18,7 @@ fn tansu_pilot_carries_1000_messages_exactly_once_and_leaves_nothing() {
     let mut pilot = Pilot::create(tansu_plan(dir.path(), 1), &never).unwrap();
     assert_eq!(pilot.state(), PilotState::Running);
     let details = pilot.details().unwrap().clone();
-    let k = details.framework.kafka();
+    let k = details.framework.kafka().unwrap();
     assert_eq!(k.bootstrap_servers.len(), 1);
     let addr = details.nodes[0].address;
     assert!(
@@ -75,8 +75,8 @@ fn extending_pilot_lists_both_nodes_and_shrinks_back() {
     assert_ne!(cd.nodes[0].address, cd.nodes[1].address);
     // tansu is a one-broker cluster: the child's clients use the parent's broker.
     assert_eq!(
-        cd.framework.kafka().bootstrap_servers,
-        pd.framework.kafka().bootstrap_servers
+        cd.framework.kafka().unwrap().bootstrap_servers,
+        pd.framework.kafka().unwrap().bootstrap_servers
     );
     child.cancel();
     assert_eq!(child.state(), PilotState::Canceled);

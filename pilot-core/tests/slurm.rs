@@ -61,7 +61,7 @@ fn a_one_node_kafka_pilot_serves_on_its_nodes_address() {
         addr.to_string(),
         "NodeAddr, not the login host"
     );
-    let k = d.framework.kafka();
+    let k = d.framework.kafka().unwrap();
     assert_eq!(k.bootstrap_servers, vec![format!("{addr}:9092")]);
     assert!(jobs(&cluster).contains(&format!("{} RUNNING", d.job_id)));
     assert!(

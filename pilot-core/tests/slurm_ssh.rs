@@ -127,7 +127,8 @@ fn a_kafka_pilot_through_ssh_to_a_login_node() {
         d.nodes[0].address.to_string(),
         cluster.addresses()[0].to_string()
     );
-    let report = pilot_core::smoke::run(d.framework.kafka(), "ssh-smoke", 200, 100).unwrap();
+    let report =
+        pilot_core::smoke::run(d.framework.kafka().unwrap(), "ssh-smoke", 200, 100).unwrap();
     assert!(report.exactly_once(), "{report:?}");
     pilot.cancel();
     assert_eq!(pilot.state(), PilotState::Canceled);

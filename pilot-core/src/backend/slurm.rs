@@ -40,7 +40,7 @@ pub const HOPELESS_REASONS: &[&str] = &[
 ];
 
 /// How long a job may wait in the queue for an ordinary reason before the pilot gives up.
-const QUEUE_WAIT: Duration = Duration::from_secs(600);
+pub const QUEUE_WAIT: Duration = Duration::from_secs(600);
 
 /// Runs SLURM commands here or on a login node.
 #[derive(Debug, Clone)]

@@ -1,17 +1,29 @@
-//! Framework plugins: what a pilot boots on its nodes. Each plugin implements [`Framework`]: which ports it
-//! needs per node, how to start on an allocation (or join a parent pilot's cluster), how readiness is judged,
-//! how liveness is checked, what connection details it reports, and how it stops. Kafka is the first
-//! ([`kafka::KafkaFramework`]); Spark or Dask would be further implementations of the same trait.
+//! Framework plugins: what a pilot boots on its nodes. Each plugin implements [`Framework`] in a module of its own:
+//! which ports it needs per node, how to start on an allocation (or join a parent pilot's cluster), how readiness
+//! is judged from the outside, how liveness is checked, which node does what, what connection details it reports,
+//! and how it stops.
+//!
+//! - [`kafka`]: Kafka brokers (tansu, Apache Kafka in KRaft mode, or external ones).
+//! - [`spark`]: an Apache Spark standalone cluster from the pyspark wheel (master and one worker per node).
+//! - [`dask`]: a Dask distributed cluster (scheduler and workers per node).
+//! - [`none`]: nothing, the nodes are for producers and consumers (a compute pilot).
+//!
+//! Adding a framework (Flink) is a module here, a [`FrameworkDetails`] variant and a line in [`framework_for`].
 
+pub mod dask;
 pub mod kafka;
+pub mod none;
+pub mod spark;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Allocation, ResourceBackend};
+use crate::description::{FrameworkKind, FrameworkPlan};
 use crate::error::Result;
+use crate::pilot::NodeRole;
 
 /// What a framework knows at start: its pilot and, when extending, the parent's details.
 pub struct StartContext<'a> {
@@ -26,13 +38,26 @@ pub struct StartContext<'a> {
 #[serde(tag = "framework", rename_all = "kebab-case")]
 pub enum FrameworkDetails {
     Kafka(kafka::KafkaDetails),
+    Spark(spark::SparkDetails),
+    Dask(dask::DaskDetails),
+    None,
 }
 
 impl FrameworkDetails {
-    /// The Kafka details (every framework today is Kafka).
-    pub fn kafka(&self) -> &kafka::KafkaDetails {
+    pub fn kind(&self) -> FrameworkKind {
         match self {
-            FrameworkDetails::Kafka(k) => k,
+            FrameworkDetails::Kafka(_) => FrameworkKind::Kafka,
+            FrameworkDetails::Spark(_) => FrameworkKind::Spark,
+            FrameworkDetails::Dask(_) => FrameworkKind::Dask,
+            FrameworkDetails::None => FrameworkKind::None,
+        }
+    }
+
+    /// The Kafka details, for a Kafka pilot.
+    pub fn kafka(&self) -> Option<&kafka::KafkaDetails> {
+        match self {
+            FrameworkDetails::Kafka(k) => Some(k),
+            _ => None,
         }
     }
 }
@@ -56,12 +81,68 @@ pub trait Framework: Send {
     /// Err when a framework process has exited.
     fn check(&mut self) -> Result<()>;
 
+    /// What `node` (one of this pilot's) does in the cluster.
+    fn role(&self, node: &str) -> NodeRole;
+
     /// Connection details for clients.
     fn details(&self) -> FrameworkDetails;
 
     /// Log files of the framework's processes.
-    fn logs(&self) -> Vec<std::path::PathBuf>;
+    fn logs(&self) -> Vec<PathBuf>;
 
-    /// Stop every process (SIGTERM, then SIGKILL after `grace`).
+    /// Stop every process (SIGTERM to its process group, then SIGKILL after `grace`).
     fn stop(&mut self, grace: Duration);
+}
+
+/// The plugin for a plan.
+pub fn framework_for(plan: &FrameworkPlan) -> Box<dyn Framework> {
+    match plan {
+        FrameworkPlan::Kafka(k) => Box::new(kafka::KafkaFramework::new(k.clone())),
+        FrameworkPlan::Spark(s) => Box::new(spark::SparkFramework::new(s.clone())),
+        FrameworkPlan::Dask(d) => Box::new(dask::DaskFramework::new(d.clone())),
+        FrameworkPlan::None => Box::new(none::NoFramework),
+    }
+}
+
+/// GET `url` (plain HTTP on the cluster's own addresses): the body, or why not.
+pub(crate) fn http_get(url: &str, timeout: Duration) -> std::result::Result<String, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .build()
+        .into();
+    agent
+        .get(url)
+        .call()
+        .map_err(|e| e.to_string())?
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| e.to_string())
+}
+
+/// Stop every child: SIGTERM to each process group first, then each waited for (SIGKILL after `grace`).
+pub(crate) fn stop_all(children: &mut Vec<crate::process::ManagedChild>, grace: Duration) {
+    for c in children.iter() {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(c.pid() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    for c in children.iter_mut() {
+        c.terminate(grace);
+    }
+    children.clear();
+}
+
+/// Err naming the first child that has exited, with the end of its log.
+pub(crate) fn first_exited(children: &mut [crate::process::ManagedChild]) -> Result<()> {
+    for c in children.iter_mut() {
+        if let Some(status) = c.try_wait()? {
+            return Err(crate::PilotError::FrameworkFailed {
+                message: format!("{} exited: {status}", c.label()),
+                log: c.log().to_path_buf(),
+                log_tail: crate::error::log_tail(c.log(), 20),
+            });
+        }
+    }
+    Ok(())
 }

@@ -21,9 +21,10 @@ use serde::{Deserialize, Serialize};
 use super::{Framework, FrameworkDetails, StartContext};
 use crate::admin::KafkaAdmin;
 use crate::backend::{Allocation, ResourceBackend};
-use crate::client::ClientProperties;
+use crate::client::{ClientProperties, Connection};
 use crate::description::{Distribution, KafkaPlan};
 use crate::error::{log_tail, PilotError, Result};
+use crate::pilot::NodeRole;
 use crate::process::{LaunchSpec, ManagedChild};
 
 /// A broker of the cluster.
@@ -74,6 +75,15 @@ impl KafkaDetails {
     /// An admin handle for this cluster.
     pub fn admin(&self, timeout: Duration) -> KafkaAdmin {
         KafkaAdmin::new(&self.bootstrap(), &self.client, timeout)
+    }
+
+    /// What a producer or consumer needs: brokers, recommended properties, default partitions.
+    pub fn connection(&self) -> Connection {
+        Connection {
+            bootstrap: self.bootstrap(),
+            client: self.client.clone(),
+            default_partitions: self.default_partitions(),
+        }
     }
 }
 
@@ -143,8 +153,18 @@ impl KafkaFramework {
     }
 }
 
-fn parent_kafka<'a>(ctx: &StartContext<'a>) -> Option<&'a KafkaDetails> {
-    ctx.parent.map(|p| p.kafka())
+fn parent_kafka<'a>(ctx: &StartContext<'a>) -> Result<Option<&'a KafkaDetails>> {
+    match ctx.parent {
+        None => Ok(None),
+        Some(FrameworkDetails::Kafka(k)) => Ok(Some(k)),
+        Some(other) => Err(PilotError::invalid(
+            "parent",
+            format!(
+                "a Kafka pilot extends Kafka pilots only; the parent runs {}",
+                other.kind().name()
+            ),
+        )),
+    }
 }
 
 impl Framework for KafkaFramework {
@@ -162,7 +182,7 @@ impl Framework for KafkaFramework {
         alloc: &Allocation,
         ctx: &StartContext,
     ) -> Result<()> {
-        let parent = parent_kafka(ctx);
+        let parent = parent_kafka(ctx)?;
         if let Some(p) = parent {
             if p.distribution != self.plan.distribution.name() {
                 return Err(PilotError::invalid(
@@ -351,6 +371,14 @@ impl Framework for KafkaFramework {
 
     fn check(&mut self) -> Result<()> {
         self.check_children()
+    }
+
+    fn role(&self, node: &str) -> NodeRole {
+        if self.running.iter().any(|b| b.info.node == node) {
+            NodeRole::Broker
+        } else {
+            NodeRole::Compute
+        }
     }
 
     fn details(&self) -> FrameworkDetails {
