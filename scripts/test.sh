@@ -2,7 +2,7 @@
 # The whole test suite: set-up (skipped where done), formatting, lints, every crate's tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --frameworks
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -72,7 +72,7 @@ fn main() -> anyhow::Result<()> {
             let e = Experiment::from_file(&file)?;
             print!("{}", e.describe());
             let mut exec = LocalExecutor::locate().map_err(anyhow::Error::msg)?;
-            let shutdown = pilot_core::cli::shutdown_flag()?;
+            let shutdown = pilot_core::signals::shutdown_flag()?;
             let repo = file
                 .parent()
                 .map(|p| {

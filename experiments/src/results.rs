@@ -5,7 +5,9 @@
 //!   renamed into place after every run, so a crash never leaves half a row, and finished runs survive.
 //! - `manifest.json`: provenance (git commit and dirty flag, versions, rustc, build profile, host and CPU,
 //!   resource URLs, pilot ids and nodes per run, UTC start and end, the experiment file's SHA-256).
-//! - `runs/<point>-<rep>/`: each run's own MASS and MASA records and pilot logs.
+//! - `runs/<point>-<rep>/`: each run's own MASS and MASA records and pilot logs, and `timeline.csv`
+//!   ([`TimelineRow`]): the run's rates per second across all its processes, what figures over time are drawn
+//!   from.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,7 +30,11 @@ pub const KEY_COLUMNS: &[&str] = &[
 /// Metric columns, in order, with units in their names.
 pub const METRICS: &[&str] = &[
     "run_wall_s",
+    "framework_nodes",
+    "framework_startup_s",
+    "framework_stop_s",
     "broker_startup_s",
+    "brokers_in_metadata",
     "producer_pilot_startup_s",
     "processing_pilot_startup_s",
     "producer_processes",
@@ -55,6 +61,66 @@ pub const METRICS: &[&str] = &[
     "processed_latency_ms_p99",
     "processing_ms_p50",
 ];
+
+/// One second of a run, across all its MASS and MASA processes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineRow {
+    /// Seconds since the first process of the run started (the second this row ends).
+    pub t_s: f64,
+    /// Messages delivered by every producer in this second (by their delivery reports).
+    pub produced_msgs_per_s: f64,
+    /// Messages received by every consumer in this second.
+    pub consumed_msgs_per_s: f64,
+}
+
+/// Where a run's timeline is.
+pub fn timeline_path(run_dir: &Path) -> PathBuf {
+    run_dir.join("timeline.csv")
+}
+
+/// Write a run's timeline (replacing any).
+pub fn write_timeline(run_dir: &Path, rows: &[TimelineRow]) -> Result<(), ResultsError> {
+    let path = timeline_path(run_dir);
+    let mut w = pilot_core::metrics::CsvWriter::create(&path).map_err(|e| ResultsError::Io {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    for r in rows {
+        w.write(r).map_err(|e| ResultsError::Io {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+/// Read a run's timeline.
+pub fn read_timeline(run_dir: &Path) -> Result<Vec<TimelineRow>, ResultsError> {
+    let path = timeline_path(run_dir);
+    pilot_core::metrics::read_csv(&path).map_err(|e| ResultsError::Io {
+        path: path.clone(),
+        message: e.to_string(),
+    })
+}
+
+/// Per-second sums of `(absolute start, interval end since start, count)` samples, aligned to the earliest
+/// start: the timeline's arithmetic, apart from how the samples were read.
+pub fn bucket_per_second(samples: &[(f64, f64, f64)]) -> Vec<(f64, f64)> {
+    let Some(t0) = samples.iter().map(|s| s.0).reduce(f64::min) else {
+        return Vec::new();
+    };
+    let mut sums: BTreeMap<u64, f64> = BTreeMap::new();
+    for &(start, t, n) in samples {
+        let at = (start - t0 + t).max(0.0);
+        // The interval ending at `at` belongs to the second it ends in (an end exactly on a second to that one).
+        let k = (at - 1e-9).max(0.0).floor() as u64;
+        *sums.entry(k).or_default() += n;
+    }
+    let last = sums.keys().next_back().copied().unwrap_or(0);
+    (0..=last)
+        .map(|k| ((k + 1) as f64, sums.get(&k).copied().unwrap_or(0.0)))
+        .collect()
+}
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,14 +12,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use pilot_core::description::{ProcessEnvironment, RawDescription};
+use pilot_core::description::{
+    Environment, FrameworkKind, PilotPlan, ProcessEnvironment, RawDescription,
+};
 use pilot_core::pilot::Pilot;
-use pilot_core::tasks::{run_per_node_until, NodeSelection};
+use pilot_core::tasks::NodeSelection;
 
 use crate::results::{
     environment, sha256_hex, Manifest, RunProvenance, RunStatus, Table, KEY_COLUMNS, METRICS,
 };
-use crate::spec::{human_duration, show, Experiment, Point};
+use crate::spec::{human_duration, show, Experiment, Point, RunKind};
 
 /// What one run produced.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -331,40 +333,81 @@ impl LocalExecutor {
     }
 }
 
-/// Pilots cancelled in reverse order when dropped, whatever happened.
-struct Pilots(Vec<Pilot>);
+/// The pilots of one pipeline run, by role; cancelled compute pilots first, then the broker, whatever happened.
+pub struct RunPilots {
+    pub broker: Pilot,
+    pub producers: Option<Pilot>,
+    pub processing: Option<Pilot>,
+}
 
-impl Drop for Pilots {
+impl Drop for RunPilots {
     fn drop(&mut self) {
-        while let Some(mut p) = self.0.pop() {
+        for p in [self.processing.as_mut(), self.producers.as_mut()]
+            .into_iter()
+            .flatten()
+        {
             p.cancel();
         }
+        self.broker.cancel();
     }
 }
 
-fn start_pilot(
+/// Walltime of a run's pilots: the run's timeout and five minutes.
+fn walltime_min(point: &Point) -> u32 {
+    (point.layout.run_timeout_s / 60.0).ceil() as u32 + 5
+}
+
+/// The plan of a run's framework pilot: for pipeline runs the broker pilot (`broker_nodes` of the layout's
+/// distribution), for start-up runs the layout's framework on `framework_nodes`.
+pub fn framework_plan(
     point: &Point,
-    nodes: u32,
-    parent: Option<&str>,
     dir: &Path,
-    shutdown: &AtomicBool,
-) -> Result<Pilot, String> {
-    let walltime_min = (point.layout.run_timeout_s / 60.0).ceil() as u32 + 5;
-    let plan = RawDescription {
-        resource: Some(point.layout.resource.clone()),
+    env: &dyn Environment,
+) -> Result<PilotPlan, String> {
+    let l = &point.layout;
+    let (framework, nodes) = match l.kind {
+        RunKind::Pipeline => (FrameworkKind::Kafka, l.broker_nodes),
+        RunKind::Startup => (l.framework, l.framework_nodes),
+    };
+    RawDescription {
+        resource: Some(l.resource.clone()),
+        framework: Some(framework),
         nodes: Some(nodes),
-        walltime_min: Some(walltime_min),
+        walltime_min: Some(walltime_min(point)),
         working_directory: Some(dir.to_path_buf()),
-        parent: parent.map(String::from),
-        // The distribution is the broker pilot's; the others extend it with nodes for MASS and MASA.
-        kafka: parent.is_none().then(|| pilot_core::description::RawKafka {
-            distribution: Some(point.layout.distribution.clone()),
+        kafka: (framework == FrameworkKind::Kafka).then(|| pilot_core::description::RawKafka {
+            distribution: Some(l.distribution.clone()),
             ..Default::default()
         }),
         ..Default::default()
     }
-    .validate("experiment", &ProcessEnvironment)
-    .map_err(|e| e.to_string())?;
+    .validate("experiment", env)
+    .map_err(|e| e.to_string())
+}
+
+/// The plan of a framework-free compute pilot of `nodes` nodes whose tasks use the brokers of `broker_pilot`:
+/// where a run's MASS or MASA processes go (they never become brokers, whatever the distribution).
+pub fn compute_plan(
+    point: &Point,
+    nodes: u32,
+    broker_pilot: &str,
+    dir: &Path,
+    env: &dyn Environment,
+) -> Result<PilotPlan, String> {
+    RawDescription {
+        resource: Some(point.layout.resource.clone()),
+        framework: Some(FrameworkKind::None),
+        nodes: Some(nodes),
+        walltime_min: Some(walltime_min(point)),
+        working_directory: Some(dir.to_path_buf()),
+        broker_pilot: Some(broker_pilot.to_string()),
+        ..Default::default()
+    }
+    .validate("experiment", env)
+    .map_err(|e| e.to_string())
+}
+
+fn start(plan: PilotPlan, shutdown: &AtomicBool) -> Result<Pilot, String> {
     Pilot::create(plan, &|| shutdown.load(Ordering::SeqCst)).map_err(|e| e.to_string())
 }
 
@@ -400,37 +443,46 @@ impl Executor for LocalExecutor {
         let l = &point.layout;
         let deadline = Instant::now() + Duration::from_secs_f64(l.run_timeout_s);
         let pilots_dir = run_dir.join("pilots");
-        let mut pilots = Pilots(Vec::new());
-        pilots.0.push(start_pilot(
-            point,
-            l.broker_nodes,
-            None,
-            &pilots_dir,
+        if l.kind == RunKind::Startup {
+            return startup_run(point, &pilots_dir, shutdown);
+        }
+        let env = ProcessEnvironment;
+        let broker = start(framework_plan(point, &pilots_dir, &env)?, shutdown)?;
+        let broker_id = broker.id().to_string();
+        let mut pilots = RunPilots {
+            broker,
+            producers: None,
+            processing: None,
+        };
+        pilots.producers = Some(start(
+            compute_plan(point, l.producer_nodes, &broker_id, &pilots_dir, &env)?,
             shutdown,
         )?);
-        let broker_id = pilots.0[0].id().to_string();
-        pilots.0.push(start_pilot(
-            point,
-            l.producer_nodes,
-            Some(&broker_id),
-            &pilots_dir,
+        pilots.processing = Some(start(
+            compute_plan(point, l.processing_nodes, &broker_id, &pilots_dir, &env)?,
             shutdown,
         )?);
-        pilots.0.push(start_pilot(
-            point,
-            l.processing_nodes,
-            Some(&broker_id),
-            &pilots_dir,
-            shutdown,
-        )?);
-        let details: Vec<_> = pilots
-            .0
+        let (producers_pilot, processing_pilot) = (
+            pilots.producers.as_ref().expect("started above"),
+            pilots.processing.as_ref().expect("started above"),
+        );
+        let details: Vec<_> = [&pilots.broker, producers_pilot, processing_pilot]
             .iter()
             .map(|p| p.details().cloned().ok_or("a running pilot has no details"))
             .collect::<Result<_, _>>()?;
-        let conn = pilots.0[0]
+        let conn = pilots
+            .broker
             .connection()
             .ok_or("the broker pilot has no connection")?;
+        // The cluster as clients see it: exactly the broker pilot's brokers (the compute pilots add none).
+        let brokers_in_metadata = pilot_core::admin::KafkaAdmin::new(
+            &conn.bootstrap,
+            &conn.client,
+            Duration::from_secs(10),
+        )
+        .brokers()
+        .map_err(|e| format!("reading the brokers' metadata: {e}"))?
+        .len();
         let partitions = l.partitions_per_broker_node * l.broker_nodes;
         let topic = format!("exp-{}", point.id);
         pilot_core::admin::KafkaAdmin::new(&conn.bootstrap, &conn.client, Duration::from_secs(10))
@@ -499,8 +551,8 @@ impl Executor for LocalExecutor {
         ];
         let timeout = deadline.saturating_duration_since(Instant::now());
         let consumers_details = details[2].clone();
-        let mut consumer_backend = pilot_core::pilot::task_backend(pilots.0[2].record());
-        let mut producer_backend = pilot_core::pilot::task_backend(pilots.0[1].record());
+        let mut consumer_backend = pilot_core::pilot::task_backend(processing_pilot.record());
+        let mut producer_backend = pilot_core::pilot::task_backend(producers_pilot.record());
         let per_node = l.consumer_processes_per_node as usize;
         let resource = details[0].resource.clone();
         let stop = || shutdown.load(Ordering::SeqCst);
@@ -509,7 +561,7 @@ impl Executor for LocalExecutor {
         let consumers_stop = || stop() || shutdown_consumers.load(Ordering::SeqCst);
         let (producers, consumers) = std::thread::scope(|scope| {
             let consumers = scope.spawn(|| {
-                run_per_node_until(
+                pilot_core::tasks::run(
                     &consumers_details,
                     consumer_backend.as_mut(),
                     NodeSelection::Own,
@@ -528,7 +580,7 @@ impl Executor for LocalExecutor {
             let producers =
                 masa::consumer::wait_for_group(run_dir, &ids, partitions as u64, wait, &stop)
                     .and_then(|()| {
-                        run_per_node_until(
+                        pilot_core::tasks::run(
                             &details[1],
                             producer_backend.as_mut(),
                             NodeSelection::Own,
@@ -578,6 +630,7 @@ impl Executor for LocalExecutor {
         let mut outcome = collect(point, run_dir, partitions)?;
         outcome.metrics.extend([
             ("broker_startup_s", details[0].startup_s.unwrap_or(f64::NAN)),
+            ("brokers_in_metadata", brokers_in_metadata as f64),
             (
                 "producer_pilot_startup_s",
                 details[1].startup_s.unwrap_or(f64::NAN),
@@ -612,8 +665,109 @@ impl Executor for LocalExecutor {
     }
 }
 
+/// A start-up run (the paper's Figure 6): the layout's framework pilot on `framework_nodes` nodes, its submit to
+/// ready time, then cancelled (and the time that took).
+fn startup_run(point: &Point, dir: &Path, shutdown: &AtomicBool) -> Result<RunOutcome, String> {
+    let mut pilot = start(framework_plan(point, dir, &ProcessEnvironment)?, shutdown)?;
+    let d = pilot
+        .details()
+        .cloned()
+        .ok_or("a running pilot has no details")?;
+    let t = Instant::now();
+    pilot.cancel();
+    let stop_s = t.elapsed().as_secs_f64();
+    Ok(RunOutcome {
+        metrics: vec![
+            ("framework_nodes", point.layout.framework_nodes as f64),
+            ("framework_startup_s", d.startup_s.unwrap_or(f64::NAN)),
+            ("framework_stop_s", stop_s),
+        ],
+        incomplete_reason: String::new(),
+        provenance: RunProvenance {
+            resource: d.resource.clone(),
+            pilots: vec![d.id.clone()],
+            job_ids: [d.job_id.clone()]
+                .into_iter()
+                .filter(|j| !j.is_empty())
+                .collect(),
+            nodes: d
+                .nodes
+                .iter()
+                .map(|n| format!("{}: {} ({}, {})", d.id, n.name, n.address, n.role.name()))
+                .collect(),
+            ..Default::default()
+        },
+    })
+}
+
+/// Seconds since the epoch of an RFC 3339 time.
+fn epoch_s(utc: &str) -> Option<f64> {
+    humantime::parse_rfc3339(utc)
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs_f64())
+}
+
+/// The run's timeline (per second, all producers and all consumers), from their interval rows.
+fn write_run_timeline(point: &Point, run_dir: &Path) -> Result<(), String> {
+    let mut produced = Vec::new();
+    for i in 0..point.producer_processes() {
+        let dir = run_dir.join(format!("producer-{i}"));
+        let start = pilot_core::metrics::read_csv::<mass::report::ProducerSummary>(
+            &mass::producer::summary_path(&dir),
+        )
+        .ok()
+        .and_then(|r| r.last().and_then(|s| epoch_s(&s.start_utc)));
+        let rows: Vec<mass::report::IntervalRow> =
+            pilot_core::metrics::read_csv(&mass::producer::intervals_path(&dir))
+                .unwrap_or_default();
+        if let Some(start) = start {
+            produced.extend(rows.iter().map(|r| (start, r.t_s, r.delivered_msgs as f64)));
+        }
+    }
+    let mut consumed = Vec::new();
+    for i in 0..point.consumer_processes() {
+        let id = format!("c{i}");
+        let start = pilot_core::metrics::read_csv::<masa::report::ConsumerSummary>(
+            &masa::consumer::summary_path(run_dir, &id),
+        )
+        .ok()
+        .and_then(|r| r.last().and_then(|s| epoch_s(&s.start_utc)));
+        let rows: Vec<masa::report::ConsumerInterval> =
+            pilot_core::metrics::read_csv(&masa::consumer::intervals_path(run_dir, &id))
+                .unwrap_or_default();
+        if let Some(start) = start {
+            consumed.extend(rows.iter().map(|r| (start, r.t_s, r.received_msgs as f64)));
+        }
+    }
+    // One origin for both: the earliest process start; a zero sample at it aligns the two bucketings.
+    let t0 = produced
+        .iter()
+        .chain(&consumed)
+        .map(|s| s.0)
+        .reduce(f64::min)
+        .unwrap_or(0.0);
+    produced.push((t0, 0.0, 0.0));
+    consumed.push((t0, 0.0, 0.0));
+    let (p, c) = (
+        crate::results::bucket_per_second(&produced),
+        crate::results::bucket_per_second(&consumed),
+    );
+    let n = p.len().max(c.len());
+    let rows: Vec<crate::results::TimelineRow> = (0..n)
+        .map(|k| crate::results::TimelineRow {
+            t_s: (k + 1) as f64,
+            produced_msgs_per_s: p.get(k).map(|x| x.1).unwrap_or(0.0),
+            consumed_msgs_per_s: c.get(k).map(|x| x.1).unwrap_or(0.0),
+        })
+        .collect();
+    crate::results::write_timeline(run_dir, &rows).map_err(|e| e.to_string())
+}
+
 /// Read the run's MASS and MASA records into metrics.
 fn collect(point: &Point, run_dir: &Path, partitions: u32) -> Result<RunOutcome, String> {
+    write_run_timeline(point, run_dir)?;
     let mut produced = 0u64;
     let (mut failed, mut mb, mut msgs_s, mut mb_s) = (0u64, 0.0, 0.0, 0.0);
     for i in 0..point.producer_processes() {

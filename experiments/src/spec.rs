@@ -29,6 +29,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use pilot_core::config::{ConfigError, Settings};
+use pilot_core::description::FrameworkKind;
 use serde::{Deserialize, Serialize};
 use toml::{Spanned, Table, Value};
 
@@ -63,10 +64,28 @@ struct RawFile {
     zip: BTreeMap<String, Spanned<Vec<Value>>>,
 }
 
-/// How a run is laid out on pilots: one broker pilot, one producer pilot and one processing pilot extending it.
+/// What a run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunKind {
+    /// A broker pilot, compute pilots for MASS and MASA, MASS producing and MASA consuming (Figures 7-9).
+    #[default]
+    Pipeline,
+    /// A framework pilot started, timed from submit to ready, and cancelled (Figure 6).
+    Startup,
+}
+
+/// How a run is laid out on pilots: a broker pilot, and two framework-free compute pilots (producers,
+/// processing) whose tasks use its brokers; or, for start-up runs, one framework pilot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Layout {
+    /// `pipeline` (default) or `startup`.
+    pub kind: RunKind,
+    /// Start-up runs: the framework the pilot boots (`kafka`, `spark`, `dask`, `none`).
+    pub framework: FrameworkKind,
+    /// Start-up runs: the pilot's nodes.
+    pub framework_nodes: u32,
     /// Resource URL of the pilots (`local://`, `slurm://localhost`, `slurm+ssh://user@host`).
     pub resource: String,
     /// Kafka distribution of the broker pilot: `tansu` (local default) or `apache-kafka` (clusters).
@@ -92,6 +111,9 @@ pub struct Layout {
 impl Default for Layout {
     fn default() -> Self {
         Layout {
+            kind: RunKind::Pipeline,
+            framework: FrameworkKind::Kafka,
+            framework_nodes: 1,
             resource: "local://".into(),
             distribution: "tansu".into(),
             broker_nodes: 1,
@@ -107,6 +129,9 @@ impl Default for Layout {
 }
 
 const LAYOUT_KEYS: &[&str] = &[
+    "kind",
+    "framework",
+    "framework_nodes",
     "resource",
     "distribution",
     "broker_nodes",
@@ -158,8 +183,16 @@ impl Point {
             .join(" ")
     }
 
-    /// Rough run time: MASS's duration or messages at its rate, plus pilot start-up and the consumers' idle stop.
+    /// Rough run time: MASS's duration or messages at its rate, plus pilot start-up and the consumers' idle stop
+    /// (start-up runs: the framework's usual start and stop on this kind of machine).
     pub fn estimate_s(&self) -> f64 {
+        if self.layout.kind == RunKind::Startup {
+            return match self.layout.framework {
+                FrameworkKind::Spark => 20.0,
+                FrameworkKind::Dask => 8.0,
+                _ => 2.0,
+            };
+        }
         let messages = self
             .mass
             .get("messages")
@@ -437,6 +470,19 @@ impl Experiment {
             s.push_str(&format!("  {}\n", self.description));
         }
         for p in &self.points {
+            if p.layout.kind == RunKind::Startup {
+                s.push_str(&format!(
+                    "  point {:>3} [{}] {}: start a {} pilot of {} node(s) on {}, about {:.0} s per run\n",
+                    p.index + 1,
+                    p.id,
+                    p.label(),
+                    p.layout.framework.name(),
+                    p.layout.framework_nodes,
+                    p.layout.resource,
+                    p.estimate_s()
+                ));
+                continue;
+            }
             s.push_str(&format!(
                 "  point {:>3} [{}] {}: {} MASS x {} MASA on {}, about {:.0} s per run\n",
                 p.index + 1,
@@ -555,9 +601,38 @@ fn build_point(
             format!("layout: {}", e.message()),
         )
     })?;
+    check_layout(&layout)?;
+    if layout.kind == RunKind::Startup {
+        if let Some(k) = settings
+            .keys()
+            .find(|k| k.starts_with("mass.") || k.starts_with("masa."))
+        {
+            return Err((
+                Some(k.clone()),
+                format!("`{k}`: a start-up run (kind = \"startup\") starts no MASS or MASA"),
+            ));
+        }
+        let id = point_id(&settings);
+        return Ok(Point {
+            index,
+            id,
+            settings,
+            varying,
+            layout,
+            mass,
+            masa,
+        });
+    }
+    for key in ["framework", "framework_nodes"] {
+        if layout_table.contains_key(key) {
+            return Err((
+                Some(key.into()),
+                format!("{key} applies to start-up runs (kind = \"startup\"); a pipeline's framework is Kafka"),
+            ));
+        }
+    }
     resolve_paths(&mut mass, mass::config::PATH_SETTINGS, base);
     resolve_paths(&mut masa, masa::config::PATH_SETTINGS, base);
-    check_layout(&layout)?;
     // MASS and MASA check their own settings, with what the runner adds.
     let checked = |app: &str, table: &Table, with: fn(&Table) -> Result<(), ConfigError>| {
         let mut t = table.clone();
@@ -600,6 +675,7 @@ fn build_point(
 
 fn check_layout(l: &Layout) -> Result<(), (Option<String>, String)> {
     for (key, v) in [
+        ("framework_nodes", l.framework_nodes),
         ("broker_nodes", l.broker_nodes),
         ("partitions_per_broker_node", l.partitions_per_broker_node),
         ("producer_nodes", l.producer_nodes),

@@ -1,28 +1,14 @@
 //! `experiments` end to end on real pilots (tansu) with the real `mass` and `masa`: the smoke matrix checked
 //! against its references, compare, and the quickstart (the README's main job), resumed with nothing left to do.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod common;
+use common::root;
 
-/// `mass` and `masa` beside `experiments` (the workspace's tests build them; build them if this crate's tests
-/// run alone).
 fn ensure_apps() {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_experiments"));
-    let dir = bin.parent().unwrap();
-    if !dir.join("mass").exists() || !dir.join("masa").exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo)
-            .args(["build", "-p", "mass", "-p", "masa"])
-            .current_dir(root())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "building mass and masa");
-    }
+    common::apps();
 }
 
 fn experiments(args: &[&str]) -> Output {
@@ -114,6 +100,24 @@ fn quickstart_runs_end_to_end_and_resumes_with_nothing_to_do() {
         assert_eq!(r["status"], "ok", "{r:?}");
         assert_eq!(r["received_msgs"], "1000");
         assert!(r["consumer_throughput_msgs_per_s"].parse::<f64>().unwrap() > 0.0);
+        assert_eq!(
+            r["brokers_in_metadata"], "1",
+            "compute pilots add no broker"
+        );
+        let run = dir.join("runs").join(format!(
+            "{}-{}{}",
+            r["point"],
+            if r["warmup"] == "true" { "w" } else { "r" },
+            r["repetition"]
+        ));
+        let timeline = experiments::results::read_timeline(&run).unwrap();
+        let consumed: f64 = timeline.iter().map(|t| t.consumed_msgs_per_s).sum();
+        let produced: f64 = timeline.iter().map(|t| t.produced_msgs_per_s).sum();
+        assert_eq!(
+            (consumed, produced),
+            (1000.0, 1000.0),
+            "the timeline adds up"
+        );
     }
     let m = experiments::results::Manifest::read(&dir.join("manifest.json")).unwrap();
     assert!(m.complete && m.runs.len() == 12);
@@ -146,6 +150,45 @@ fn bad_files_are_refused_before_anything_runs() {
     assert!(!o.status.success());
     assert!(
         text(&o).contains("bad.toml:5:") && text(&o).contains("unknown field `windw`"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// Figure 6's kind of run: a framework pilot started, timed and cancelled, for Kafka, Spark and Dask.
+#[test]
+fn startup_runs_time_every_framework() {
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("fig6-startup-test.toml");
+    std::fs::write(
+        &file,
+        "name = \"fig6-startup-test\"\n[fixed]\nkind = \"startup\"\n[axes]\nframework = [\"kafka\", \"spark\", \"dask\"]\nframework_nodes = [1, 2]\n",
+    )
+    .unwrap();
+    let results = out.path().join("results");
+    let o = experiments(&[
+        "run",
+        file.to_str().unwrap(),
+        "--results",
+        results.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = table(&results.join("fig6-startup-test"));
+    assert_eq!(t.rows.len(), 6);
+    for r in &t.rows {
+        assert_eq!(r["status"], "ok", "{r:?}");
+        let s: f64 = r["framework_startup_s"].parse().unwrap();
+        assert!(s > 0.0 && s < 120.0, "{r:?}");
+    }
+    // A start-up run starts no MASS or MASA: a mass.* key is refused before anything runs.
+    std::fs::write(
+        &file,
+        "name = \"fig6-startup-test\"\n[fixed]\nkind = \"startup\"\n\"mass.messages\" = 5\n",
+    )
+    .unwrap();
+    let o = experiments(&["plan", file.to_str().unwrap()]);
+    assert!(
+        !o.status.success() && text(&o).contains("starts no MASS or MASA"),
         "{}",
         text(&o)
     );

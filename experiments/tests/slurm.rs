@@ -1,41 +1,47 @@
 //! The full pipeline on a real SLURM cluster (4 emulated nodes, scripts/slurm-cluster.sh): a Kafka broker pilot
-//! (n1), a MASS pilot (n2), a MASA pilot (n3) extended by a second MASA pilot (n4); MASS and MASA run as steps of
-//! their pilots' jobs; every message is accounted for and no job is left afterwards.
+//! (n1), a framework-free MASS pilot (n2) and MASA pilot (n3) that use its brokers, the MASA pilot extended by a
+//! second one (n4); MASS and MASA run as steps of their pilots' jobs; the cluster's metadata lists only the broker
+//! pilot's broker; every message is accounted for and no job is left afterwards. And an experiment file run on the
+//! cluster through the runner's compute pilots.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use pilot_core::description::{ProcessEnvironment, RawDescription, RawSlurm};
 use pilot_core::pilot::{task_backend, Pilot};
 use pilot_core::slurm_cluster::SlurmCluster;
-use pilot_core::tasks::{run_per_node, NodeSelection};
+use pilot_core::tasks::NodeSelection;
 
-fn apps() -> (PathBuf, PathBuf) {
-    let dir = PathBuf::from(env!("CARGO_BIN_EXE_experiments"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    if !dir.join("mass").exists() || !dir.join("masa").exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo)
-            .args(["build", "-p", "mass", "-p", "masa"])
-            .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "building mass and masa");
-    }
-    (dir.join("mass"), dir.join("masa"))
+mod common;
+use common::apps;
+
+/// What a test pilot is.
+enum Role<'a> {
+    Broker,
+    /// A framework-free pilot using this broker pilot's brokers.
+    Compute(&'a str),
+    /// An extension of this (compute) pilot.
+    Extends(&'a str),
 }
 
-fn pilot(cluster: &SlurmCluster, dir: &Path, parent: Option<&str>) -> Pilot {
+fn pilot(cluster: &SlurmCluster, dir: &Path, role: Role) -> Pilot {
     let plan = RawDescription {
         resource: Some("slurm://localhost".into()),
         nodes: Some(1),
         walltime_min: Some(15),
         working_directory: Some(dir.join("pilots")),
-        parent: parent.map(String::from),
+        framework: match role {
+            Role::Broker => None,
+            _ => Some(pilot_core::description::FrameworkKind::None),
+        },
+        parent: match role {
+            Role::Extends(p) => Some(p.to_string()),
+            _ => None,
+        },
+        broker_pilot: match role {
+            Role::Compute(b) => Some(b.to_string()),
+            _ => None,
+        },
         slurm: Some(RawSlurm {
             conf: Some(cluster.conf()),
             ..Default::default()
@@ -62,16 +68,29 @@ fn mass_and_masa_on_slurm_pilots_account_for_every_message() {
     let (mass, masa) = apps();
     let dir = tempfile::tempdir().unwrap();
     let cluster = SlurmCluster::start(&dir.path().join("cluster")).unwrap();
-    let mut broker = pilot(&cluster, dir.path(), None);
-    let mut producers = pilot(&cluster, dir.path(), Some(broker.id()));
-    let mut consumers = pilot(&cluster, dir.path(), Some(broker.id()));
-    let mut more_consumers = pilot(&cluster, dir.path(), Some(consumers.id()));
+    let mut broker = pilot(&cluster, dir.path(), Role::Broker);
+    let mut producers = pilot(&cluster, dir.path(), Role::Compute(broker.id()));
+    let mut consumers = pilot(&cluster, dir.path(), Role::Compute(broker.id()));
+    let mut more_consumers = pilot(&cluster, dir.path(), Role::Extends(consumers.id()));
     let nodes: Vec<String> = [&broker, &producers, &consumers, &more_consumers]
         .iter()
         .map(|p| own_node(p))
         .collect();
     assert_eq!(nodes, vec!["n1", "n2", "n3", "n4"]);
     let conn = broker.connection().unwrap();
+    // Three more pilots, one broker: compute pilots never add brokers.
+    let brokers =
+        pilot_core::admin::KafkaAdmin::new(&conn.bootstrap, &conn.client, Duration::from_secs(10))
+            .brokers()
+            .unwrap();
+    assert_eq!(brokers.len(), 1, "{brokers:?}");
+    for p in [&producers, &consumers, &more_consumers] {
+        assert_eq!(
+            p.connection().unwrap().bootstrap,
+            conn.bootstrap,
+            "compute pilots hand on the broker pilot's brokers"
+        );
+    }
     assert!(conn
         .bootstrap
         .starts_with(&cluster.addresses()[0].to_string()));
@@ -111,13 +130,14 @@ fn mass_and_masa_on_slurm_pilots_account_for_every_message() {
             masa_cmd.clone(),
         );
         std::thread::spawn(move || {
-            run_per_node(
+            pilot_core::tasks::run(
                 &d,
                 backend.as_mut(),
                 NodeSelection::Own,
                 1,
                 &cmd,
                 Duration::from_secs(180),
+                &|| false,
             )
             .unwrap()
         })
@@ -149,13 +169,14 @@ fn mass_and_masa_on_slurm_pilots_account_for_every_message() {
         dir.path().join("producer").display().to_string(),
     ];
     let pd = producers.details().unwrap().clone();
-    let produced = run_per_node(
+    let produced = pilot_core::tasks::run(
         &pd,
         task_backend(producers.record()).as_mut(),
         NodeSelection::Own,
         1,
         &mass_cmd,
         Duration::from_secs(120),
+        &|| false,
     )
     .unwrap();
     assert_eq!(produced.len(), 1);
@@ -191,4 +212,51 @@ fn mass_and_masa_on_slurm_pilots_account_for_every_message() {
     }
     let left = cluster.command("squeue", &["-h"]).unwrap();
     assert_eq!(left.trim(), "", "no job left");
+}
+
+/// An experiment file on the SLURM cluster: the runner's broker pilot and its two compute pilots are SLURM jobs,
+/// MASS and MASA run as their steps, the cluster lists one broker, every message arrives.
+#[test]
+fn an_experiment_runs_on_slurm_through_compute_pilots() {
+    apps();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = SlurmCluster::start(&dir.path().join("cluster")).unwrap();
+    let file = dir.path().join("slurm-exp.toml");
+    std::fs::write(
+        &file,
+        "name = \"slurm-exp\"\n[fixed]\nresource = \"slurm://localhost\"\nconsumer_idle_s = 2.0\n\"mass.messages\" = 300\n\"mass.points_per_message\" = 20\n\"masa.processor\" = \"none\"\n",
+    )
+    .unwrap();
+    let results = dir.path().join("results");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_experiments"))
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--results",
+            results.to_str().unwrap(),
+        ])
+        .env("SLURM_CONF", cluster.conf())
+        .output()
+        .unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{out}");
+    let t = experiments::results::Table::read(&results.join("slurm-exp/results.csv")).unwrap();
+    let r = &t.rows[0];
+    assert_eq!(r["status"], "ok", "{r:?}");
+    assert_eq!(r["brokers_in_metadata"], "1");
+    assert_eq!(
+        (r["produced_msgs"].as_str(), r["received_msgs"].as_str()),
+        ("300", "300")
+    );
+    let m = experiments::results::Manifest::read(&results.join("slurm-exp/manifest.json")).unwrap();
+    assert_eq!(
+        m.runs[0].job_ids.len(),
+        3,
+        "three SLURM jobs: {:?}",
+        m.runs[0]
+    );
 }

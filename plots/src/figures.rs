@@ -51,6 +51,12 @@ impl Results {
         })
     }
 
+    /// Whether any measured row has a value for `metric`.
+    pub fn has_metric(&self, metric: &str) -> bool {
+        self.measured()
+            .any(|r| r.get(metric).is_some_and(|v| v.parse::<f64>().is_ok()))
+    }
+
     /// Setting columns whose value differs between measured rows, in column order.
     pub fn varying(&self) -> Vec<String> {
         self.table
@@ -266,7 +272,26 @@ pub fn plan(r: &Results) -> Vec<Figure> {
             .collect()
     };
     let name = r.name.as_str();
-    if name.starts_with("fig6") {
+    if name.starts_with("fig6") && r.has_metric("framework_startup_s") {
+        // Start-up runs: one line per framework against nodes, a panel per resource (the paper's Figure 6).
+        let facet = varying
+            .iter()
+            .any(|v| v == "resource")
+            .then_some("resource");
+        let by: Vec<String> = varying
+            .iter()
+            .filter(|v| *v == "framework")
+            .cloned()
+            .collect();
+        out.push(figure(
+            "fig6-startup",
+            "Framework start-up time vs nodes (paper Fig. 6)".into(),
+            "framework_nodes",
+            "start-up time, submit to ready (s)",
+            (true, true),
+            r.grouped("framework_nodes", "framework_startup_s", &by, facet),
+        ));
+    } else if name.starts_with("fig6") {
         if let Some(x) = first_of(
             &varying,
             &["processing_nodes", "broker_nodes", "producer_nodes"],
@@ -453,25 +478,19 @@ pub fn throughput_over_time(r: &Results) -> Option<Figure> {
             .dir
             .join("runs")
             .join(format!("{point}-r{}", row.get("repetition")?));
-        let mut sum: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
-        for i in 0.. {
-            let path = masa::consumer::intervals_path(&run, &format!("c{i}"));
-            let Ok(rows) = pilot_core::metrics::read_csv::<masa::report::ConsumerInterval>(&path)
-            else {
-                break;
-            };
-            for (k, iv) in rows.iter().enumerate() {
-                let e = sum.entry(k as u64).or_insert((iv.t_s, 0.0));
-                e.1 += iv.msgs_per_s;
-            }
-        }
-        if sum.is_empty() {
+        let Ok(rows) = experiments::results::read_timeline(&run) else {
+            continue;
+        };
+        if rows.is_empty() {
             continue;
         }
         let name = point_label(row, &varying, "run");
         series.push(Series {
             name,
-            points: sum.into_values().map(|(t, v)| (t, v, 0.0)).collect(),
+            points: rows
+                .iter()
+                .map(|r| (r.t_s, r.consumed_msgs_per_s, 0.0))
+                .collect(),
         });
     }
     (!series.is_empty()).then(|| Figure {
@@ -480,7 +499,7 @@ pub fn throughput_over_time(r: &Results) -> Option<Figure> {
             "{}: consumer throughput over time (first repetition)",
             r.name
         ),
-        x_label: "time since the consumers started (s)".into(),
+        x_label: "time since the run's first process started (s)".into(),
         y_label: "consumer throughput (msg/s)".into(),
         log_x: false,
         log_y: false,

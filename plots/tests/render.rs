@@ -1,5 +1,5 @@
 //! Figures render from results directories: a fixture cut from a real quickstart run (results.csv, manifest,
-//! the first repetition's consumer intervals), and a paper-figure table (Fig. 9 with broker facets, Fig. 6 on
+//! the first repetition's timelines), and a paper-figure table (Fig. 9 with broker facets, Fig. 6 on
 //! log axes) written here. Every file must exist, be non-empty and be a valid PNG or SVG.
 
 use std::collections::BTreeMap;
@@ -131,6 +131,44 @@ fn paper_figures_render_with_facets_and_log_axes() {
         "two facets"
     );
     assert!(svg.contains("processor=gridrec"), "a series per processor");
+
+    // Figure 6 from start-up runs: a line per framework against nodes, a panel per resource.
+    let mut rows = Vec::new();
+    for (fw, base) in [("kafka", 0.1), ("spark", 9.0), ("dask", 2.5)] {
+        for res in ["local://", "slurm://localhost"] {
+            for n in [1, 2, 4] {
+                rows.push(BTreeMap::from([
+                    ("experiment", "fig6-startup-local".to_string()),
+                    ("point", format!("{fw}-{res}-{n}")),
+                    ("repetition", "0".into()),
+                    ("warmup", "false".into()),
+                    ("status", "ok".into()),
+                    ("kind", "startup".into()),
+                    ("framework", fw.into()),
+                    ("framework_nodes", n.to_string()),
+                    ("resource", res.into()),
+                    (
+                        "framework_startup_s",
+                        format!("{}", base * (1.0 + 0.1 * n as f64)),
+                    ),
+                ]));
+            }
+        }
+    }
+    let d = synthetic(dir.path(), "fig6f", rows);
+    let files = plots::figures::plot_dir(&d, None).unwrap();
+    check_files(&files, &["fig6-startup"]);
+    let svg = std::fs::read_to_string(d.join("figures/fig6-startup.svg")).unwrap();
+    assert!(
+        svg.contains("framework=spark")
+            && svg.contains("framework=dask")
+            && svg.contains("framework=kafka"),
+        "a line per framework"
+    );
+    assert!(
+        svg.contains("resource = slurm://localhost"),
+        "a panel per resource"
+    );
 
     let rows = [1, 2, 4, 8]
         .iter()
