@@ -82,7 +82,7 @@ pub enum RunKind {
 pub struct Layout {
     /// `pipeline` (default) or `startup`.
     pub kind: RunKind,
-    /// Start-up runs: the framework the pilot boots (`kafka`, `spark`, `dask`, `none`).
+    /// Start-up runs: the framework the pilot boots (`kafka`, `spark`, `dask`, `flink`, `none`).
     pub framework: FrameworkKind,
     /// Start-up runs: the pilot's nodes.
     pub framework_nodes: u32,
@@ -188,7 +188,7 @@ impl Point {
     pub fn estimate_s(&self) -> f64 {
         if self.layout.kind == RunKind::Startup {
             return match self.layout.framework {
-                FrameworkKind::Spark => 20.0,
+                FrameworkKind::Spark | FrameworkKind::Flink => 20.0,
                 FrameworkKind::Dask => 8.0,
                 _ => 2.0,
             };

@@ -6,6 +6,8 @@
 //!   after cancel;
 //! - MASS processes run as Dask tasks on a Dask pilot produce into a Kafka pilot, MASA counts every message
 //!   exactly once; an extension's workers join the scheduler;
+//! - a Flink pilot (from the apache-flink-libraries wheel's jars) lists a TaskManager on every node, an
+//!   extension's TaskManager joins the JobManager, every listener is on a node's address;
 //! - the runner's compute pilots never add brokers (with apache-kafka a 3-broker pilot plus producer and
 //!   processing pilots means exactly 3 server.properties).
 
@@ -288,6 +290,61 @@ fn mass_as_dask_tasks(slurm: Option<&SlurmCluster>) {
     assert!(leftovers.is_empty(), "processes left: {leftovers:?}");
 }
 
+fn flink_pilot_starts_extends_and_stops(slurm: Option<&SlurmCluster>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut flink = Pilot::create(
+        plan(dir.path(), FrameworkKind::Flink, 2, slurm, |_| {}),
+        &|| false,
+    )
+    .expect("a 2-node Flink pilot");
+    let d = flink.details().unwrap().clone();
+    let FrameworkDetails::Flink(fd) = &d.framework else {
+        panic!("{:?}", d.framework)
+    };
+    let hosts = |v: &serde_json::Value| -> Vec<String> {
+        let mut h: Vec<String> = v["taskmanagers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                let p = t["path"].as_str().unwrap();
+                p.split('@')
+                    .nth(1)
+                    .unwrap()
+                    .split(':')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        h.sort();
+        h
+    };
+    let tms = |fd: &pilot_core::framework::flink::FlinkDetails| -> serde_json::Value {
+        serde_json::from_str(&ureq_get(&format!("{}/taskmanagers", fd.rest_url))).unwrap()
+    };
+    let mut want: Vec<String> = d.nodes.iter().map(|n| n.address.to_string()).collect();
+    want.sort();
+    assert_eq!(hosts(&tms(fd)), want);
+    let mut more = Pilot::create(
+        plan(dir.path(), FrameworkKind::Flink, 1, slurm, |r| {
+            r.parent = Some(flink.id().to_string())
+        }),
+        &|| false,
+    )
+    .expect("a Flink extension");
+    assert_eq!(hosts(&tms(fd)).len(), 3);
+    more.cancel();
+    flink.cancel();
+    let leftovers = pids_under(dir.path());
+    assert!(leftovers.is_empty(), "processes left: {leftovers:?}");
+}
+
+#[test]
+fn flink_pilot_starts_extends_and_stops_locally() {
+    flink_pilot_starts_extends_and_stops(None);
+}
+
 #[test]
 fn spark_pilot_runs_a_pyspark_job_on_every_worker_locally() {
     spark_pilot_runs_a_job_on_every_worker(None);
@@ -299,17 +356,22 @@ fn mass_processes_as_dask_tasks_produce_and_masa_counts_every_message_locally() 
 }
 
 #[test]
-fn spark_and_dask_pilots_on_the_local_slurm_cluster() {
+fn spark_dask_and_flink_pilots_on_the_local_slurm_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let cluster = SlurmCluster::start(&dir.path().join("cluster")).unwrap();
     spark_pilot_runs_a_job_on_every_worker(Some(&cluster));
     mass_as_dask_tasks(Some(&cluster));
+    flink_pilot_starts_extends_and_stops(Some(&cluster));
 }
 
 #[test]
 fn a_missing_framework_environment_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    for fw in [FrameworkKind::Spark, FrameworkKind::Dask] {
+    for fw in [
+        FrameworkKind::Spark,
+        FrameworkKind::Dask,
+        FrameworkKind::Flink,
+    ] {
         let e = RawDescription {
             framework: Some(fw),
             python_env: Some(dir.path().join("no-such-venv")),

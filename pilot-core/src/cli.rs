@@ -17,7 +17,7 @@ use crate::lifecycle::{self, Stopped};
 use crate::pilot::{backend_for, Pilot, PilotDetails};
 use crate::store::{PilotRecord, Store};
 
-/// Pilots for streaming pipelines: Kafka brokers, Spark and Dask clusters, or plain compute nodes, on local slots
+/// Pilots for streaming pipelines: Kafka brokers, Spark, Dask and Flink clusters, or plain compute nodes, on local slots
 /// or SLURM allocations, with their connection details.
 #[derive(Debug, Parser)]
 #[command(name = "pilot", version, about, long_about = None)]
@@ -99,7 +99,7 @@ pub enum Command {
     /// Run P copies of a command on each of a running pilot's nodes and wait for them
     ///
     /// In the command, {node} {node_address} {process_index} {local_index} {bootstrap} {pilot} {spark_master}
-    /// {dask_scheduler} are replaced (also set as PILOT_NODE, PILOT_NODE_ADDRESS, ... in the environment). On a
+    /// {dask_scheduler} {flink_rest} are replaced (also set as PILOT_NODE, PILOT_NODE_ADDRESS, ... in the environment). On a
     /// Dask pilot the copies run as Dask tasks pinned to each node's workers. Logs: <pilot dir>/tasks/.
     Exec {
         /// Pilot id
@@ -480,6 +480,18 @@ fn details_text(d: &PilotDetails) -> String {
                     .join(", ")
             ));
         }
+        FrameworkDetails::Flink(f) => {
+            s.push_str(&format!("  jobmanager:        {}\n", f.jobmanager_address));
+            s.push_str(&format!("  REST / web UI:     {}\n", f.rest_url));
+            s.push_str(&format!(
+                "  taskmanagers:      {}\n",
+                f.taskmanagers
+                    .iter()
+                    .map(|t| format!("{} ({} slots)", t.node, t.slots))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         _ => {}
     }
     if let Some(k) = d.kafka() {
@@ -575,6 +587,7 @@ fn status(store: &Store, id: Option<&str>, json: bool, out: &mut dyn Write) -> R
             .map(|d| match &d.framework {
                 FrameworkDetails::Spark(s) => s.master_url.clone(),
                 FrameworkDetails::Dask(k) => k.scheduler_address.clone(),
+                FrameworkDetails::Flink(f) => f.rest_url.clone(),
                 _ => d.kafka().map(|k| k.bootstrap()).unwrap_or_default(),
             })
             .unwrap_or_default();

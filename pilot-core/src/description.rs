@@ -49,6 +49,8 @@ pub const FRAMEWORKS_INSTALL: &str = "scripts/setup.sh --frameworks";
 pub const DEFAULT_SPARK_PORTS: [u16; 4] = [7077, 8080, 7078, 8081];
 /// Dask's default ports: scheduler, scheduler dashboard.
 pub const DEFAULT_DASK_PORTS: [u16; 2] = [8786, 8787];
+/// Flink's default ports: JobManager RPC, REST (and web UI), blob server.
+pub const DEFAULT_FLINK_PORTS: [u16; 3] = [6123, 8081, 6124];
 
 /// Where Spark and Dask come from: `$PILOT_FRAMEWORKS_VENV`, else `$XDG_DATA_HOME/pilot-streaming/venv`, else
 /// `~/.local/share/pilot-streaming/venv` (outside any clone, so clones share it).
@@ -74,6 +76,8 @@ pub enum FrameworkKind {
     Spark,
     /// A Dask distributed cluster (scheduler and workers).
     Dask,
+    /// An Apache Flink standalone session cluster (JobManager and TaskManagers) from the PyPI wheel's jars.
+    Flink,
     /// Nothing: nodes for producers and consumers (a compute pilot).
     None,
 }
@@ -84,6 +88,7 @@ impl FrameworkKind {
             FrameworkKind::Kafka => "kafka",
             FrameworkKind::Spark => "spark",
             FrameworkKind::Dask => "dask",
+            FrameworkKind::Flink => "flink",
             FrameworkKind::None => "none",
         }
     }
@@ -127,6 +132,8 @@ pub struct RawDescription {
     pub spark: Option<RawSpark>,
     /// Dask framework settings.
     pub dask: Option<RawDask>,
+    /// Flink framework settings.
+    pub flink: Option<RawFlink>,
     /// Local-backend settings.
     pub local: Option<RawLocal>,
     /// SLURM settings.
@@ -209,6 +216,26 @@ pub struct RawDask {
     /// Memory limit per worker process (Dask's form: 2GB, auto). Default auto.
     pub worker_memory: Option<String>,
     /// Seconds to wait for the scheduler and every worker. Default 60.
+    pub ready_timeout_s: Option<u64>,
+}
+
+/// `[flink]` settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFlink {
+    /// JobManager RPC port (first node). Default 6123.
+    pub jobmanager_port: Option<u16>,
+    /// REST port (first node; its /taskmanagers is the readiness probe). Default 8081.
+    pub rest_port: Option<u16>,
+    /// Blob server port (first node). Default 6124.
+    pub blob_port: Option<u16>,
+    /// Task slots per TaskManager. Default: cores_per_node, else 2.
+    pub taskmanager_slots: Option<u32>,
+    /// JobManager process memory (Flink's form: 1024m, 2g). Default 1024m.
+    pub jobmanager_memory: Option<String>,
+    /// TaskManager process memory. Default 1024m.
+    pub taskmanager_memory: Option<String>,
+    /// Seconds to wait for the JobManager and every TaskManager. Default 120.
     pub ready_timeout_s: Option<u64>,
 }
 
@@ -364,6 +391,23 @@ pub struct DaskPlan {
     pub ready_timeout_s: u64,
 }
 
+/// Validated Flink settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlinkPlan {
+    pub env: PythonEnv,
+    /// The pyflink package's directory (lib/ holds flink-dist and the other jars, bin/ bash-java-utils.jar).
+    pub flink_home: PathBuf,
+    /// The `java` to run (JAVA_HOME's, else the one on PATH).
+    pub java: PathBuf,
+    pub jobmanager_port: u16,
+    pub rest_port: u16,
+    pub blob_port: u16,
+    pub taskmanager_slots: u32,
+    pub jobmanager_memory: String,
+    pub taskmanager_memory: String,
+    pub ready_timeout_s: u64,
+}
+
 /// Validated framework choice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "kebab-case")]
@@ -371,6 +415,7 @@ pub enum FrameworkPlan {
     Kafka(KafkaPlan),
     Spark(SparkPlan),
     Dask(DaskPlan),
+    Flink(FlinkPlan),
     None,
 }
 
@@ -380,6 +425,7 @@ impl FrameworkPlan {
             FrameworkPlan::Kafka(_) => FrameworkKind::Kafka,
             FrameworkPlan::Spark(_) => FrameworkKind::Spark,
             FrameworkPlan::Dask(_) => FrameworkKind::Dask,
+            FrameworkPlan::Flink(_) => FrameworkKind::Flink,
             FrameworkPlan::None => FrameworkKind::None,
         }
     }
@@ -390,6 +436,7 @@ impl FrameworkPlan {
             FrameworkPlan::Kafka(k) => k.ready_timeout_s,
             FrameworkPlan::Spark(s) => s.ready_timeout_s,
             FrameworkPlan::Dask(d) => d.ready_timeout_s,
+            FrameworkPlan::Flink(f) => f.ready_timeout_s,
             FrameworkPlan::None => 1,
         }
     }
@@ -489,6 +536,20 @@ impl PilotPlan {
                 out.push_str(&format!(
                     "workers:           {} process(es) per node x {} threads, memory {}\n",
                     p.worker_processes, p.worker_threads, p.worker_memory
+                ));
+            }
+            FrameworkPlan::Flink(p) => {
+                out.push_str(&format!(
+                    "framework:         flink (standalone session; jars from {})\n",
+                    p.flink_home.display()
+                ));
+                out.push_str(&format!(
+                    "ports:             JobManager {} (REST {}, blob {})\n",
+                    p.jobmanager_port, p.rest_port, p.blob_port
+                ));
+                out.push_str(&format!(
+                    "TaskManagers:      one per node, {} slots, {} memory; JobManager {}\n",
+                    p.taskmanager_slots, p.taskmanager_memory, p.jobmanager_memory
                 ));
             }
             FrameworkPlan::None => out.push_str("framework:         none (compute nodes)\n"),
@@ -665,6 +726,7 @@ impl RawDescription {
             ("[kafka]", self.kafka.is_some(), FrameworkKind::Kafka),
             ("[spark]", self.spark.is_some(), FrameworkKind::Spark),
             ("[dask]", self.dask.is_some(), FrameworkKind::Dask),
+            ("[flink]", self.flink.is_some(), FrameworkKind::Flink),
         ] {
             if present && kind != owner {
                 return Err(bad(format!(
@@ -684,10 +746,14 @@ impl RawDescription {
                 return Err(bad("broker_pilot is empty: leave the key out".into()));
             }
         }
-        if self.python_env.is_some() && !matches!(kind, FrameworkKind::Spark | FrameworkKind::Dask)
+        if self.python_env.is_some()
+            && !matches!(
+                kind,
+                FrameworkKind::Spark | FrameworkKind::Dask | FrameworkKind::Flink
+            )
         {
             return Err(bad(format!(
-                "python_env applies to framework = \"spark\" or \"dask\" (this pilot boots \"{}\")",
+                "python_env applies to framework = \"spark\", \"dask\" or \"flink\" (this pilot boots \"{}\")",
                 kind.name()
             )));
         }
@@ -695,6 +761,7 @@ impl RawDescription {
             FrameworkKind::Kafka => FrameworkPlan::Kafka(self.validate_kafka(origin, env, nodes)?),
             FrameworkKind::Spark => FrameworkPlan::Spark(self.validate_spark(origin, env)?),
             FrameworkKind::Dask => FrameworkPlan::Dask(self.validate_dask(origin, env)?),
+            FrameworkKind::Flink => FrameworkPlan::Flink(self.validate_flink(origin, env)?),
             FrameworkKind::None => FrameworkPlan::None,
         };
         Ok(PilotPlan {
@@ -747,29 +814,14 @@ impl RawDescription {
         let s = self.spark.clone().unwrap_or_default();
         let py = self.python(origin, env, "Spark")?;
         // The wheel puts pyspark (with bin/spark-class and jars/) under lib/pythonX.Y/site-packages.
-        let spark_home = std::fs::read_dir(py.dir.join("lib"))
-            .ok()
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path().join("site-packages/pyspark"))
-            .find(|p| p.join("bin/spark-class").is_file())
-            .ok_or_else(|| {
-                bad(format!(
-                    "no pyspark in {}: install the frameworks with `{FRAMEWORKS_INSTALL}`",
-                    py.dir.display()
-                ))
-            })?;
+        let spark_home = site_package(&py.dir, "pyspark", "bin/spark-class").ok_or_else(|| {
+            bad(format!(
+                "no pyspark in {}: install the frameworks with `{FRAMEWORKS_INSTALL}`",
+                py.dir.display()
+            ))
+        })?;
         let java_home = env.var("JAVA_HOME").map(PathBuf::from);
-        let java_found = java_home
-            .as_ref()
-            .map(|h| is_executable(&h.join("bin/java")))
-            .unwrap_or(false)
-            || env
-                .var("PATH")
-                .map(|p| std::env::split_paths(&p).any(|d| is_executable(&d.join("java"))))
-                .unwrap_or(false);
-        if !java_found {
+        if find_java(env).is_none() {
             return Err(bad(format!(
                 "Spark needs Java 17 and there is no java on PATH or in JAVA_HOME: apt-get install openjdk-17-jre-headless (`{FRAMEWORKS_INSTALL}` does)"
             )));
@@ -821,6 +873,69 @@ impl RawDescription {
             worker_cores,
             worker_memory,
             executor_memory,
+            ready_timeout_s,
+        })
+    }
+
+    fn validate_flink(&self, origin: &str, env: &dyn Environment) -> Result<FlinkPlan> {
+        let bad = |m: String| PilotError::invalid(origin, m);
+        let f = self.flink.clone().unwrap_or_default();
+        let py = self.python(origin, env, "Flink")?;
+        let flink_home = site_package(&py.dir, "pyflink", "lib/flink-dist-")
+            .ok_or_else(|| {
+                bad(format!(
+                    "no Flink jars (pyflink/lib from apache-flink-libraries) in {}: install the frameworks with `{FRAMEWORKS_INSTALL}`",
+                    py.dir.display()
+                ))
+            })?;
+        if !flink_home.join("bin/bash-java-utils.jar").is_file() {
+            return Err(bad(format!(
+                "{} has no bin/bash-java-utils.jar (it computes the TaskManagers' memory options)",
+                flink_home.display()
+            )));
+        }
+        let java = find_java(env).ok_or_else(|| {
+            bad(format!(
+                "Flink needs Java 17 and there is no java on PATH or in JAVA_HOME: apt-get install openjdk-17-jre-headless (`{FRAMEWORKS_INSTALL}` does)"
+            ))
+        })?;
+        let [jp, rp, bp] = DEFAULT_FLINK_PORTS;
+        let ports = [
+            ("jobmanager_port", f.jobmanager_port.unwrap_or(jp)),
+            ("rest_port", f.rest_port.unwrap_or(rp)),
+            ("blob_port", f.blob_port.unwrap_or(bp)),
+        ];
+        check_ports(&ports).map_err(|m| bad(format!("[flink] {m}")))?;
+        let memory = |key: &str, v: Option<&String>| -> Result<String> {
+            let v = v.cloned().unwrap_or_else(|| "1024m".to_string());
+            match spark_memory_mb(&v) {
+                Some(mb) if mb >= 768 => Ok(v),
+                Some(_) => Err(bad(format!(
+                    "[flink] {key} `{v}` is below 768m (Flink's processes need it)"
+                ))),
+                None => Err(bad(format!(
+                    "[flink] {key} `{v}` is not a size such as 1024m or 2g"
+                ))),
+            }
+        };
+        let slots = f.taskmanager_slots.or(self.cores_per_node).unwrap_or(2);
+        if slots == 0 || slots > 1024 {
+            return Err(bad("[flink] taskmanager_slots must be 1..=1024".into()));
+        }
+        let ready_timeout_s = f.ready_timeout_s.unwrap_or(120);
+        if ready_timeout_s == 0 {
+            return Err(bad("[flink] ready_timeout_s must be at least 1".into()));
+        }
+        Ok(FlinkPlan {
+            env: py,
+            flink_home,
+            java,
+            jobmanager_port: ports[0].1,
+            rest_port: ports[1].1,
+            blob_port: ports[2].1,
+            taskmanager_slots: slots,
+            jobmanager_memory: memory("jobmanager_memory", f.jobmanager_memory.as_ref())?,
+            taskmanager_memory: memory("taskmanager_memory", f.taskmanager_memory.as_ref())?,
             ready_timeout_s,
         })
     }
@@ -987,6 +1102,38 @@ impl RawDescription {
             local_dir: k.local_dir.unwrap_or_else(|| PathBuf::from("/tmp")),
         })
     }
+}
+
+/// `<venv>/lib/pythonX.Y/site-packages/<package>` when it holds a file whose path starts with `marker`.
+fn site_package(venv: &Path, package: &str, marker: &str) -> Option<PathBuf> {
+    let (dir, prefix) = match marker.rsplit_once('/') {
+        Some((d, p)) => (d, p),
+        None => ("", marker),
+    };
+    std::fs::read_dir(venv.join("lib"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("site-packages").join(package))
+        .find(|p| {
+            std::fs::read_dir(p.join(dir)).is_ok_and(|mut es| {
+                es.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with(prefix)))
+            })
+        })
+}
+
+/// JAVA_HOME's java, else the first on PATH.
+fn find_java(env: &dyn Environment) -> Option<PathBuf> {
+    if let Some(h) = env.var("JAVA_HOME") {
+        let j = PathBuf::from(h).join("bin/java");
+        if is_executable(&j) {
+            return Some(j);
+        }
+    }
+    env.var("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("java"))
+            .find(|j| is_executable(j))
+    })
 }
 
 /// Ports named in `ports` are non-zero and distinct.

@@ -7,9 +7,9 @@
 //!
 //! In the command's arguments `{node}`, `{node_address}`, `{process_index}` (global, 0-based, node-major),
 //! `{local_index}` (on its node), `{pilot}`, and where the pilot has them `{bootstrap}` (its brokers, or its broker
-//! pilot's), `{spark_master}` and `{dask_scheduler}` are replaced; the same values are in the environment as
-//! `PILOT_NODE`, `PILOT_NODE_ADDRESS`, `PILOT_PROCESS_INDEX`, `PILOT_LOCAL_INDEX`, `PILOT_ID`, `PILOT_BOOTSTRAP`,
-//! `PILOT_SPARK_MASTER`, `PILOT_DASK_SCHEDULER`. Output goes to `<pilot dir>/tasks/<node>-<local index>.log`.
+//! pilot's), `{spark_master}`, `{dask_scheduler}` and `{flink_rest}` are replaced; the same values are in the
+//! environment as `PILOT_NODE`, `PILOT_NODE_ADDRESS`, `PILOT_PROCESS_INDEX`, `PILOT_LOCAL_INDEX`, `PILOT_ID`,
+//! `PILOT_BOOTSTRAP`, `PILOT_SPARK_MASTER`, `PILOT_DASK_SCHEDULER`, `PILOT_FLINK_REST`. Output goes to `<pilot dir>/tasks/<node>-<local index>.log`.
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -97,6 +97,7 @@ fn plan(
     match &details.framework {
         FrameworkDetails::Spark(s) => shared.push(("spark_master", s.master_url.clone())),
         FrameworkDetails::Dask(d) => shared.push(("dask_scheduler", d.scheduler_address.clone())),
+        FrameworkDetails::Flink(f) => shared.push(("flink_rest", f.rest_url.clone())),
         _ => {}
     }
     let dir = details.directory.join("tasks");

@@ -6,11 +6,14 @@
 //! - [`kafka`]: Kafka brokers (tansu, Apache Kafka in KRaft mode, or external ones).
 //! - [`spark`]: an Apache Spark standalone cluster from the pyspark wheel (master and one worker per node).
 //! - [`dask`]: a Dask distributed cluster (scheduler and workers per node).
+//! - [`flink`]: an Apache Flink standalone session cluster from the apache-flink-libraries wheel's jars
+//!   (JobManager and one TaskManager per node).
 //! - [`none`]: nothing, the nodes are for producers and consumers (a compute pilot).
 //!
-//! Adding a framework (Flink) is a module here, a [`FrameworkDetails`] variant and a line in [`framework_for`].
+//! Adding a framework is a module here, a [`FrameworkDetails`] variant and a line in [`framework_for`].
 
 pub mod dask;
+pub mod flink;
 pub mod kafka;
 pub mod none;
 pub mod spark;
@@ -40,6 +43,7 @@ pub enum FrameworkDetails {
     Kafka(kafka::KafkaDetails),
     Spark(spark::SparkDetails),
     Dask(dask::DaskDetails),
+    Flink(flink::FlinkDetails),
     None,
 }
 
@@ -49,6 +53,7 @@ impl FrameworkDetails {
             FrameworkDetails::Kafka(_) => FrameworkKind::Kafka,
             FrameworkDetails::Spark(_) => FrameworkKind::Spark,
             FrameworkDetails::Dask(_) => FrameworkKind::Dask,
+            FrameworkDetails::Flink(_) => FrameworkKind::Flink,
             FrameworkDetails::None => FrameworkKind::None,
         }
     }
@@ -100,6 +105,7 @@ pub fn framework_for(plan: &FrameworkPlan) -> Box<dyn Framework> {
         FrameworkPlan::Kafka(k) => Box::new(kafka::KafkaFramework::new(k.clone())),
         FrameworkPlan::Spark(s) => Box::new(spark::SparkFramework::new(s.clone())),
         FrameworkPlan::Dask(d) => Box::new(dask::DaskFramework::new(d.clone())),
+        FrameworkPlan::Flink(f) => Box::new(flink::FlinkFramework::new(f.clone())),
         FrameworkPlan::None => Box::new(none::NoFramework),
     }
 }
