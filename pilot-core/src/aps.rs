@@ -419,7 +419,7 @@ impl ApsScan {
 
     /// Read a Data Exchange file.
     pub fn read(path: &Path) -> Result<Self, ApsError> {
-        let file = hdf5::File::open(path).map_err(h5err("opening", path))?;
+        let file = open_unlocked(path).map_err(h5err("opening", path))?;
         Self::from_file(&file, path, usize::MAX)
     }
 
@@ -444,7 +444,7 @@ impl ApsScan {
             message,
         })?;
         let e = h5err("writing", path);
-        let file = hdf5::File::create(path).map_err(&e)?;
+        let file = create_unlocked(path).map_err(&e)?;
         let g = file.create_group("exchange").map_err(&e)?;
         let put = |name: &str, v: &Volume, axes: &str| -> hdf5::Result<()> {
             let ds = g.new_dataset::<f32>().shape(v.dims).create(name)?;
@@ -487,7 +487,7 @@ impl ReconFile {
     /// Create (or truncate) a file for `n x n` slices.
     pub fn create(path: &Path, n: usize) -> Result<Self, ApsError> {
         let e = h5err("creating", path);
-        let file = hdf5::File::create(path).map_err(&e)?;
+        let file = create_unlocked(path).map_err(&e)?;
         let g = file.create_group("exchange").map_err(&e)?;
         g.new_dataset::<f32>()
             .chunk((1, n, n))
@@ -567,7 +567,7 @@ impl ReconFile {
 
     /// Read a file written by [`ReconFile`]: the slices (`[slices, n, n]`), rows and centres.
     pub fn read(path: &Path) -> Result<(Volume, Vec<u32>, Vec<f64>), ApsError> {
-        let file = hdf5::File::open(path).map_err(h5err("opening", path))?;
+        let file = open_unlocked(path).map_err(h5err("opening", path))?;
         let recon = read_volume(&file, RECON, path, usize::MAX)?;
         let rows = file
             .dataset(RECON_ROW)
@@ -596,6 +596,23 @@ fn attr(ds: &hdf5::Dataset, name: &str, value: &str) -> hdf5::Result<()> {
 ///
 /// Each image gets its own name: HDF5 takes two core-driver files of the same name for one already-open file,
 /// so concurrent opens under a fixed name would read each other's bytes.
+/// Open a file read-only without HDF5's advisory `flock`. The project never uses SWMR, so the lock guards
+/// nothing here, while it breaks real set-ups: Lustre and some NFS mounts refuse `flock` (errno 38), and a
+/// lock taken by a writer survives in any child process that was forked while the file was open (HDF5 opens
+/// without `O_CLOEXEC`), so a reader started later fails with errno 11 although the writer has closed it.
+pub fn open_unlocked(path: &Path) -> hdf5::Result<hdf5::File> {
+    hdf5::File::with_options()
+        .with_fapl(|p| p.file_locking(false))
+        .open(path)
+}
+
+/// Create (or truncate) a file without HDF5's advisory `flock`; see [`open_unlocked`] for why.
+pub fn create_unlocked(path: &Path) -> hdf5::Result<hdf5::File> {
+    hdf5::File::with_options()
+        .with_fapl(|p| p.file_locking(false))
+        .create(path)
+}
+
 fn open_image(bytes: &[u8]) -> hdf5::Result<hdf5::File> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT_IMAGE: AtomicU64 = AtomicU64::new(0);
@@ -1056,6 +1073,24 @@ mod tests {
         }
     }
 
+    /// Regression (CI): a writer's lock, inherited by a child forked while the file was open, made a later
+    /// read fail with errno 11 although the writer had closed the file.
+    #[test]
+    fn files_open_although_a_forked_child_inherited_a_writers_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("locked.h5");
+        let f = hdf5::File::create(&p).unwrap(); // HDF5's default: an exclusive flock
+        f.new_dataset::<f32>().shape([2]).create("x").unwrap();
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        drop(f);
+        let locked = hdf5::File::open(&p).is_err();
+        let unlocked = open_unlocked(&p).map(|f| f.dataset("x").is_ok());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(locked, "the inherited lock should block a default open (else this test shows nothing)");
+        assert!(matches!(unlocked, Ok(true)), "{unlocked:?}");
+    }
+
     #[test]
     fn reads_tooth_from_file_and_from_bytes_identically() {
         let scan = ApsScan::read(&tooth()).expect("data/tooth.h5");
@@ -1102,7 +1137,7 @@ mod tests {
         dark: Option<&[T]>,
         theta: Option<(&[f64], Option<&str>)>,
     ) {
-        let f = hdf5::File::create(path).unwrap();
+        let f = create_unlocked(path).unwrap();
         let g = f.create_group("exchange").unwrap();
         let put = |name: &str, v: &[T], n: usize| {
             g.new_dataset::<T>()
