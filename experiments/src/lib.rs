@@ -4,9 +4,12 @@
 //!
 //! - [`spec`]: the experiment file, checked (keys, lines, MASS's and MASA's own validation) and expanded into
 //!   points before anything runs; `experiments plan` prints them.
-//! - [`runner`]: `experiments run`: each run on fresh pilots (broker, producers, processors), MASS and MASA as
-//!   processes on their nodes, progress and time left, resume after a crash or Ctrl-C.
-//! - [`results`]: `results/<name>/results.csv` (tidy, one row per run) and `manifest.json` (provenance).
+//! - [`runner`]: `experiments run`: each pipeline run on fresh pilots by role (a broker pilot, and framework-free
+//!   producer and processing pilots that use its brokers), MASS and MASA as processes on their nodes; each
+//!   start-up run (`kind = "startup"`, Figure 6) one framework pilot timed and cancelled; progress and time left,
+//!   resume after a crash or Ctrl-C.
+//! - [`results`]: `results/<name>/results.csv` (tidy, one row per run), `manifest.json` (provenance), and each
+//!   run's `timeline.csv` (rates per second): the results schema the figures are drawn from.
 //! - [`compare`]: `experiments compare` and `experiments check` (reference bands) for regression benchmarking.
 //!
 //! Shipped experiment files are in `experiments/` beside this crate's sources: `quickstart.toml` (the README's

@@ -1,13 +1,17 @@
-//! Startup time of a tansu pilot (submit -> the broker lists itself in metadata), median of 10 (the paper's
-//! Figure 6 for Kafka): on this machine (`local://`) and on a real SLURM cluster of 4 emulated nodes started by
-//! `scripts/slurm-cluster.sh` (`slurm://localhost`: sbatch, wait for RUNNING, the broker as a job step), with
-//! 1 and 4 nodes. Prints figures; asserts nothing.
+//! Start-up time of every framework's pilot, submit to ready, median of 10 (the paper's Figure 6): Kafka (tansu:
+//! the broker lists itself in metadata), Spark (the master lists an alive worker on every node), Dask (the
+//! scheduler lists every node's workers), Flink (the JobManager lists a TaskManager on every node); on this
+//! machine (`local://`) and on a real SLURM cluster of 4 emulated nodes started like `scripts/slurm-cluster.sh`
+//! (`slurm://localhost`: sbatch, wait for RUNNING, the framework's processes as job steps), with 1 and 4 nodes.
+//! Prints figures; asserts nothing. Needs the frameworks (scripts/setup.sh --frameworks).
 //!
-//!     cargo bench -p pilot-core --bench startup [-- RUNS]
+//!     cargo bench -p pilot-core --bench startup [-- RUNS] [kafka|spark|dask|flink ...]
 
 use std::time::Instant;
 
-use pilot_core::description::{PilotPlan, ProcessEnvironment, RawDescription, RawSlurm};
+use pilot_core::description::{
+    FrameworkKind, PilotPlan, ProcessEnvironment, RawDescription, RawSlurm,
+};
 use pilot_core::pilot::Pilot;
 use pilot_core::slurm_cluster::SlurmCluster;
 
@@ -35,7 +39,7 @@ fn measure(label: &str, plan: &PilotPlan, runs: usize) -> anyhow::Result<()> {
         startup.iter().cloned().fold(0.0, f64::max),
     );
     println!(
-        "{label:<34} startup median {:>7.1} ms (min {:>6.1}, max {:>6.1}) over {runs} runs; cancel median {:>6.1} ms",
+        "{label:<40} startup median {:>8.1} ms (min {:>8.1}, max {:>8.1}) over {runs} runs; cancel median {:>6.1} ms",
         median(&mut startup) * 1e3,
         min * 1e3,
         max * 1e3,
@@ -45,38 +49,57 @@ fn measure(label: &str, plan: &PilotPlan, runs: usize) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let runs: usize = std::env::args()
+    let args: Vec<String> = std::env::args()
         .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .map(|a| a.parse())
-        .transpose()?
-        .unwrap_or(10);
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let runs: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(10);
+    let all = [
+        FrameworkKind::Kafka,
+        FrameworkKind::Spark,
+        FrameworkKind::Dask,
+        FrameworkKind::Flink,
+    ];
+    let chosen: Vec<FrameworkKind> = all
+        .into_iter()
+        .filter(|f| {
+            args.iter().all(|a| a.parse::<usize>().is_ok()) || args.iter().any(|a| a == f.name())
+        })
+        .collect();
     let dir = tempfile::tempdir()?;
     let base = RawDescription {
         working_directory: Some(dir.path().join("pilots")),
         ..Default::default()
     };
-    for nodes in [1, 4] {
-        let plan = RawDescription {
-            nodes: Some(nodes),
-            ..base.clone()
-        }
-        .validate("bench", &ProcessEnvironment)?;
-        measure(&format!("local://, {nodes} node(s)"), &plan, runs)?;
-    }
     let cluster = SlurmCluster::start(&dir.path().join("cluster")).map_err(anyhow::Error::msg)?;
-    for nodes in [1, 4] {
-        let plan = RawDescription {
-            resource: Some("slurm://localhost".into()),
-            nodes: Some(nodes),
-            slurm: Some(RawSlurm {
-                conf: Some(cluster.conf()),
-                ..Default::default()
-            }),
-            ..base.clone()
+    for fw in chosen {
+        for nodes in [1, 4] {
+            let local = RawDescription {
+                framework: Some(fw),
+                nodes: Some(nodes),
+                ..base.clone()
+            };
+            let plan = local.clone().validate("bench", &ProcessEnvironment)?;
+            measure(
+                &format!("{} local://, {nodes} node(s)", fw.name()),
+                &plan,
+                runs,
+            )?;
+            let plan = RawDescription {
+                resource: Some("slurm://localhost".into()),
+                slurm: Some(RawSlurm {
+                    conf: Some(cluster.conf()),
+                    ..Default::default()
+                }),
+                ..local
+            }
+            .validate("bench", &ProcessEnvironment)?;
+            measure(
+                &format!("{} slurm://localhost, {nodes} node(s)", fw.name()),
+                &plan,
+                runs,
+            )?;
         }
-        .validate("bench", &ProcessEnvironment)?;
-        measure(&format!("slurm://localhost, {nodes} node(s)"), &plan, runs)?;
     }
     Ok(())
 }

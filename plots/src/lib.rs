@@ -1,10 +1,12 @@
-//! Figures from experiment results: reads `results/<experiment>/` (results.csv, the runs' interval records) and
-//! writes SVG and PNG figures.
+//! Figures from experiment results: reads `results/<experiment>/` through the results schema of
+//! `experiments::results` (results.csv, the runs' timeline.csv) and writes SVG and PNG figures.
 //!
-//! - [`figures`]: what to draw. The paper's four figures by experiment name (`fig6*` start-up time vs nodes,
+//! - [`figures`]: what to draw. The paper's four figures by experiment name (`fig6*` start-up time vs nodes, a
+//!   line per framework and a panel per resource for start-up runs,
 //!   `fig7*` latency vs window, `fig8*` producer throughput, `fig9*` processing throughput; log axes where the
 //!   paper used them, facets by broker count), a generic throughput/latency figure for any other experiment,
-//!   and for every experiment the latency percentiles per point and the consumers' throughput over time.
+//!   and for every experiment the latency percentiles per point and the consumers' throughput over time (from
+//!   each run's timeline).
 //!   Points are means over the measured repetitions with their standard deviation as error bars; warm-up runs
 //!   are left out.
 //! - [`chart`]: how to draw it (plotters), the same figure to SVG and PNG. Text uses the DejaVu Sans font
