@@ -632,6 +632,11 @@ fn build_point(
         }
     }
     resolve_paths(&mut mass, mass::config::PATH_SETTINGS, base);
+    for key in mass::config::PROFILE_SETTINGS {
+        if let Some(Value::String(spec)) = mass.get_mut(*key) {
+            *spec = mass::profile::resolve_trace(spec, base);
+        }
+    }
     resolve_paths(&mut masa, masa::config::PATH_SETTINGS, base);
     // MASS and MASA check their own settings, with what the runner adds.
     let checked = |app: &str, table: &Table, with: fn(&Table) -> Result<(), ConfigError>| {

@@ -118,8 +118,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let show = !quiet && std::io::stderr().is_terminal();
             let mut progress = |row: &mass::report::IntervalRow| {
                 if show {
+                    let target = if row.target_msgs_per_s > 0.0 {
+                        format!(" (target {:.0})", row.target_msgs_per_s)
+                    } else {
+                        String::new()
+                    };
                     eprint!(
-                        "\r[{:>7.1} s] {:>9.0} msg/s {:>9.1} MB/s  sent {:>8} failed {:>4}   ",
+                        "\r[{:>7.1} s] {:>9.0} msg/s{target} {:>9.1} MB/s  sent {:>8} failed {:>4}   ",
                         row.t_s, row.msgs_per_s, row.mb_per_s, row.sent_msgs, row.failed_msgs
                     );
                 }

@@ -14,6 +14,7 @@ pub use pilot_core::config::{ConfigError, Settings};
 use pilot_core::message::Encoding;
 use serde::{Deserialize, Serialize};
 
+use crate::profile::Profile;
 use crate::rate::Rate;
 use crate::source::{ClusterParams, TemplateMode};
 
@@ -205,7 +206,7 @@ pub struct RawConfig {
     /// Template source, rows mode: open-beam counts for a file without flat fields [default: from the data]
     #[arg(long)]
     pub open_beam_counts: Option<f64>,
-    /// Stop after this many messages [default: 1000 unless --duration-s]
+    /// Stop after this many messages [default: 1000 unless --duration-s or a finite --rate-profile]
     #[arg(long)]
     pub messages: Option<u64>,
     /// Stop after this many seconds (instead of --messages)
@@ -220,6 +221,14 @@ pub struct RawConfig {
     /// Target rate, MB/s (10^6 B of message body) [default: unlimited]
     #[arg(long)]
     pub rate_mb_per_s: Option<f64>,
+    /// Target rate over time, msg/s over all threads: constant:R, steps:R1@S1,R2@S2,..., ramp:R1..R2@S (steps
+    /// and ramps mix), sine:MEAN,AMPLITUDE,PERIOD_S, bursts:ON_RATE@ON_S,OFF_RATE@OFF_S (repeating), trace:FILE.csv
+    /// (time_s,rate rows, linear between them). A finite profile ends the run when it ends
+    #[arg(long)]
+    pub rate_profile: Option<String>,
+    /// Cluster source: points per message over time, in the rate profile's grammar (rounded, at least 1)
+    #[arg(long)]
+    pub points_profile: Option<String>,
     /// Producer threads in this process, one connection each [default: 1]
     #[arg(long)]
     pub threads: Option<u32>,
@@ -268,6 +277,9 @@ pub struct RawConfig {
 
 /// The settings that name files (an experiment resolves them against its own directory).
 pub const PATH_SETTINGS: &[&str] = &["template_file", "results_dir", "pilot_workdir"];
+
+/// The settings that hold a [`Profile`] (a `trace:FILE` in them is a file an experiment resolves the same way).
+pub const PROFILE_SETTINGS: &[&str] = &["rate_profile", "points_profile"];
 
 /// librdkafka properties MASS sets from its own settings, and the setting to use instead.
 pub const RESERVED_PRODUCER_PROPERTIES: &[(&str, &str)] = &[
@@ -338,6 +350,10 @@ pub struct ProducerPlan {
     /// As configured (MB/s is resolved to msgs/s once the message size is known).
     pub rate_msgs_per_s: Option<f64>,
     pub rate_mb_per_s: Option<f64>,
+    /// A rate that changes over the run (exclusive with the two above), and its spec as written.
+    pub rate_profile: Option<(Profile, String)>,
+    /// Points per message over the run (cluster source), and its spec as written.
+    pub points_profile: Option<(Profile, String)>,
     pub threads: u32,
     pub producer_id_base: u32,
     pub partitioning: Partitioning,
@@ -357,6 +373,9 @@ pub struct ProducerPlan {
 impl ProducerPlan {
     /// The target rate for a message of `message_bytes`.
     pub fn rate(&self, message_bytes: usize) -> Rate {
+        if let Some((p, _)) = &self.rate_profile {
+            return Rate::Profile(std::sync::Arc::new(p.clone()));
+        }
         match (self.rate_msgs_per_s, self.rate_mb_per_s) {
             (Some(r), _) => Rate::MsgsPerS(r),
             (None, Some(mb)) => Rate::MsgsPerS(
@@ -399,11 +418,21 @@ impl ProducerPlan {
             (None, Some(d)) => format!("{d} s"),
             (None, None) => unreachable!("validated"),
         };
-        let rate = match (self.rate_msgs_per_s, self.rate_mb_per_s) {
-            (Some(r), _) => format!("{r} msg/s"),
-            (None, Some(m)) => format!("{m} MB/s"),
+        let mut rate = match (&self.rate_profile, self.rate_msgs_per_s, self.rate_mb_per_s) {
+            (Some((p, spec)), _, _) => format!(
+                "{spec} msg/s (peak {}, {})",
+                p.max_value(),
+                p.duration_s()
+                    .map(|d| format!("ends after {d} s"))
+                    .unwrap_or_else(|| "for ever".into())
+            ),
+            (None, Some(r), _) => format!("{r} msg/s"),
+            (None, None, Some(m)) => format!("{m} MB/s"),
             _ => "unlimited".into(),
         };
+        if let Some((p, spec)) = &self.points_profile {
+            rate += &format!("\npoints:        {spec} per message (peak {})", p.max_value());
+        }
         format!(
             "run id:        {}\ntarget:        {target}\ntopic:         {}{}\nsource:        {source}\nencoding:      {}\nstop after:    {stop} (warm-up {} s)\nrate:          {rate}\nthreads:       {} (producer ids {}..{})\npartitioning:  {:?}\nclient:        acks={} linger.ms={} batch.size={} compression={} message.timeout.ms={}{}\nresults:       {}\n",
             self.run_id,
@@ -675,6 +704,62 @@ impl Settings for RawConfig {
                 "give rate_msgs_per_s or rate_mb_per_s, not both",
             ));
         }
+        let rate_profile = match &self.rate_profile {
+            None => None,
+            Some(spec) => {
+                for (key, set) in [
+                    ("rate_msgs_per_s", self.rate_msgs_per_s.is_some()),
+                    ("rate_mb_per_s", self.rate_mb_per_s.is_some()),
+                ] {
+                    if set {
+                        return Err(err(
+                            "rate_profile",
+                            format!("give rate_profile or {key}, not both"),
+                        ));
+                    }
+                }
+                let p = Profile::parse(spec, None).map_err(|m| err("rate_profile", m))?;
+                if p.max_value() > MAX_RATE_MSGS_PER_S {
+                    return Err(err(
+                        "rate_profile",
+                        format!("rate_profile reaches more than {MAX_RATE_MSGS_PER_S:e} msg/s"),
+                    ));
+                }
+                if p.max_value() <= 0.0 {
+                    return Err(err(
+                        "rate_profile",
+                        format!("rate_profile `{spec}` never sends (its rate is 0 throughout)"),
+                    ));
+                }
+                Some((p, spec.clone()))
+            }
+        };
+        let points_profile = match &self.points_profile {
+            None => None,
+            Some(spec) => {
+                only("points_profile", true, &[Cluster])?;
+                if self.points_per_message.is_some() {
+                    return Err(err(
+                        "points_profile",
+                        "give points_profile or points_per_message, not both",
+                    ));
+                }
+                let p = Profile::parse(spec, None).map_err(|m| err("points_profile", m))?;
+                let peak = p.max_value().round().max(1.0) as u128;
+                let dims = self.dims.unwrap_or(3) as u128;
+                if peak * dims * 8 > (pilot_core::client::MAX_MESSAGE_BYTES - 1024) as u128 {
+                    return Err(err(
+                        "points_profile",
+                        format!(
+                            "points_profile peaks at {peak} points x {dims} dims, {} bytes, more than the brokers' message limit ({} B)",
+                            peak * dims * 8,
+                            pilot_core::client::MAX_MESSAGE_BYTES
+                        ),
+                    ));
+                }
+                Some((p, spec.clone()))
+            }
+        };
         let stop = StopRule {
             messages: self.messages,
             duration_s: self.duration_s,
@@ -682,13 +767,26 @@ impl Settings for RawConfig {
         if stop.messages == Some(0) {
             return Err(err("messages", "messages must be at least 1"));
         }
-        let stop = if stop.messages.is_none() && stop.duration_s.is_none() {
-            StopRule {
-                messages: Some(1_000),
-                duration_s: None,
-            }
-        } else {
-            stop
+        let profile_end_s = rate_profile.as_ref().and_then(|(p, _)| p.duration_s());
+        let stop = match (stop.messages, stop.duration_s, profile_end_s) {
+            // A finite rate profile ends the run where it ends (or earlier, when told).
+            (messages, d, Some(end)) => StopRule {
+                messages,
+                duration_s: Some(d.map_or(end, |d| d.min(end))),
+            },
+            (None, None, None) => match &rate_profile {
+                Some((_, spec)) => {
+                    return Err(err(
+                        "rate_profile",
+                        format!("rate_profile `{spec}` goes on for ever: give duration_s or messages"),
+                    ))
+                }
+                None => StopRule {
+                    messages: Some(1_000),
+                    duration_s: None,
+                },
+            },
+            _ => stop,
         };
         let warmup_s = self.warmup_s.unwrap_or(0.0);
         if !(warmup_s.is_finite() && warmup_s >= 0.0) {
@@ -744,6 +842,8 @@ impl Settings for RawConfig {
             warmup_s,
             rate_msgs_per_s: self.rate_msgs_per_s,
             rate_mb_per_s: self.rate_mb_per_s,
+            rate_profile,
+            points_profile,
             threads,
             producer_id_base,
             partitioning: self.partitioning.unwrap_or_default(),
@@ -1022,5 +1122,120 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("kmeans") && e.contains("cluster"), "{e}");
+    }
+
+    #[test]
+    fn rate_and_points_profiles_are_checked_and_a_finite_one_ends_the_run() {
+        let p = RawConfig {
+            rate_profile: Some("steps:50@20,200@40,50@30".into()),
+            ..base()
+        }
+        .validate("t")
+        .unwrap();
+        assert_eq!(
+            p.stop,
+            StopRule {
+                messages: None,
+                duration_s: Some(90.0)
+            },
+            "the profile's end is the run's"
+        );
+        assert!(matches!(p.rate(100), Rate::Profile(_)));
+        assert!(p.describe().contains("steps:50@20,200@40,50@30 msg/s (peak 200, ends after 90 s)"));
+        // A shorter duration wins; messages still stop it first when reached.
+        let p = RawConfig {
+            rate_profile: Some("ramp:1..100@60".into()),
+            duration_s: Some(30.0),
+            messages: Some(10),
+            ..base()
+        }
+        .validate("t")
+        .unwrap();
+        assert_eq!((p.stop.duration_s, p.stop.messages), (Some(30.0), Some(10)));
+        let p = RawConfig {
+            rate_profile: Some("sine:100,50,10".into()),
+            duration_s: Some(20.0),
+            points_profile: Some("steps:100@10,400@10".into()),
+            ..base()
+        }
+        .validate("t")
+        .unwrap();
+        assert_eq!(p.stop.duration_s, Some(20.0));
+        assert_eq!(p.points_profile.as_ref().unwrap().0.value_at(15.0), 400.0);
+        for (raw, key, want) in [
+            (
+                RawConfig {
+                    rate_profile: Some("sine:100,50,10".into()),
+                    ..base()
+                },
+                "rate_profile",
+                "goes on for ever",
+            ),
+            (
+                RawConfig {
+                    rate_profile: Some("constant:10".into()),
+                    rate_msgs_per_s: Some(10.0),
+                    duration_s: Some(1.0),
+                    ..base()
+                },
+                "rate_profile",
+                "not both",
+            ),
+            (
+                RawConfig {
+                    rate_profile: Some("steps:0@10".into()),
+                    ..base()
+                },
+                "rate_profile",
+                "never sends",
+            ),
+            (
+                RawConfig {
+                    rate_profile: Some("steps:10@x".into()),
+                    ..base()
+                },
+                "rate_profile",
+                "is not a number",
+            ),
+            (
+                RawConfig {
+                    rate_profile: Some("constant:2e9".into()),
+                    duration_s: Some(1.0),
+                    ..base()
+                },
+                "rate_profile",
+                "more than",
+            ),
+            (
+                RawConfig {
+                    points_profile: Some("constant:10".into()),
+                    points_per_message: Some(10),
+                    ..base()
+                },
+                "points_profile",
+                "not both",
+            ),
+            (
+                RawConfig {
+                    points_profile: Some("constant:10".into()),
+                    source: Some(SourceKind::Synthetic),
+                    ..base()
+                },
+                "points_profile",
+                "applies to source cluster",
+            ),
+            (
+                RawConfig {
+                    points_profile: Some("ramp:1..10000000@10".into()),
+                    ..base()
+                },
+                "points_profile",
+                "message limit",
+            ),
+        ] {
+            let e = raw.validate("t").unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{e}");
+            assert!(e.to_string().contains(want), "{e}");
+        }
     }
 }

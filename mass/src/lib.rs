@@ -7,7 +7,9 @@
 //! - [`source`]: the sources behind one trait; [`phantom`]: an analytic Shepp-Logan scan written in tooth.h5's
 //!   layout (the project's own template data).
 //! - [`normal`]: a fast ziggurat N(0,1) sampler (the generator's hot loop).
-//! - [`rate`]: open-loop rate control (intended send time of message n = start + n / rate).
+//! - [`rate`]: open-loop rate control (intended send time of message n = start + n / rate, or where a rate
+//!   profile's integral reaches n); [`profile`]: values that change over a run (rate and points per message:
+//!   steps, ramps, sines, bursts, traces) with their exact integrals.
 //!
 //! The message format and client settings come from `pilot-core` (shared with MASA).
 
@@ -15,6 +17,7 @@ pub mod config;
 pub mod normal;
 pub mod phantom;
 pub mod producer;
+pub mod profile;
 pub mod rate;
 pub mod report;
 pub mod source;

@@ -130,6 +130,8 @@ struct ThreadResult {
     last_measured_ns: u64,
     send_lag: LatencyHistogram,
     local_errors: BTreeMap<String, u64>,
+    /// Points in the measured messages sent (a points profile varies them).
+    points_measured: u64,
 }
 
 /// Turns the shared counters into interval rows.
@@ -139,6 +141,9 @@ struct IntervalTracker<'a> {
     start_ns: u64,
     last: (u64, u64, u64, u64),
     last_t: u64,
+    rate: &'a Rate,
+    /// Points per message at a time of the run (seconds).
+    points_at: &'a dyn Fn(f64) -> u64,
 }
 
 impl IntervalTracker<'_> {
@@ -152,10 +157,11 @@ impl IntervalTracker<'_> {
         );
         let dt = now.saturating_sub(self.last_t) as f64 / 1e9;
         let per_s = |x: f64| if dt > 0.0 { x / dt } else { 0.0 };
+        let t_s = now.saturating_sub(self.start_ns) as f64 / 1e9;
         let row = IntervalRow {
             run_id: self.run_id.to_string(),
             role: "producer".into(),
-            t_s: now.saturating_sub(self.start_ns) as f64 / 1e9,
+            t_s,
             interval_s: dt,
             sent_msgs: cur.0 - self.last.0,
             delivered_msgs: cur.1 - self.last.1,
@@ -163,6 +169,9 @@ impl IntervalTracker<'_> {
             delivered_mb: (cur.3 - self.last.3) as f64 / 1e6,
             msgs_per_s: per_s((cur.1 - self.last.1) as f64),
             mb_per_s: per_s((cur.3 - self.last.3) as f64 / 1e6),
+            target_msgs_per_s: self.rate.target_msgs_per_s((t_s - dt).max(0.0), t_s),
+            sent_msgs_per_s: per_s((cur.0 - self.last.0) as f64),
+            points_per_message: (self.points_at)(t_s),
         };
         self.last = cur;
         self.last_t = now;
@@ -320,8 +329,11 @@ pub fn run(
                 let clock = clock.clone();
                 let counters = counters.clone();
                 let plan = &plan;
+                let rate = rate.clone();
                 scope.spawn(move || {
                     let pacer = Pacer::new(clock.clone(), start_ns, rate);
+                    let points_profile = plan.points_profile.as_ref().map(|(p, _)| p);
+                    let mut points = source.points_per_message();
                     let producer_id = plan.producer_id_base + t as u32;
                     let mut r = ThreadResult::default();
                     clock.sleep_until_ns(start_ns);
@@ -339,9 +351,18 @@ pub fn run(
                                 break;
                             }
                         }
-                        let intended = pacer.wait_for(n);
+                        let Some(intended) = pacer.wait_for(n) else {
+                            break; // the rate profile ended
+                        };
                         if end_ns.is_some_and(|e| intended >= e) {
                             break;
+                        }
+                        if let Some(pp) = points_profile {
+                            let t_s = intended.saturating_sub(start_ns) as f64 / 1e9;
+                            let want = pp.value_at(t_s).round().max(1.0) as u64;
+                            if want != points && source.set_points_per_message(want as usize) {
+                                points = want;
+                            }
                         }
                         let body = source.next(seq, intended);
                         let actual = clock.now_ns();
@@ -383,6 +404,7 @@ pub fn run(
                                         r.sent_warmup += 1;
                                     } else {
                                         r.sent_measured += 1;
+                                        r.points_measured += points;
                                         r.first_measured_ns.get_or_insert(actual);
                                         r.last_measured_ns = actual;
                                         r.send_lag.record_between_ns(intended, actual);
@@ -423,12 +445,18 @@ pub fn run(
             .collect();
 
         // Interval reporting on this thread until every producer is done.
+        let points_at = |t_s: f64| match &plan.points_profile {
+            Some((p, _)) => p.value_at(t_s).round().max(1.0) as u64,
+            None => points,
+        };
         let mut tracker = IntervalTracker {
             run_id: &plan.run_id,
             counters: &counters,
             start_ns,
             last: (0, 0, 0, 0),
             last_t: start_ns,
+            rate: &rate,
+            points_at: &points_at,
         };
         intervals = pilot_core::metrics::report_intervals(
             clock.as_ref(),
@@ -457,12 +485,13 @@ pub fn run(
             *errors.entry(k.clone()).or_default() += v;
         }
     }
-    let (mut sent_measured, mut sent_warmup) = (0, 0);
+    let (mut sent_measured, mut sent_warmup, mut points_measured) = (0, 0, 0u64);
     let (mut first, mut last_send) = (u64::MAX, 0u64);
     for r in &results {
         lag.merge(&r.send_lag);
         sent_measured += r.sent_measured;
         sent_warmup += r.sent_warmup;
+        points_measured += r.points_measured;
         if let Some(f) = r.first_measured_ns {
             first = first.min(f);
         }
@@ -499,9 +528,21 @@ pub fn run(
     } else {
         0.0
     };
-    let target = match rate {
-        Rate::MsgsPerS(r) => r,
+    // A profile's target is its average over the measured part of the run.
+    let target = match &rate {
+        Rate::MsgsPerS(r) => *r,
         Rate::Unlimited => 0.0,
+        Rate::Profile(_) if measured_s > 0.0 => {
+            let t0 = first.saturating_sub(start_ns) as f64 / 1e9;
+            // The schedule's n - 1 intervals end at the last send: compare like with like.
+            rate.target_msgs_per_s(t0, t0 + measured_s)
+        }
+        Rate::Profile(_) => 0.0,
+    };
+    let mean_points = if sent_measured > 0 {
+        points_measured as f64 / sent_measured as f64
+    } else {
+        points as f64
     };
     let interrupted = shutdown.load(Ordering::Relaxed);
     let incomplete_reason = if interrupted {
@@ -538,6 +579,16 @@ pub fn run(
         threads: plan.threads,
         producer_id_first: plan.producer_id_base,
         rate_target_msgs_per_s: target,
+        rate_profile: plan
+            .rate_profile
+            .as_ref()
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default(),
+        points_profile: plan
+            .points_profile
+            .as_ref()
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default(),
         messages_target: plan.stop.messages.unwrap_or(0),
         duration_target_s: plan.stop.duration_s.unwrap_or(0.0),
         warmup_s: plan.warmup_s,
@@ -556,7 +607,7 @@ pub fn run(
         delivered_mb: counters.delivered_bytes.load(Ordering::Relaxed) as f64 / 1e6,
         throughput_msgs_per_s: achieved,
         throughput_mb_per_s: achieved * mb,
-        throughput_points_per_s: achieved * points as f64,
+        throughput_points_per_s: achieved * mean_points,
         send_rate_msgs_per_s: send_rate,
         rate_error_pct: if target > 0.0 {
             (send_rate - target) / target * 100.0

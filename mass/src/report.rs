@@ -26,13 +26,20 @@ pub struct ProducerSummary {
     pub partitioning: String,
     pub source: String,
     pub encoding: String,
-    /// Bytes of one message body (the first one; constant for every source but points-text).
+    /// Bytes of one message body (the first one; constant for every source but points-text and a points profile).
     pub message_bytes: u64,
+    /// Of the first message (a points profile varies it: see the interval rows).
     pub points_per_message: u64,
     pub threads: u32,
     pub producer_id_first: u32,
-    /// 0 when unlimited.
+    /// 0 when unlimited; with a rate profile, its average over the measured sends.
     pub rate_target_msgs_per_s: f64,
+    /// The rate profile as written (empty: a constant rate or unlimited).
+    #[serde(default)]
+    pub rate_profile: String,
+    /// The points-per-message profile as written (empty: constant `points_per_message`).
+    #[serde(default)]
+    pub points_profile: String,
     /// Messages requested (0 when the run is bounded by duration only).
     pub messages_target: u64,
     /// 0 when bounded by message count only.
@@ -93,6 +100,16 @@ pub struct IntervalRow {
     pub delivered_msgs: u64,
     pub failed_msgs: u64,
     pub delivered_mb: f64,
+    /// Delivered per second.
     pub msgs_per_s: f64,
     pub mb_per_s: f64,
+    /// What the rate (profile) asked for on average over the interval (0 when unlimited).
+    #[serde(default)]
+    pub target_msgs_per_s: f64,
+    /// Sent per second: what the schedule achieved.
+    #[serde(default)]
+    pub sent_msgs_per_s: f64,
+    /// Points per message at the end of the interval (0 when the messages carry no points).
+    #[serde(default)]
+    pub points_per_message: u64,
 }

@@ -47,6 +47,11 @@ pub trait Source: Send {
     fn notes(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Send `points` points per message from the next message on (a points profile); false when the source's
+    /// messages have no points to vary. Buffers grow once to the largest size and are reused.
+    fn set_points_per_message(&mut self, _points: usize) -> bool {
+        false
+    }
 }
 
 /// Settings of the cluster source.
@@ -94,6 +99,7 @@ fn unit_f64(bits: u64) -> f64 {
 /// Fresh random points around k centres, every message.
 pub struct ClusterSource {
     p: ClusterParams,
+    producer_id: u32,
     centres: Vec<f64>,
     rng: NormalStream,
     encoding: Encoding,
@@ -125,26 +131,33 @@ impl ClusterSource {
         let stream_seed =
             p.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (producer_id as u64).rotate_left(32);
         let n = p.points_per_message * p.dims;
-        let mut buf = Vec::new();
-        if encoding == Encoding::Envelope {
-            buf = vec![0u8; HEADER_BYTES + 8 * n];
-            let h = message::header(
-                PayloadKind::Points,
-                Dtype::F64,
-                producer_id,
-                0,
-                &[p.points_per_message as u32, p.dims as u32],
-            );
-            write_header(&h, &mut buf);
-        }
-        Ok(ClusterSource {
+        let mut s = ClusterSource {
             rng: NormalStream::new(stream_seed),
             centres,
             encoding,
             points: Vec::with_capacity(n),
-            buf,
+            buf: Vec::new(),
+            producer_id,
             p,
-        })
+        };
+        s.shape_envelope();
+        Ok(s)
+    }
+
+    /// Size the envelope buffer for the current points per message and write its header.
+    fn shape_envelope(&mut self) {
+        if self.encoding == Encoding::Envelope {
+            let n = self.p.points_per_message * self.p.dims;
+            self.buf.resize(HEADER_BYTES + 8 * n, 0);
+            let h = message::header(
+                PayloadKind::Points,
+                Dtype::F64,
+                self.producer_id,
+                0,
+                &[self.p.points_per_message as u32, self.p.dims as u32],
+            );
+            write_header(&h, &mut self.buf);
+        }
     }
 
     /// The centres points are drawn around (k x dims).
@@ -214,6 +227,15 @@ impl Source for ClusterSource {
 
     fn points_per_message(&self) -> u64 {
         self.p.points_per_message as u64
+    }
+
+    fn set_points_per_message(&mut self, points: usize) -> bool {
+        let points = points.clamp(1, u32::MAX as usize);
+        if points != self.p.points_per_message {
+            self.p.points_per_message = points;
+            self.shape_envelope();
+        }
+        true
     }
 
     fn next(&mut self, seq: u64, intended_send_ns: u64) -> &mut [u8] {
