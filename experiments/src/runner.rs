@@ -501,6 +501,14 @@ impl Executor for LocalExecutor {
             &masa_toml,
             &with_kafka_defaults(&point.masa, conn.client.consumer_properties()),
         )?;
+        // The consumers report to a metrics topic: how the runner learns that their group has formed (and what an
+        // autoscaler reads), without a shared file system.
+        let metrics_topic = format!("exp-{}-metrics", point.id);
+        pilot_core::telemetry::ensure_topic(&conn, &metrics_topic)
+            .map_err(|e| format!("creating topic {metrics_topic}: {e}"))?;
+        let mut reports = pilot_core::telemetry::TelemetryReader::new(&conn, &metrics_topic)
+            .map_err(|e| format!("reading topic {metrics_topic}: {e}"))?;
+        let group = format!("exp-{}", point.id);
         let run_id = run_dir
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
@@ -515,7 +523,9 @@ impl Executor for LocalExecutor {
             s("--topic"),
             topic.clone(),
             s("--group"),
-            format!("exp-{}", point.id),
+            group.clone(),
+            s("--metrics-topic"),
+            metrics_topic.clone(),
             s("--consumer-id"),
             s("c{process_index}"),
             s("--idle-timeout-s"),
@@ -577,9 +587,15 @@ impl Executor for LocalExecutor {
             let wait = deadline
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_secs(60));
-            let producers =
-                masa::consumer::wait_for_group(run_dir, &ids, partitions as u64, wait, &stop)
-                    .and_then(|()| {
+            let producers = pilot_core::telemetry::wait_for_group(
+                &mut reports,
+                &group,
+                &ids,
+                partitions as u64,
+                wait,
+                &stop,
+            )
+            .and_then(|()| {
                         pilot_core::tasks::run(
                             &details[1],
                             producer_backend.as_mut(),

@@ -99,6 +99,7 @@ fn mass_and_masa_on_slurm_pilots_account_for_every_message() {
         .unwrap();
     let results = dir.path().join("results");
     std::fs::create_dir_all(&results).unwrap();
+    let mut reports = pilot_core::telemetry::TelemetryReader::new(&conn, "pipeline-metrics").unwrap();
     let masa_cmd: Vec<String> = [
         masa.display().to_string(),
         "run".into(),
@@ -108,6 +109,8 @@ fn mass_and_masa_on_slurm_pilots_account_for_every_message() {
         "pipeline".into(),
         "--group".into(),
         "g".into(),
+        "--metrics-topic".into(),
+        "pipeline-metrics".into(),
         "--consumer-id".into(),
         "c-{node}".into(),
         "--processor".into(),
@@ -145,8 +148,9 @@ fn mass_and_masa_on_slurm_pilots_account_for_every_message() {
     let c3 = spawn(&consumers);
     let c4 = spawn(&more_consumers);
     // Producers start once both consumers hold partitions.
-    masa::consumer::wait_for_group(
-        &results,
+    pilot_core::telemetry::wait_for_group(
+        &mut reports,
+        "g",
         &["c-n3".into(), "c-n4".into()],
         4,
         Duration::from_secs(60),

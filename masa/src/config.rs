@@ -5,6 +5,7 @@
 //! [`Settings::check`] carry the key.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::ValueEnum;
 use pilot_core::aps::{AngleSource, ThetaUnits};
@@ -15,7 +16,7 @@ use pilot_core::connect::Target;
 use serde::{Deserialize, Serialize};
 
 use crate::kmeans::TimeUnit;
-use crate::processor::{KMeansConfig, KMeansInit};
+use crate::processor::{Cost, CostModel, KMeansConfig, KMeansInit};
 use crate::reconstruct::{Algorithm, CenterPolicy, TomoConfig};
 use crate::tomo::filter::FilterKind;
 use crate::tomo::mlem::MlemInit;
@@ -212,6 +213,19 @@ pub struct RawConfig {
     /// Tomography: reconstruction threads per consumer thread, 0 = one per core [default: 0]
     #[arg(long)]
     pub tomo_threads: Option<usize>,
+    /// Emulated processing cost per message taken, ms, on top of the processor's own work: an emulation that makes
+    /// one consumer's true rate known (about 1000 / cost msg/s per thread), to show scaling on a small machine
+    /// [default: none]
+    #[arg(long)]
+    pub cost_ms_per_message: Option<f64>,
+    /// How the emulated cost is spent: sleep (I/O-bound analysis) or busy (CPU-bound, spins a core)
+    /// [default: sleep]
+    #[arg(long, value_enum)]
+    pub cost_model: Option<CostModel>,
+    /// Publish a report per interval (busy time, partitions with position and high watermark) to this topic on
+    /// the same brokers, for `pilot autoscale` and experiment runners [default: none]
+    #[arg(long)]
+    pub metrics_topic: Option<String>,
     /// Directory for this process's summary, intervals and accounting files
     #[arg(long)]
     pub results_dir: Option<PathBuf>,
@@ -289,6 +303,10 @@ pub struct ConsumerPlan {
     pub run_id: String,
     /// The user's librdkafka properties (checked).
     pub kafka: KafkaProperties,
+    /// Emulated processing cost per message.
+    pub cost: Option<Cost>,
+    /// Where interval reports go (a topic on the same brokers).
+    pub metrics_topic: Option<String>,
 }
 
 impl ConsumerPlan {
@@ -303,13 +321,20 @@ impl ConsumerPlan {
             ProcessorPlan::Tomo(t) => t.describe(),
         };
         format!(
-            "run id:       {}\nsource:       {}\ntopic:        {} (group {}, offsets from {})\nthreads:      {}\nprocessor:    {proc}\nwindow:       {}\nstop:         {}{}idle {} s (first message within {} s)\nexpected:     {}\nresults:      {} (consumer id {})\nkafka:       {}\n",
+            "run id:       {}\nsource:       {}\ntopic:        {} (group {}, offsets from {})\nthreads:      {}\nprocessor:    {proc}{}\nwindow:       {}\nstop:         {}{}idle {} s (first message within {} s)\nexpected:     {}\nresults:      {} (consumer id {})\nkafka:       {}\n",
             self.run_id,
             self.target,
             self.topic,
             self.group,
             self.auto_offset_reset.as_str(),
             self.threads,
+            self.cost
+                .map(|c| format!(
+                    " + emulated cost {} ms per message ({})",
+                    c.per_message.as_secs_f64() * 1e3,
+                    c.model.as_str()
+                ))
+                .unwrap_or_default(),
             self.window,
             self.messages.map(|m| format!("{m} messages, ")).unwrap_or_default(),
             self.duration_s.map(|d| format!("{d} s, ")).unwrap_or_default(),
@@ -579,6 +604,36 @@ impl Settings for RawConfig {
             .run_id
             .clone()
             .unwrap_or_else(|| default_run_id("masa"));
+        let cost = match self.cost_ms_per_message {
+            None => {
+                if self.cost_model.is_some() {
+                    return Err(err(
+                        "cost_model",
+                        "cost_model applies with cost_ms_per_message",
+                    ));
+                }
+                None
+            }
+            Some(ms) if ms.is_finite() && ms > 0.0 && ms <= 60_000.0 => Some(Cost {
+                per_message: Duration::from_secs_f64(ms / 1e3),
+                model: self.cost_model.unwrap_or_default(),
+            }),
+            Some(ms) => {
+                return Err(err(
+                    "cost_ms_per_message",
+                    format!("cost_ms_per_message must be in (0, 60000] ms (got {ms})"),
+                ))
+            }
+        };
+        if let Some(t) = &self.metrics_topic {
+            check_topic(t).map_err(|e| err("metrics_topic", e.message))?;
+            if *t == topic {
+                return Err(err(
+                    "metrics_topic",
+                    "metrics_topic must differ from the data topic",
+                ));
+            }
+        }
         Ok(ConsumerPlan {
             kafka,
             target,
@@ -597,6 +652,8 @@ impl Settings for RawConfig {
             consumer_id,
             interval_s: self.interval_s.unwrap_or(1.0),
             run_id,
+            cost,
+            metrics_topic: self.metrics_topic.clone(),
         })
     }
 }
@@ -837,6 +894,74 @@ mod tests {
             .unwrap_err();
             assert_eq!(e.key.as_deref(), Some("kafka"));
             assert!(e.to_string().contains(want), "{e} (wanted {want})");
+        }
+    }
+
+    #[test]
+    fn an_emulated_cost_and_a_metrics_topic_are_checked() {
+        let p = RawConfig {
+            cost_ms_per_message: Some(10.0),
+            cost_model: Some(CostModel::Busy),
+            metrics_topic: Some("metrics-1".into()),
+            processor: Some(ProcessorKind::None),
+            ..base()
+        }
+        .validate("t")
+        .unwrap();
+        assert_eq!(
+            p.cost,
+            Some(Cost {
+                per_message: Duration::from_millis(10),
+                model: CostModel::Busy
+            })
+        );
+        assert!(p.describe().contains("emulated cost 10 ms per message (busy)"), "{}", p.describe());
+        assert_eq!(p.metrics_topic.as_deref(), Some("metrics-1"));
+        for (raw, key, want) in [
+            (
+                RawConfig {
+                    cost_ms_per_message: Some(0.0),
+                    ..base()
+                },
+                "cost_ms_per_message",
+                "(0, 60000]",
+            ),
+            (
+                RawConfig {
+                    cost_ms_per_message: Some(f64::NAN),
+                    ..base()
+                },
+                "cost_ms_per_message",
+                "(0, 60000]",
+            ),
+            (
+                RawConfig {
+                    cost_model: Some(CostModel::Sleep),
+                    ..base()
+                },
+                "cost_model",
+                "with cost_ms_per_message",
+            ),
+            (
+                RawConfig {
+                    metrics_topic: Some("t".into()),
+                    ..base()
+                },
+                "metrics_topic",
+                "differ",
+            ),
+            (
+                RawConfig {
+                    metrics_topic: Some("bad topic".into()),
+                    ..base()
+                },
+                "metrics_topic",
+                "not a valid Kafka topic",
+            ),
+        ] {
+            let e = raw.validate("t").unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{e}");
+            assert!(e.to_string().contains(want), "{e}");
         }
     }
 }

@@ -4,21 +4,24 @@
 //! or the injected shutdown flag (SIGINT/SIGTERM): the open window is processed, offsets committed, and the
 //! summary written (marked incomplete when interrupted, or when anything is missing or rejected).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pilot_core::client::Connection;
 use pilot_core::clock::Clock;
 use pilot_core::metrics::{CsvWriter, LatencyHistogram, MetricsError};
+use pilot_core::telemetry::{ConsumerReport, PartitionOffsets, TelemetryWriter, REPORT_VERSION};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Message, TopicPartitionList};
 
 use crate::accounting::{Accounting, Arrival};
 use crate::config::{ConsumerPlan, ProcessorPlan};
 use crate::decode::Decoder;
-use crate::processor::{KMeansProcessor, NoneProcessor, Processor, WindowOutput};
+use crate::processor::{CostProcessor, KMeansProcessor, NoneProcessor, Processor, WindowOutput};
 use crate::report::{ConsumerInterval, ConsumerSummary};
 use crate::window::Windower;
 
@@ -41,7 +44,17 @@ pub enum ConsumeError {
     Io { path: PathBuf, message: String },
 }
 
-/// Build the processor a plan names.
+/// A consumer thread's processor: the one the plan names, inside the plan's emulated cost per message when it
+/// has one. `label` names the processor's output files (unique per consumer thread).
+pub fn processor_for(plan: &ConsumerPlan, label: &str) -> Result<Box<dyn Processor>, ConsumeError> {
+    let inner = make_processor(&plan.processor, label)?;
+    Ok(match plan.cost {
+        Some(cost) => Box::new(CostProcessor::new(inner, cost)),
+        None => inner,
+    })
+}
+
+/// Build the processor a processor plan names.
 /// `label` names the processor's output files (unique per consumer thread).
 pub fn make_processor(
     plan: &ProcessorPlan,
@@ -59,47 +72,6 @@ pub fn make_processor(
     })
 }
 
-/// Wait until the consumer processes `ids`, writing interval rows into `dir`, hold all `partitions` of their
-/// topic among them, each at least one when there are enough: their group has formed, so producers may start.
-/// Gives up after `timeout` or when `stop()` says so, naming what each one held.
-pub fn wait_for_group(
-    dir: &Path,
-    ids: &[String],
-    partitions: u64,
-    timeout: Duration,
-    stop: &dyn Fn() -> bool,
-) -> Result<(), String> {
-    let t0 = std::time::Instant::now();
-    loop {
-        let held: Vec<u64> = ids
-            .iter()
-            .map(|id| {
-                pilot_core::metrics::read_csv::<crate::report::ConsumerInterval>(&intervals_path(
-                    dir, id,
-                ))
-                .ok()
-                .and_then(|rows| rows.last().map(|r| r.assigned_partitions))
-                .unwrap_or(0)
-            })
-            .collect();
-        let members = held.iter().filter(|&&h| h > 0).count() as u64;
-        if held.iter().sum::<u64>() == partitions && members == (ids.len() as u64).min(partitions) {
-            return Ok(());
-        }
-        if t0.elapsed() > timeout {
-            return Err(format!(
-                "the consumers {ids:?} never shared the topic's {partitions} partitions in {} s (held {held:?}); logs under {}",
-                timeout.as_secs(),
-                dir.display()
-            ));
-        }
-        if stop() {
-            return Err("interrupted while the consumers joined".into());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Result files of one consumer process in a results directory.
 pub fn summary_path(dir: &Path, consumer_id: &str) -> PathBuf {
     dir.join(format!("consumer-{consumer_id}-summary.csv"))
@@ -111,16 +83,59 @@ pub fn accounting_path(dir: &Path, consumer_id: &str) -> PathBuf {
     dir.join(format!("consumer-{consumer_id}-accounting.json"))
 }
 
-/// Follows the group: when partitions were first assigned (group join time), how many this consumer holds, and
-/// rebalance activity (which resets the idle timer).
+/// Follows the group: when partitions were first assigned (group join time), how many this consumer holds,
+/// rebalance activity (which resets the idle timer), and the high watermark of each partition from the
+/// consumer's fetch responses (librdkafka's statistics: tansu 0.6.0 answers ListOffsets with 1, so
+/// `fetch_watermarks` cannot be trusted there).
 struct GroupContext {
     clock: Arc<dyn Clock>,
+    topic: String,
     first_assignment_ns: Arc<AtomicU64>,
     assigned: AtomicU64,
     last_activity_ns: Arc<AtomicU64>,
+    high: Mutex<BTreeMap<i32, i64>>,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn stats(&self, stats: Statistics) {
+        if let Some(t) = stats.topics.get(&self.topic) {
+            let mut high = self.high.lock().expect("not poisoned");
+            for (&p, part) in &t.partitions {
+                if p >= 0 && part.hi_offset >= 0 {
+                    let h = high.entry(p).or_insert(0);
+                    *h = (*h).max(part.hi_offset);
+                }
+            }
+        }
+    }
+}
+
+impl GroupContext {
+    /// The highest high watermark the fetch responses gave for `partition` (-1: none yet).
+    fn high_watermark(&self, partition: i32) -> i64 {
+        self.high
+            .lock()
+            .expect("not poisoned")
+            .get(&partition)
+            .copied()
+            .unwrap_or(-1)
+    }
+}
+
+/// The partitions a consumer holds, with its position and the high watermark in each.
+fn partition_offsets(c: &BaseConsumer<GroupContext>, topic: &str) -> Vec<PartitionOffsets> {
+    let positions = c.position().unwrap_or_else(|_| TopicPartitionList::new());
+    positions
+        .elements()
+        .iter()
+        .filter(|e| e.topic() == topic)
+        .map(|e| PartitionOffsets {
+            partition: e.partition(),
+            high_watermark: c.context().high_watermark(e.partition()),
+            position: e.offset().to_raw().filter(|o| *o >= 0).unwrap_or(-1),
+        })
+        .collect()
+}
 
 impl ConsumerContext for GroupContext {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -149,6 +164,10 @@ pub struct Shared {
     pub received: AtomicU64,
     pub rejected: AtomicU64,
     pub bytes: AtomicU64,
+    /// Every message handled (taken, duplicate or rejected), and the nanoseconds spent handling messages and
+    /// processing windows: the consumer's true rate is handled / busy time.
+    pub handled: AtomicU64,
+    pub busy_ns: AtomicU64,
 }
 
 /// What happened to one message.
@@ -213,7 +232,8 @@ impl<'a> MessageHandler<'a> {
         }
     }
 
-    /// Handle one message (`key`, `body` and Kafka timestamp as polled) at time `now()`.
+    /// Handle one message (`key`, `body` and Kafka timestamp as polled) at time `now()`; the time it takes is
+    /// busy time.
     pub fn handle(
         &mut self,
         key: Option<&[u8]>,
@@ -222,6 +242,22 @@ impl<'a> MessageHandler<'a> {
         now: &dyn Fn() -> u64,
     ) -> Handled {
         let t = now();
+        let h = self.handle_at(t, key, body, timestamp_ms, now);
+        self.shared.handled.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .busy_ns
+            .fetch_add(now().saturating_sub(t), Ordering::Relaxed);
+        h
+    }
+
+    fn handle_at(
+        &mut self,
+        t: u64,
+        key: Option<&[u8]>,
+        body: &[u8],
+        timestamp_ms: Option<i64>,
+        now: &dyn Fn() -> u64,
+    ) -> Handled {
         self.last_activity.fetch_max(t, Ordering::Relaxed);
         let (meta, payload) = match self.decoder.decode(key, body, timestamp_ms) {
             Err(rej) => {
@@ -265,17 +301,25 @@ impl<'a> MessageHandler<'a> {
         Handled::Taken
     }
 
-    /// Close a time window that has run out.
+    /// Close a time window that has run out (its processing is busy time).
     pub fn tick(&mut self, now: &dyn Fn() -> u64) {
-        if let Some(c) = self.windower.tick(now()) {
+        let t = now();
+        if let Some(c) = self.windower.tick(t) {
             self.process(c.end_ns, now);
+            self.shared
+                .busy_ns
+                .fetch_add(now().saturating_sub(t), Ordering::Relaxed);
         }
     }
 
     /// Process whatever the open window holds (the end of the run).
     pub fn flush(&mut self, now: &dyn Fn() -> u64) {
-        if let Some(c) = self.windower.flush(now()) {
+        let t = now();
+        if let Some(c) = self.windower.flush(t) {
             self.process(c.end_ns, now);
+            self.shared
+                .busy_ns
+                .fetch_add(now().saturating_sub(t), Ordering::Relaxed);
         }
     }
 
@@ -350,11 +394,22 @@ pub fn run(
     let mut processors = Vec::new();
     for t in 0..plan.threads {
         let label = format!("{}-{t}", plan.consumer_id);
-        processors.push(make_processor(&plan.processor, &label)?);
+        processors.push(processor_for(plan, &label)?);
     }
     let mut cfg = conn.client.consumer_config(&conn.bootstrap, &plan.group);
     cfg.set("auto.offset.reset", plan.auto_offset_reset.as_str())
         .set("enable.partition.eof", "false");
+    // Statistics carry each partition's high watermark from the fetch responses (for lag); at least once a
+    // second, so a report's lag is at most a second stale.
+    if !plan.kafka.contains_key("statistics.interval.ms") {
+        let ms = (plan.interval_s * 1000.0).clamp(100.0, 1000.0) as u64;
+        cfg.set("statistics.interval.ms", ms.to_string());
+    }
+    // Reports to the metrics topic (the autoscaler's and the experiment runner's view of the group).
+    let telemetry = match &plan.metrics_topic {
+        Some(t) => Some(TelemetryWriter::new(conn, t)?),
+        None => None,
+    };
     let first_assignment = Arc::new(AtomicU64::new(0));
     let start_ns = clock.now_ns();
     let last_activity = Arc::new(AtomicU64::new(start_ns));
@@ -362,9 +417,11 @@ pub fn run(
     for _ in 0..plan.threads {
         let ctx = GroupContext {
             clock: clock.clone(),
+            topic: plan.topic.clone(),
             first_assignment_ns: first_assignment.clone(),
             assigned: AtomicU64::new(0),
             last_activity_ns: last_activity.clone(),
+            high: Mutex::new(BTreeMap::new()),
         };
         let c: BaseConsumer<GroupContext> = cfg
             .create_with_context(ctx)
@@ -389,6 +446,7 @@ pub fn run(
         .map(|d| start_ns + pilot_core::config::seconds_to_ns(d));
     let stop_all = AtomicBool::new(false);
     let mut intervals = Vec::new();
+    let mut telemetry_errors: Vec<String> = Vec::new();
     let interrupted = || shutdown.load(Ordering::Relaxed);
 
     let outs: Vec<(Box<dyn Processor>, ThreadOut)> = std::thread::scope(|scope| {
@@ -440,25 +498,18 @@ pub fn run(
                     }
                     h.flush(&now);
                     let (processor, mut out) = h.into_parts();
-                    // Commit what was consumed, and measure what is left behind.
+                    // Commit what was consumed, and measure what is left behind: the high watermark is the larger
+                    // of the fetch responses' (statistics, at most one statistics interval old) and the broker's
+                    // ListOffsets answer (right on Kafka, 1 on tansu 0.6.0).
                     let _ = consumer.commit_consumer_state(CommitMode::Sync);
-                    if let Ok(assigned) = consumer.assignment() {
-                        let positions = consumer
-                            .position()
-                            .unwrap_or_else(|_| TopicPartitionList::new());
-                        for e in assigned.elements() {
-                            if let Ok((_, high)) = consumer.fetch_watermarks(
-                                e.topic(),
-                                e.partition(),
-                                Duration::from_secs(2),
-                            ) {
-                                let pos = positions
-                                    .find_partition(e.topic(), e.partition())
-                                    .and_then(|p| p.offset().to_raw())
-                                    .filter(|o| *o >= 0)
-                                    .unwrap_or(0);
-                                out.lag += (high - pos).max(0);
-                            }
+                    for p in partition_offsets(consumer, &plan.topic) {
+                        let listed = consumer
+                            .fetch_watermarks(&plan.topic, p.partition, Duration::from_secs(2))
+                            .map(|(_, h)| h)
+                            .unwrap_or(-1);
+                        let high = p.high_watermark.max(listed);
+                        if high >= 0 {
+                            out.lag += (high - p.position.max(0)).max(0);
                         }
                     }
                     (processor, out)
@@ -466,7 +517,46 @@ pub fn run(
             })
             .collect();
 
-        let (mut last, mut last_t) = ((0u64, 0u64, 0u64), start_ns);
+        let (mut last, mut last_t, mut last_busy) = ((0u64, 0u64, 0u64), start_ns, 0u64);
+        let mut last_work = (0u64, 0u64);
+        let mut report_seq = 0u64;
+        let mut report = |dt: f64, leaving: bool| -> Option<String> {
+            let t = telemetry.as_ref()?;
+            let work = (
+                shared.handled.load(Ordering::Relaxed),
+                shared.busy_ns.load(Ordering::Relaxed),
+            );
+            let r = ConsumerReport {
+                version: REPORT_VERSION,
+                run_id: plan.run_id.clone(),
+                consumer_id: plan.consumer_id.clone(),
+                group: plan.group.clone(),
+                topic: plan.topic.clone(),
+                host: pilot_core::metrics::hostname(),
+                pid: std::process::id(),
+                seq: report_seq,
+                time_unix_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0),
+                interval_s: dt,
+                handled_msgs: work.0 - last_work.0,
+                busy_s: (work.1 - last_work.1) as f64 / 1e9,
+                received_msgs_total: shared.received.load(Ordering::Relaxed),
+                partitions: if leaving {
+                    Vec::new()
+                } else {
+                    consumers
+                        .iter()
+                        .flat_map(|c| partition_offsets(c, &plan.topic))
+                        .collect()
+                },
+                leaving,
+            };
+            last_work = work;
+            report_seq += 1;
+            t.send(&r).err().map(|e| e.to_string())
+        };
         let mut row = |now: u64| {
             let cur = (
                 shared.received.load(Ordering::Relaxed),
@@ -490,9 +580,18 @@ pub fn run(
                     .iter()
                     .map(|c| c.context().assigned.load(Ordering::Relaxed))
                     .sum(),
+                busy_s: {
+                    let b = shared.busy_ns.load(Ordering::Relaxed);
+                    let d = b.saturating_sub(last_busy) as f64 / 1e9;
+                    last_busy = b;
+                    d
+                },
             };
             last = cur;
             last_t = now;
+            if let Some(e) = report(dt, false) {
+                telemetry_errors.push(e);
+            }
             r
         };
         intervals = pilot_core::metrics::report_intervals(
@@ -504,11 +603,21 @@ pub fn run(
             writers.as_mut().map(|(_, w)| w),
             progress,
         );
-        handles
+        let outs = handles
             .into_iter()
             .map(|h| h.join().expect("consumer thread panicked"))
-            .collect()
+            .collect();
+        // Offsets are committed: say so, so a controller counts this consumer out at once.
+        if let Some(e) = report(0.0, true) {
+            telemetry_errors.push(e);
+        }
+        outs
     });
+    if let Some(t) = &telemetry {
+        if let Err(e) = t.flush(Duration::from_secs(10)) {
+            telemetry_errors.push(e.to_string());
+        }
+    }
 
     let (mut processors, outs): (Vec<_>, Vec<_>) = outs.into_iter().unzip();
     let mut accounting = Accounting::default();
@@ -561,6 +670,22 @@ pub fn run(
             path: path.clone(),
             message: e.to_string(),
         })?;
+    }
+    if !telemetry_errors.is_empty() {
+        telemetry_errors.sort();
+        telemetry_errors.dedup();
+        notes.push(format!(
+            "metrics reports to {} failed: {}",
+            plan.metrics_topic.as_deref().unwrap_or_default(),
+            telemetry_errors.join("; ")
+        ));
+    }
+    if let Some(c) = plan.cost {
+        notes.push(format!(
+            "processing cost emulated: {} ms per message ({})",
+            c.per_message.as_secs_f64() * 1e3,
+            c.model.as_str()
+        ));
     }
     let totals = accounting.totals(plan.expect_messages);
     if totals.unaccounted > 0 {
@@ -653,6 +778,8 @@ pub fn run(
         scheduling_delay_us_p50: sc.p50_us,
         scheduling_delay_us_p99: sc.p99_us,
         lag_msgs: lag,
+        busy_s: shared.busy_ns.load(Ordering::Relaxed) as f64 / 1e9,
+        handled_msgs: shared.handled.load(Ordering::Relaxed),
         last_score,
         notes: notes.join("; "),
     };

@@ -51,6 +51,85 @@ pub fn check_points(values: &[f64], dims: usize) -> Result<usize, String> {
     Ok(values.len() / dims)
 }
 
+/// How an emulated processing cost is spent.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum CostModel {
+    /// Sleep: an I/O-bound analysis (waiting on storage or a service); costs no CPU, so many consumers fit a
+    /// small machine.
+    #[default]
+    Sleep,
+    /// Spin on the CPU: a CPU-bound analysis (one core per consumer thread while it runs).
+    Busy,
+}
+
+impl CostModel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CostModel::Sleep => "sleep",
+            CostModel::Busy => "busy",
+        }
+    }
+}
+
+/// An emulated per-message processing cost, so that one consumer's true rate is known (about 1 / cost) and
+/// scaling can be shown on a small machine. An emulation, not an analysis: it stands in for work whose cost
+/// per message is what matters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cost {
+    pub per_message: std::time::Duration,
+    pub model: CostModel,
+}
+
+impl Cost {
+    /// Spend the cost once.
+    pub fn spend(&self) {
+        match self.model {
+            CostModel::Sleep => std::thread::sleep(self.per_message),
+            CostModel::Busy => {
+                let end = std::time::Instant::now() + self.per_message;
+                while std::time::Instant::now() < end {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+    }
+}
+
+/// Another processor with an emulated cost for each message it takes (after the inner processor took it).
+pub struct CostProcessor {
+    inner: Box<dyn Processor>,
+    cost: Cost,
+}
+
+impl CostProcessor {
+    pub fn new(inner: Box<dyn Processor>, cost: Cost) -> Self {
+        CostProcessor { inner, cost }
+    }
+}
+
+impl Processor for CostProcessor {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn add(&mut self, payload: &Payload<'_>) -> Result<(), String> {
+        self.inner.add(payload)?;
+        self.cost.spend();
+        Ok(())
+    }
+    fn process(&mut self) -> Result<WindowOutput, String> {
+        self.inner.process()
+    }
+    fn finish(&mut self, dir: Option<&Path>) -> Result<(), String> {
+        self.inner.finish(dir)
+    }
+    fn notes(&self) -> Vec<String> {
+        self.inner.notes()
+    }
+}
+
 /// Decode and count only.
 #[derive(Debug, Default)]
 pub struct NoneProcessor {
@@ -284,6 +363,40 @@ impl Processor for KMeansProcessor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_emulated_cost_is_spent_per_message_taken_and_not_per_refusal() {
+        for model in [CostModel::Sleep, CostModel::Busy] {
+            let cost = Cost {
+                per_message: std::time::Duration::from_millis(3),
+                model,
+            };
+            let mut p = CostProcessor::new(Box::new(NoneProcessor::default()), cost);
+            let values = [1.0, 2.0];
+            let t = std::time::Instant::now();
+            for _ in 0..5 {
+                p.add(&Payload::Points {
+                    values: &values,
+                    dims: 2,
+                })
+                .unwrap();
+            }
+            assert!(t.elapsed() >= std::time::Duration::from_millis(15), "{model:?}");
+            assert_eq!(p.process().unwrap().messages, 5);
+            assert_eq!(p.name(), "none");
+        }
+        // A message the inner processor refuses costs nothing.
+        let mut k = CostProcessor::new(
+            Box::new(KMeansProcessor::new(KMeansConfig::paper(1)).unwrap()),
+            Cost {
+                per_message: std::time::Duration::from_secs(5),
+                model: CostModel::Sleep,
+            },
+        );
+        let t = std::time::Instant::now();
+        assert!(k.add(&Payload::Bytes { len: 3 }).is_err());
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+    }
 
     #[test]
     fn kmeans_processor_learns_and_rejects_what_it_cannot_use() {

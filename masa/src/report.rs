@@ -73,8 +73,16 @@ pub struct ConsumerSummary {
     /// Window end to processing start.
     pub scheduling_delay_us_p50: u64,
     pub scheduling_delay_us_p99: u64,
-    /// Messages left in the assigned partitions at the end (high watermark minus position).
+    /// Messages left in the assigned partitions at the end: high watermark minus position, the high watermark
+    /// being the larger of the consumer's fetch responses' (librdkafka statistics, at most one statistics interval
+    /// old) and the broker's ListOffsets answer (which tansu 0.6.0 gets wrong).
     pub lag_msgs: i64,
+    /// Seconds spent handling messages and processing windows (the true rate is handled_msgs / busy_s).
+    #[serde(default)]
+    pub busy_s: f64,
+    /// Messages handled: received, duplicate or rejected.
+    #[serde(default)]
+    pub handled_msgs: u64,
     /// Processor figure of merit of the last window (KMeans: mean squared distance per point).
     pub last_score: f64,
     /// What had to be assumed about the input (a scan without flat fields; where latency came from), `; `-separated.
@@ -98,4 +106,7 @@ pub struct ConsumerInterval {
     pub mb_per_s: f64,
     /// Partitions this process holds at the end of the interval.
     pub assigned_partitions: u64,
+    /// Seconds spent handling messages in the interval (all threads).
+    #[serde(default)]
+    pub busy_s: f64,
 }

@@ -31,6 +31,8 @@ fn two_consumer_processes_account_for_every_message_exactly_once() {
         "e2e",
         "--group",
         "g",
+        "--metrics-topic",
+        "e2e-metrics",
         "--consumer-id",
         "c{process_index}",
         "--idle-timeout-s",
@@ -48,6 +50,7 @@ fn two_consumer_processes_account_for_every_message_exactly_once() {
     .map(|s| s.to_string())
     .chain([results.display().to_string()])
     .collect();
+    let mut reports = pilot_core::telemetry::TelemetryReader::new(&conn, "e2e-metrics").unwrap();
     let consumers = std::thread::spawn(move || {
         let mut backend = pilot_core::backend::local::LocalBackend::new();
         pilot_core::tasks::run(
@@ -61,8 +64,9 @@ fn two_consumer_processes_account_for_every_message_exactly_once() {
         )
         .unwrap()
     });
-    masa::consumer::wait_for_group(
-        &results,
+    pilot_core::telemetry::wait_for_group(
+        &mut reports,
+        "g",
         &["c0".into(), "c1".into()],
         12,
         Duration::from_secs(60),
