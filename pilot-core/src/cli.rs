@@ -121,6 +121,44 @@ pub enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Keep a consumer group on a Kafka pilot sized to its input: start or stop processing pilots (1 node each,
+    /// on the Kafka pilot's resource unless told) that run the consumer command, from the consumers' reports on
+    /// a metrics topic (MASA's --metrics-topic)
+    ///
+    /// In the command {consumer_index} (0, 1, ... per consumer started), {topic}, {group} and {metrics_topic} are
+    /// replaced, besides everything `pilot exec` replaces. One row per decision goes to stdout and, with
+    /// --decisions, to a CSV file. Ctrl-C (or SIGTERM, or --duration-s) stops every consumer gracefully.
+    Autoscale {
+        /// Id of the running Kafka pilot
+        #[arg(long)]
+        pilot: String,
+        /// Topic the group consumes
+        #[arg(long)]
+        topic: String,
+        /// The consumer group
+        #[arg(long)]
+        group: String,
+        /// Topic the consumers report to
+        #[arg(long)]
+        metrics_topic: String,
+        /// Resource URL of the processing pilots [default: the Kafka pilot's]
+        #[arg(long)]
+        resource: Option<String>,
+        #[command(flatten)]
+        settings: crate::autoscale::AutoscaleSettings,
+        /// Write one CSV row per decision here
+        #[arg(long)]
+        decisions: Option<PathBuf>,
+        /// Stop after this many seconds [default: until Ctrl-C or SIGTERM]
+        #[arg(long)]
+        duration_s: Option<f64>,
+        /// Validate and print the plan; start nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// The consumer command, after `--`
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// (internal) Manage a registered pilot until stopped
     #[command(hide = true)]
     Agent { id: String },
@@ -382,8 +420,192 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             }
             Ok(())
         }
+        Command::Autoscale {
+            pilot,
+            topic,
+            group,
+            metrics_topic,
+            resource,
+            settings,
+            decisions,
+            duration_s,
+            dry_run,
+            command,
+        } => autoscale(
+            &store(),
+            AutoscaleArgs {
+                pilot,
+                topic,
+                group,
+                metrics_topic,
+                resource,
+                settings,
+                decisions,
+                duration_s,
+                dry_run,
+                command,
+            },
+            out,
+        ),
         Command::Agent { id } => lifecycle::run_agent(&store(), &id),
     }
+}
+
+struct AutoscaleArgs {
+    pilot: String,
+    topic: String,
+    group: String,
+    metrics_topic: String,
+    resource: Option<String>,
+    settings: crate::autoscale::AutoscaleSettings,
+    decisions: Option<PathBuf>,
+    duration_s: Option<f64>,
+    dry_run: bool,
+    command: Vec<String>,
+}
+
+fn autoscale(store: &Store, a: AutoscaleArgs, out: &mut dyn Write) -> Result<()> {
+    use crate::autoscale::{Controller, KafkaReportSource, PilotActuator};
+    use crate::config::Settings;
+    let plan = a
+        .settings
+        .validate("command line")
+        .map_err(|e| PilotError::invalid("command line", e.to_string()))?;
+    for (flag, name) in [("--topic", &a.topic), ("--metrics-topic", &a.metrics_topic)] {
+        crate::config::check_topic(name)
+            .map_err(|e| PilotError::invalid("command line", format!("{flag}: {}", e.message)))?;
+    }
+    if a.topic == a.metrics_topic {
+        return Err(PilotError::invalid(
+            "command line",
+            "--metrics-topic must differ from --topic",
+        ));
+    }
+    if let Some(d) = a.duration_s {
+        if !(d.is_finite() && d > 0.0 && d <= 1e9) {
+            return Err(PilotError::invalid(
+                "command line",
+                format!("--duration-s must be positive seconds (got {d})"),
+            ));
+        }
+    }
+    let details = lifecycle::running_details(store, &a.pilot)?;
+    let record = store.load(&a.pilot)?;
+    let conn = details.kafka().map(|k| k.connection()).ok_or_else(|| {
+        PilotError::invalid("command line", format!("pilot {} runs no Kafka brokers", a.pilot))
+    })?;
+    let resource = a
+        .resource
+        .clone()
+        .unwrap_or_else(|| record.plan.resource.to_string());
+    let command: Vec<String> = a
+        .command
+        .iter()
+        .map(|c| {
+            c.replace("{topic}", &a.topic)
+                .replace("{group}", &a.group)
+                .replace("{metrics_topic}", &a.metrics_topic)
+        })
+        .collect();
+    let walltime_min = a
+        .duration_s
+        .map(|d| (d / 60.0).ceil() as u32 + 5)
+        .unwrap_or(record.plan.walltime_min);
+    if a.dry_run {
+        writeln!(
+            out,
+            "dry run: would keep group {} on {} (pilot {}) sized from reports on {}\npolicy: {}\nprocessing pilots: 1 node each on {resource}, running: {}",
+            a.group,
+            a.topic,
+            a.pilot,
+            a.metrics_topic,
+            plan.describe(),
+            command.join(" ")
+        )
+        .map_err(io_out)?;
+        return Ok(());
+    }
+    let partitions = crate::admin::KafkaAdmin::new(&conn.bootstrap, &conn.client, Duration::from_secs(10))
+        .describe_topic(&a.topic)?
+        .partitions
+        .len() as u32;
+    let mut source = KafkaReportSource::new(&conn, &a.metrics_topic, &a.topic, partitions)?;
+    let mut actuator = PilotActuator::new(
+        &resource,
+        record.plan.working_directory.clone(),
+        &a.pilot,
+        walltime_min,
+        command,
+    )?;
+    let mut controller = Controller::new(&plan, &a.group, partitions);
+    let mut csv = match &a.decisions {
+        Some(p) => Some(crate::metrics::CsvWriter::create(p).map_err(|e| {
+            PilotError::invalid("command line", e.to_string())
+        })?),
+        None => None,
+    };
+    let flag = crate::signals::shutdown_flag()?;
+    let t0 = std::time::Instant::now();
+    let stop = || {
+        flag.load(Ordering::Relaxed)
+            || a.duration_s.is_some_and(|d| t0.elapsed().as_secs_f64() >= d)
+    };
+    writeln!(
+        out,
+        "autoscaling group {} on {} ({partitions} partitions): {}",
+        a.group,
+        a.topic,
+        plan.describe()
+    )
+    .map_err(io_out)?;
+    let mut write_err = None;
+    crate::autoscale::run(
+        &mut controller,
+        &mut source,
+        &mut actuator,
+        &crate::clock::SystemClock::new(),
+        &stop,
+        &mut |row| {
+            let _ = writeln!(
+                out,
+                "[{:>7.1} s] in {:>8.1} msg/s lag {:>8.0} true rate {:>7.1} msg/s need {:>5.2}: {} -> {} ({:?}) {}{}",
+                row.t_s,
+                row.input_msgs_per_s,
+                row.lag_msgs,
+                row.true_rate_msgs_per_s,
+                row.need_consumers,
+                row.consumers_before,
+                row.consumers_after,
+                row.action,
+                row.reason,
+                if row.events.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", row.events)
+                }
+            );
+            if let Some(w) = csv.as_mut() {
+                if let Err(e) = w.write(row) {
+                    write_err.get_or_insert(e.to_string());
+                }
+            }
+        },
+    )?;
+    if let Some(e) = write_err {
+        return Err(PilotError::invalid("decisions file", e));
+    }
+    if !source.reader.malformed.is_empty() {
+        writeln!(
+            out,
+            "{} messages on {} were not reports (first: {})",
+            source.reader.malformed.len(),
+            a.metrics_topic,
+            source.reader.malformed[0]
+        )
+        .map_err(io_out)?;
+    }
+    writeln!(out, "every consumer stopped").map_err(io_out)?;
+    Ok(())
 }
 
 fn io_out(e: std::io::Error) -> PilotError {
