@@ -492,7 +492,10 @@ fn autoscale(store: &Store, a: AutoscaleArgs, out: &mut dyn Write) -> Result<()>
     let details = lifecycle::running_details(store, &a.pilot)?;
     let record = store.load(&a.pilot)?;
     let conn = details.kafka().map(|k| k.connection()).ok_or_else(|| {
-        PilotError::invalid("command line", format!("pilot {} runs no Kafka brokers", a.pilot))
+        PilotError::invalid(
+            "command line",
+            format!("pilot {} runs no Kafka brokers", a.pilot),
+        )
     })?;
     let resource = a
         .resource
@@ -511,6 +514,14 @@ fn autoscale(store: &Store, a: AutoscaleArgs, out: &mut dyn Write) -> Result<()>
         .duration_s
         .map(|d| (d / 60.0).ceil() as u32 + 5)
         .unwrap_or(record.plan.walltime_min);
+    if details.kafka().is_some_and(|k| k.distribution == "tansu") {
+        // See README "Elastic processing": the consumers that take over a partition start at its committed offset.
+        writeln!(
+            out,
+            "note: tansu 0.6.0 serves a fetch from inside a record batch from the next batch on, so a consumer that takes over a partition mid-batch skips the batch's rest; produce one message per batch (mass run --kafka batch.num.messages=1)"
+        )
+        .map_err(io_out)?;
+    }
     if a.dry_run {
         writeln!(
             out,
@@ -525,10 +536,11 @@ fn autoscale(store: &Store, a: AutoscaleArgs, out: &mut dyn Write) -> Result<()>
         .map_err(io_out)?;
         return Ok(());
     }
-    let partitions = crate::admin::KafkaAdmin::new(&conn.bootstrap, &conn.client, Duration::from_secs(10))
-        .describe_topic(&a.topic)?
-        .partitions
-        .len() as u32;
+    let partitions =
+        crate::admin::KafkaAdmin::new(&conn.bootstrap, &conn.client, Duration::from_secs(10))
+            .describe_topic(&a.topic)?
+            .partitions
+            .len() as u32;
     let mut source = KafkaReportSource::new(&conn, &a.metrics_topic, &a.topic, partitions)?;
     let mut actuator = PilotActuator::new(
         &resource,
@@ -539,16 +551,18 @@ fn autoscale(store: &Store, a: AutoscaleArgs, out: &mut dyn Write) -> Result<()>
     )?;
     let mut controller = Controller::new(&plan, &a.group, partitions);
     let mut csv = match &a.decisions {
-        Some(p) => Some(crate::metrics::CsvWriter::create(p).map_err(|e| {
-            PilotError::invalid("command line", e.to_string())
-        })?),
+        Some(p) => Some(
+            crate::metrics::CsvWriter::create(p)
+                .map_err(|e| PilotError::invalid("command line", e.to_string()))?,
+        ),
         None => None,
     };
     let flag = crate::signals::shutdown_flag()?;
     let t0 = std::time::Instant::now();
     let stop = || {
         flag.load(Ordering::Relaxed)
-            || a.duration_s.is_some_and(|d| t0.elapsed().as_secs_f64() >= d)
+            || a.duration_s
+                .is_some_and(|d| t0.elapsed().as_secs_f64() >= d)
     };
     writeln!(
         out,

@@ -155,7 +155,10 @@ impl GroupView {
                 *h = (*h).max(p.high_watermark);
             }
             if p.position >= 0 {
-                let e = self.position.entry(p.partition).or_insert((now_s, p.position));
+                let e = self
+                    .position
+                    .entry(p.partition)
+                    .or_insert((now_s, p.position));
                 if now_s >= e.0 {
                     *e = (now_s, p.position);
                 }
@@ -188,7 +191,12 @@ impl GroupView {
             .latest
             .iter()
             .filter(|(_, (at, r))| !r.leaving && now_s - at <= self.stale_after_s)
-            .map(|(id, (_, r))| (id.clone(), r.partitions.iter().map(|p| p.partition).collect()))
+            .map(|(id, (_, r))| {
+                (
+                    id.clone(),
+                    r.partitions.iter().map(|p| p.partition).collect(),
+                )
+            })
             .collect();
         let (mut total, mut lag) = (0i64, 0i64);
         let (mut from_fetch, mut from_list) = (false, false);
@@ -227,7 +235,12 @@ impl GroupView {
 
     /// Whether the consumers `ids` hold all `partitions` among them, each at least one when there are enough
     /// (the group has formed); else what each holds, for the error.
-    pub fn formed(&self, ids: &[String], partitions: u64, now_s: f64) -> std::result::Result<(), Vec<u64>> {
+    pub fn formed(
+        &self,
+        ids: &[String],
+        partitions: u64,
+        now_s: f64,
+    ) -> std::result::Result<(), Vec<u64>> {
         let state = self.state(now_s);
         let held: Vec<u64> = ids
             .iter()
@@ -242,6 +255,32 @@ impl GroupView {
     }
 }
 
+/// The group's lag at the end of each of `seconds` seconds from `t0_unix_s`, replaying `reports` (in any order)
+/// at the times they were written: what a timeline's lag column is, free of the duplicates a rebalance adds to
+/// the consumers' received counts.
+pub fn lag_per_second(
+    reports: &[ConsumerReport],
+    group: &str,
+    stale_after_s: f64,
+    t0_unix_s: f64,
+    seconds: usize,
+) -> Vec<i64> {
+    let mut sorted: Vec<&ConsumerReport> = reports.iter().collect();
+    sorted.sort_by_key(|r| r.time_unix_ms);
+    let at = |r: &ConsumerReport| r.time_unix_ms as f64 / 1e3 - t0_unix_s;
+    let mut view = GroupView::new(group, stale_after_s);
+    let mut next = sorted.into_iter().peekable();
+    (1..=seconds)
+        .map(|k| {
+            let end = k as f64;
+            while let Some(r) = next.next_if(|r| at(r) <= end) {
+                view.add(r.clone(), at(r));
+            }
+            view.state(end).lag_msgs
+        })
+        .collect()
+}
+
 fn kafka_err(conn: &Connection, what: &str, e: impl ToString) -> PilotError {
     PilotError::Kafka {
         operation: what.into(),
@@ -252,7 +291,8 @@ fn kafka_err(conn: &Connection, what: &str, e: impl ToString) -> PilotError {
 
 /// Make sure the metrics topic exists (one partition: reports of a run stay in order).
 pub fn ensure_topic(conn: &Connection, topic: &str) -> Result<()> {
-    let admin = crate::admin::KafkaAdmin::new(&conn.bootstrap, &conn.client, Duration::from_secs(10));
+    let admin =
+        crate::admin::KafkaAdmin::new(&conn.bootstrap, &conn.client, Duration::from_secs(10));
     if admin.describe_topic(topic).is_ok() {
         return Ok(());
     }
@@ -320,12 +360,14 @@ pub struct TelemetryReader {
 impl TelemetryReader {
     pub fn new(conn: &Connection, topic: &str) -> Result<Self> {
         ensure_topic(conn, topic)?;
-        let admin = crate::admin::KafkaAdmin::new(&conn.bootstrap, &conn.client, Duration::from_secs(10));
+        let admin =
+            crate::admin::KafkaAdmin::new(&conn.bootstrap, &conn.client, Duration::from_secs(10));
         let meta = admin.describe_topic(topic)?;
         // A group id is required by librdkafka even for assign(); nothing is committed.
-        let mut cfg = conn
-            .client
-            .consumer_config(&conn.bootstrap, &format!("telemetry-reader-{}", std::process::id()));
+        let mut cfg = conn.client.consumer_config(
+            &conn.bootstrap,
+            &format!("telemetry-reader-{}", std::process::id()),
+        );
         cfg.set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false");
         let consumer: BaseConsumer = cfg
@@ -353,14 +395,17 @@ impl TelemetryReader {
             let left = deadline.saturating_duration_since(Instant::now());
             let step = if out.is_empty() { left } else { Duration::ZERO };
             match self.consumer.poll(step.min(Duration::from_millis(100))) {
-                Some(Ok(m)) => match serde_json::from_slice::<ConsumerReport>(m.payload().unwrap_or_default()) {
-                    Ok(r) => out.push(r),
-                    Err(e) => self.malformed.push(format!(
-                        "metrics message at partition {} offset {}: {e}",
-                        m.partition(),
-                        m.offset()
-                    )),
-                },
+                Some(Ok(m)) => {
+                    match serde_json::from_slice::<ConsumerReport>(m.payload().unwrap_or_default())
+                    {
+                        Ok(r) => out.push(r),
+                        Err(e) => self.malformed.push(format!(
+                            "metrics message at partition {} offset {}: {e}",
+                            m.partition(),
+                            m.offset()
+                        )),
+                    }
+                }
                 Some(Err(e)) => self.malformed.push(format!("metrics topic: {e}")),
                 None if !out.is_empty() || Instant::now() >= deadline => return out,
                 None => {}
@@ -407,7 +452,13 @@ pub fn wait_for_group(
 mod tests {
     use super::*;
 
-    fn report(id: &str, seq: u64, parts: &[(i32, i64, i64)], handled: u64, busy_s: f64) -> ConsumerReport {
+    fn report(
+        id: &str,
+        seq: u64,
+        parts: &[(i32, i64, i64)],
+        handled: u64,
+        busy_s: f64,
+    ) -> ConsumerReport {
         ConsumerReport {
             version: REPORT_VERSION,
             run_id: "r".into(),
@@ -441,7 +492,11 @@ mod tests {
         v.add(report("b", 0, &[(2, 30, -1)], 0, 0.0), 1.0);
         let s = v.state(1.0);
         assert_eq!(s.end_offsets_total, 180);
-        assert_eq!(s.lag_msgs, 60 + 0 + 30, "a partition never consumed lags by all of it");
+        assert_eq!(
+            s.lag_msgs,
+            60 + 0 + 30,
+            "a partition never consumed lags by all of it"
+        );
         assert_eq!(s.end_offset_source, EndOffsetSource::FetchHighWatermark);
         assert_eq!(v.take_work(), (10, 0.5));
         assert_eq!(v.take_work(), (0, 0.0));
@@ -463,12 +518,19 @@ mod tests {
         v.add(report("a", 5, &[(0, 10, 10)], 1, 0.1), 0.0);
         v.add(report("b", 0, &[(1, 10, 10)], 1, 0.1), 0.0);
         v.add(report("a", 4, &[(0, 10, 10), (1, 10, 10)], 99, 9.0), 0.5);
-        assert_eq!(v.take_work(), (2, 0.2), "the repeated old report counted no work");
+        assert_eq!(
+            v.take_work(),
+            (2, 0.2),
+            "the repeated old report counted no work"
+        );
         let mut leave = report("b", 1, &[], 0, 0.0);
         leave.leaving = true;
         v.add(leave, 1.0);
         assert_eq!(v.state(1.0).members.keys().collect::<Vec<_>>(), vec!["a"]);
-        assert!(v.state(3.5).members.is_empty(), "a has not reported for 3.5 s");
+        assert!(
+            v.state(3.5).members.is_empty(),
+            "a has not reported for 3.5 s"
+        );
         let mut other = report("c", 0, &[(0, 1, 1)], 1, 1.0);
         other.group = "other".into();
         v.add(other, 1.0);
@@ -484,7 +546,10 @@ mod tests {
     fn a_group_has_formed_when_every_partition_is_held_by_a_member() {
         let mut v = GroupView::new("g", 10.0);
         let ids = vec!["a".to_string(), "b".to_string()];
-        v.add(report("a", 0, &[(0, 0, -1), (1, 0, -1), (2, 0, -1)], 0, 0.0), 0.0);
+        v.add(
+            report("a", 0, &[(0, 0, -1), (1, 0, -1), (2, 0, -1)], 0, 0.0),
+            0.0,
+        );
         assert_eq!(v.formed(&ids, 3, 0.0), Err(vec![3, 0]));
         v.add(report("a", 1, &[(0, 0, -1), (1, 0, -1)], 0, 0.0), 0.1);
         v.add(report("b", 0, &[(2, 0, -1)], 0, 0.0), 0.1);
@@ -504,5 +569,45 @@ mod tests {
         let text = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<ConsumerReport>(&text).unwrap(), r);
         assert!(text.contains("\"high_watermark\":10"), "{text}");
+    }
+
+    #[test]
+    fn lag_per_second_replays_the_reports_in_their_own_time() {
+        let mk = |id: &str, seq: u64, ms: u64, high: i64, pos: i64, leaving: bool| ConsumerReport {
+            version: REPORT_VERSION,
+            run_id: "r".into(),
+            consumer_id: id.into(),
+            group: "g".into(),
+            topic: "t".into(),
+            host: "h".into(),
+            pid: 7,
+            seq,
+            time_unix_ms: ms,
+            interval_s: 1.0,
+            handled_msgs: 0,
+            busy_s: 0.0,
+            received_msgs_total: 0,
+            partitions: if leaving {
+                vec![]
+            } else {
+                vec![PartitionOffsets {
+                    partition: 0,
+                    high_watermark: high,
+                    position: pos,
+                }]
+            },
+            leaving,
+        };
+        // t0 = 1000 s. Out of order on purpose: a lags 50 at 1.5 s, 20 at 2.5 s; b takes over at 3.5 s at 0.
+        let reports = [
+            mk("a", 1, 1_002_500, 120, 100, false),
+            mk("a", 0, 1_001_500, 100, 50, false),
+            mk("b", 0, 1_003_500, 130, 130, false),
+            mk("a", 2, 1_003_400, 0, 0, true),
+        ];
+        assert_eq!(
+            lag_per_second(&reports, "g", 10.0, 1000.0, 4),
+            vec![0, 50, 20, 0]
+        );
     }
 }

@@ -115,7 +115,12 @@ impl AutoscalePlan {
     }
 }
 
-fn seconds(key: &str, v: Option<f64>, default: f64, zero_ok: bool) -> std::result::Result<f64, SettingError> {
+fn seconds(
+    key: &str,
+    v: Option<f64>,
+    default: f64,
+    zero_ok: bool,
+) -> std::result::Result<f64, SettingError> {
     let v = v.unwrap_or(default);
     if !v.is_finite() || v < 0.0 || (!zero_ok && v == 0.0) || v > 1e6 {
         return Err(SettingError::key(
@@ -144,7 +149,10 @@ impl Settings for AutoscaleSettings {
         let min = self.min_consumers.unwrap_or(1);
         let max = self.max_consumers.unwrap_or(8);
         if min == 0 {
-            return Err(SettingError::key("min_consumers", "min_consumers must be at least 1"));
+            return Err(SettingError::key(
+                "min_consumers",
+                "min_consumers must be at least 1",
+            ));
         }
         if max < min || max > 4096 {
             return Err(SettingError::key(
@@ -160,7 +168,12 @@ impl Settings for AutoscaleSettings {
             ));
         }
         Ok(AutoscalePlan {
-            decision_interval_s: seconds("decision_interval_s", self.decision_interval_s, 5.0, false)?,
+            decision_interval_s: seconds(
+                "decision_interval_s",
+                self.decision_interval_s,
+                5.0,
+                false,
+            )?,
             target_utilisation: u,
             catch_up_s: seconds("catch_up_s", self.catch_up_s, 30.0, false)?,
             warmup_s: seconds("warmup_s", self.warmup_s, 10.0, true)?,
@@ -195,6 +208,8 @@ pub struct DecisionRow {
     pub time_unix_ms: u64,
     pub input_msgs_per_s: f64,
     pub lag_msgs: f64,
+    /// The topic's end offsets, summed over its partitions (messages written so far to a fresh topic).
+    pub end_offsets_total: i64,
     /// Where the end offsets behind the input rate and lag came from.
     pub end_offset_source: String,
     pub true_rate_msgs_per_s: f64,
@@ -299,6 +314,7 @@ impl Controller {
             time_unix_ms: unix_ms(),
             input_msgs_per_s: d.input_msgs_per_s,
             lag_msgs: d.lag_msgs,
+            end_offsets_total: state.end_offsets_total,
             end_offset_source: state.end_offset_source.as_str().into(),
             true_rate_msgs_per_s: d.true_rate_msgs_per_s,
             utilisation: d.utilisation,
@@ -355,7 +371,10 @@ impl KafkaReportSource {
         let reader = crate::telemetry::TelemetryReader::new(conn, metrics_topic)?;
         let consumer = conn
             .client
-            .consumer_config(&conn.bootstrap, &format!("autoscale-offsets-{}", std::process::id()))
+            .consumer_config(
+                &conn.bootstrap,
+                &format!("autoscale-offsets-{}", std::process::id()),
+            )
             .create()
             .map_err(|e| PilotError::Kafka {
                 operation: "creating the offsets client".into(),
@@ -458,7 +477,10 @@ impl PilotActuator {
         command: Vec<String>,
     ) -> Result<Self> {
         if command.is_empty() {
-            return Err(PilotError::invalid("autoscale", "no consumer command given"));
+            return Err(PilotError::invalid(
+                "autoscale",
+                "no consumer command given",
+            ));
         }
         let base = RawDescription {
             resource: Some(resource.to_string()),
@@ -481,9 +503,16 @@ impl PilotActuator {
         })
     }
 
+    /// Consumers started over the actuator's life (their `{consumer_index}`es are 0 to this, exclusive).
+    pub fn started(&self) -> u32 {
+        self.next_index
+    }
+
     fn event(&mut self, what: String) {
-        self.events
-            .push(format!("{:.1} s: {what}", self.clock0.elapsed().as_secs_f64()));
+        self.events.push(format!(
+            "{:.1} s: {what}",
+            self.clock0.elapsed().as_secs_f64()
+        ));
     }
 
     fn start_one(&mut self) -> Result<()> {
@@ -607,7 +636,11 @@ impl Actuator for PilotActuator {
         } else {
             Err(PilotError::invalid(
                 "autoscale",
-                format!("{} consumers did not stop within {} s", self.slots.len(), timeout.as_secs()),
+                format!(
+                    "{} consumers did not stop within {} s",
+                    self.slots.len(),
+                    timeout.as_secs()
+                ),
             ))
         }
     }
@@ -652,7 +685,14 @@ mod tests {
         }
     }
 
-    fn report(id: &str, seq: u64, high: i64, pos: i64, handled: u64, busy_s: f64) -> ConsumerReport {
+    fn report(
+        id: &str,
+        seq: u64,
+        high: i64,
+        pos: i64,
+        handled: u64,
+        busy_s: f64,
+    ) -> ConsumerReport {
         ConsumerReport {
             version: REPORT_VERSION,
             run_id: "r".into(),
@@ -680,7 +720,10 @@ mod tests {
     fn the_controller_measures_input_from_end_offsets_and_scales_through_the_actuator() {
         let plan = AutoscaleSettings::default().validate("t").unwrap();
         let mut c = Controller::new(&plan, "g", 8);
-        let mut a = Counting { n: 1, calls: vec![] };
+        let mut a = Counting {
+            n: 1,
+            calls: vec![],
+        };
         c.observe(report("a", 0, 1000, 1000, 100, 1.0), 0.0);
         let first = c.decide(0.0, &BTreeMap::new(), &mut a).unwrap();
         assert_eq!(first.action, Action::Hold);
@@ -690,7 +733,10 @@ mod tests {
         let row = c.decide(5.0, &BTreeMap::from([(0, 1)]), &mut a).unwrap();
         assert_eq!(row.input_msgs_per_s, 400.0);
         assert_eq!(row.lag_msgs, 1500.0);
-        assert_eq!(row.end_offset_source, "fetch-high-watermark", "tansu's ListOffsets 1 is ignored");
+        assert_eq!(
+            row.end_offset_source, "fetch-high-watermark",
+            "tansu's ListOffsets 1 is ignored"
+        );
         assert_eq!(row.true_rate_msgs_per_s, 100.0);
         // (400 + 1500 / 30) / (100 x 0.8) = 5.6 -> 6.
         assert_eq!((row.action, row.consumers_after), (Action::Up, 6));

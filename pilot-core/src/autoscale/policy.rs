@@ -39,7 +39,20 @@ pub struct PolicyConfig {
 impl PolicyConfig {
     /// The most consumers the policy will run.
     pub fn ceiling(&self) -> u32 {
-        self.max_consumers.min(self.partitions).max(self.min_consumers)
+        self.max_consumers
+            .min(self.partitions)
+            .max(self.min_consumers)
+    }
+
+    /// Consumers for `need` (fractional consumers): rounded up past the tolerance, within the bounds.
+    pub fn consumers_for(&self, need: f64) -> u32 {
+        ((need - self.tolerance).ceil().max(0.0) as u32).clamp(self.min_consumers, self.ceiling())
+    }
+
+    /// The optimum for a steady `input_msgs_per_s` with no lag, each consumer's true rate
+    /// `rate_msgs_per_s`: what the policy settles on when its measurements are perfect.
+    pub fn steady_consumers(&self, input_msgs_per_s: f64, rate_msgs_per_s: f64) -> u32 {
+        self.consumers_for(input_msgs_per_s.max(0.0) / (rate_msgs_per_s * self.target_utilisation))
     }
 }
 
@@ -170,7 +183,7 @@ impl Policy {
             d.reason = "no processing measured yet".into();
             return d;
         }
-        let target = ((need - c.tolerance).ceil().max(0.0) as u32).clamp(lo, hi);
+        let target = c.consumers_for(need);
         let why = format!(
             "need {need:.2} consumers: ({:.1} msg/s + {:.0} lag / {} s) / ({rate:.1} msg/s x {})",
             o.input_msgs_per_s.max(0.0),
@@ -245,7 +258,12 @@ mod tests {
     }
 
     impl Sim {
-        fn run(&self, policy: &mut Policy, input: &dyn Fn(f64) -> f64, until_s: f64) -> Vec<Decision> {
+        fn run(
+            &self,
+            policy: &mut Policy,
+            input: &dyn Fn(f64) -> f64,
+            until_s: f64,
+        ) -> Vec<Decision> {
             let (mut t, mut lag, mut consumers, mut paused_until) = (0.0, 0.0f64, 1u32, 0.0);
             let mut out = Vec::new();
             let mut kills = self.kills.clone();
@@ -305,7 +323,7 @@ mod tests {
 
     /// The optimum for a steady input: ceil(input / (rate x utilisation)).
     fn optimum(input: f64, rate: f64) -> u32 {
-        (input / (rate * 0.8) - 0.05).ceil() as u32
+        cfg().steady_consumers(input, rate)
     }
 
     #[test]
@@ -317,15 +335,29 @@ mod tests {
             noise: 0.0,
             kills: vec![],
         };
-        let input = |t: f64| if (60.0..150.0).contains(&t) { 200.0 } else { 50.0 };
+        let input = |t: f64| {
+            if (60.0..150.0).contains(&t) {
+                200.0
+            } else {
+                50.0
+            }
+        };
         let mut p = Policy::new(cfg());
         let ds = sim.run(&mut p, &input, 240.0);
-        assert_eq!(changes(&ds, 0.0, 60.0).len(), 0, "steady at one consumer before the step");
+        assert_eq!(
+            changes(&ds, 0.0, 60.0).len(),
+            0,
+            "steady at one consumer before the step"
+        );
         let up = changes(&ds, 60.0, 150.0);
         assert!(!up.is_empty() && up.len() <= 2, "{up:#?}");
         assert!(direction_changes(&up) <= 1, "{up:#?}");
         let last = up.last().unwrap().consumers_after;
-        assert!(last.abs_diff(optimum(200.0, 100.0)) <= 1, "{last} vs {}", optimum(200.0, 100.0));
+        assert!(
+            last.abs_diff(optimum(200.0, 100.0)) <= 1,
+            "{last} vs {}",
+            optimum(200.0, 100.0)
+        );
         // The lag is back under 1 s of production (200 messages) within 60 s of the step.
         let recovered = ds
             .iter()
@@ -358,7 +390,10 @@ mod tests {
         assert_eq!(ds.last().unwrap().consumers_after, 3, "{all:#?}");
         assert!(direction_changes(&all) <= 1, "{all:#?}");
         let settled = changes(&ds, 60.0, 300.0);
-        assert!(settled.len() <= 1, "steady input, steady count: {settled:#?}");
+        assert!(
+            settled.len() <= 1,
+            "steady input, steady count: {settled:#?}"
+        );
     }
 
     #[test]
@@ -430,9 +465,19 @@ mod tests {
             kills: vec![],
         };
         // 200 msg/s with a 10 s dip to 50 msg/s (shorter than the 20 s scale-down delay).
-        let input = |t: f64| if (100.0..110.0).contains(&t) { 50.0 } else { 200.0 };
+        let input = |t: f64| {
+            if (100.0..110.0).contains(&t) {
+                50.0
+            } else {
+                200.0
+            }
+        };
         let mut p = Policy::new(cfg());
         let ds = sim.run(&mut p, &input, 200.0);
-        assert!(changes(&ds, 60.0, 200.0).is_empty(), "{:#?}", changes(&ds, 60.0, 200.0));
+        assert!(
+            changes(&ds, 60.0, 200.0).is_empty(),
+            "{:#?}",
+            changes(&ds, 60.0, 200.0)
+        );
     }
 }
