@@ -915,7 +915,12 @@ mod tests {
                 model: CostModel::Busy
             })
         );
-        assert!(p.describe().contains("emulated cost 10 ms per message (busy)"), "{}", p.describe());
+        assert!(
+            p.describe()
+                .contains("emulated cost 10 ms per message (busy)"),
+            "{}",
+            p.describe()
+        );
         assert_eq!(p.metrics_topic.as_deref(), Some("metrics-1"));
         for (raw, key, want) in [
             (

@@ -6,12 +6,14 @@
 //! [`processor::Processor`] collects the message -> [`window`] decides when to process -> metrics -> CSV.
 //!
 //! - [`kmeans`]: streaming KMeans with Spark MLlib's exact update rule (numerics only).
-//! - [`processor`]: the `Processor` trait, `none` (decode and count) and `kmeans`.
+//! - [`processor`]: the `Processor` trait, `none` (decode and count) and `kmeans`, and the emulated per-message
+//!   cost (`--cost-ms-per-message`, sleep or busy) that wraps any of them.
 //! - [`reconstruct`]: the light-source processors `gridrec` and `mlem` (per-message pipeline, centre cache,
 //!   rayon over slice pairs, HDF5 and PNG output).
 //! - [`tomo`]: tomographic reconstruction numerics, no I/O (filters, FBP baseline, GridRec, ML-EM, centre search,
 //!   normalisation, quality measures).
-//! - [`consumer`]: the run loop; [`report`]: the result schema.
+//! - [`consumer`]: the run loop, with busy-time measurement and the per-interval reports to a metrics topic
+//!   (`pilot_core::telemetry`) that experiments and `pilot autoscale` read; [`report`]: the result schema.
 pub mod accounting;
 pub mod config;
 pub mod consumer;

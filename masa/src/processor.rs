@@ -53,7 +53,15 @@ pub fn check_points(values: &[f64], dims: usize) -> Result<usize, String> {
 
 /// How an emulated processing cost is spent.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum CostModel {
@@ -381,7 +389,10 @@ mod tests {
                 })
                 .unwrap();
             }
-            assert!(t.elapsed() >= std::time::Duration::from_millis(15), "{model:?}");
+            assert!(
+                t.elapsed() >= std::time::Duration::from_millis(15),
+                "{model:?}"
+            );
             assert_eq!(p.process().unwrap().messages, 5);
             assert_eq!(p.name(), "none");
         }

@@ -306,3 +306,68 @@ fn messages_from_a_plain_kafka_producer_are_processed_as_unaccounted() {
     assert_eq!(s.processed_items, 4, "two slices per tooth file");
     assert!(s.complete, "{}", s.incomplete_reason);
 }
+
+/// Issue 13: lag on tansu. Its ListOffsets answers 1 for every partition, so a lag from end offsets by
+/// ListOffsets alone read 0; MASA takes the fetch responses' high watermark as well. A slow consumer (an
+/// emulated 40 ms per message) stopped after 1.5 s leaves most of 200 messages behind, and says so, in its
+/// summary and in the reports a controller reads from the metrics topic.
+#[test]
+fn a_consumer_that_falls_behind_reports_its_lag_on_tansu() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_p, conn) = pilot(dir.path());
+    let bodies: Vec<Vec<u8>> = (0..200).map(envelope).collect();
+    send(&conn, &bodies);
+    let plan = RawConfig {
+        bootstrap_servers: Some(conn.bootstrap.clone()),
+        topic: Some("t".into()),
+        group: Some("slow".into()),
+        consumer_id: Some("s0".into()),
+        metrics_topic: Some("t-metrics".into()),
+        duration_s: Some(1.5),
+        interval_s: Some(0.2),
+        cost_ms_per_message: Some(40.0),
+        k: Some(2),
+        ..Default::default()
+    }
+    .validate("test")
+    .unwrap();
+    let out = masa::consumer::run(
+        &plan,
+        &conn,
+        Arc::new(SystemClock::new()),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    let s = &out.summary;
+    assert!(s.received_msgs > 0 && s.received_msgs < 100, "{s:?}");
+    assert_eq!(s.lag_msgs, 200 - s.received_msgs as i64, "{s:?}");
+    assert!(s.busy_s >= 0.04 * s.handled_msgs as f64, "{s:?}");
+    // The reports say the same: a view of them has the lag, and the true rate near 25 msg/s.
+    let mut reader = pilot_core::telemetry::TelemetryReader::new(&conn, "t-metrics").unwrap();
+    let mut view = pilot_core::telemetry::GroupView::new("slow", 1e9);
+    let (mut handled, mut busy, mut last_lag, mut leaving) = (0u64, 0.0, -1i64, false);
+    let t = std::time::Instant::now();
+    while !leaving && t.elapsed() < Duration::from_secs(20) {
+        for r in reader.poll(Duration::from_millis(500)) {
+            handled += r.handled_msgs;
+            busy += r.busy_s;
+            leaving |= r.leaving;
+            if !r.leaving {
+                view.add(r, 0.0);
+                last_lag = view.state(0.0).lag_msgs;
+            }
+        }
+    }
+    assert!(leaving, "the consumer's last report says it is leaving");
+    assert!(
+        last_lag >= s.lag_msgs && last_lag > 100,
+        "{last_lag} vs {}",
+        s.lag_msgs
+    );
+    let rate = handled as f64 / busy;
+    assert!(
+        (15.0..=26.0).contains(&rate),
+        "true rate {rate} msg/s for 40 ms a message"
+    );
+}

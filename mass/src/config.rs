@@ -431,7 +431,10 @@ impl ProducerPlan {
             _ => "unlimited".into(),
         };
         if let Some((p, spec)) = &self.points_profile {
-            rate += &format!("\npoints:        {spec} per message (peak {})", p.max_value());
+            rate += &format!(
+                "\npoints:        {spec} per message (peak {})",
+                p.max_value()
+            );
         }
         format!(
             "run id:        {}\ntarget:        {target}\ntopic:         {}{}\nsource:        {source}\nencoding:      {}\nstop after:    {stop} (warm-up {} s)\nrate:          {rate}\nthreads:       {} (producer ids {}..{})\npartitioning:  {:?}\nclient:        acks={} linger.ms={} batch.size={} compression={} message.timeout.ms={}{}\nresults:       {}\n",
@@ -768,26 +771,27 @@ impl Settings for RawConfig {
             return Err(err("messages", "messages must be at least 1"));
         }
         let profile_end_s = rate_profile.as_ref().and_then(|(p, _)| p.duration_s());
-        let stop = match (stop.messages, stop.duration_s, profile_end_s) {
-            // A finite rate profile ends the run where it ends (or earlier, when told).
-            (messages, d, Some(end)) => StopRule {
-                messages,
-                duration_s: Some(d.map_or(end, |d| d.min(end))),
-            },
-            (None, None, None) => match &rate_profile {
-                Some((_, spec)) => {
-                    return Err(err(
-                        "rate_profile",
-                        format!("rate_profile `{spec}` goes on for ever: give duration_s or messages"),
-                    ))
-                }
-                None => StopRule {
-                    messages: Some(1_000),
-                    duration_s: None,
+        let stop =
+            match (stop.messages, stop.duration_s, profile_end_s) {
+                // A finite rate profile ends the run where it ends (or earlier, when told).
+                (messages, d, Some(end)) => StopRule {
+                    messages,
+                    duration_s: Some(d.map_or(end, |d| d.min(end))),
                 },
-            },
-            _ => stop,
-        };
+                (None, None, None) => match &rate_profile {
+                    Some((_, spec)) => return Err(err(
+                        "rate_profile",
+                        format!(
+                            "rate_profile `{spec}` goes on for ever: give duration_s or messages"
+                        ),
+                    )),
+                    None => StopRule {
+                        messages: Some(1_000),
+                        duration_s: None,
+                    },
+                },
+                _ => stop,
+            };
         let warmup_s = self.warmup_s.unwrap_or(0.0);
         if !(warmup_s.is_finite() && warmup_s >= 0.0) {
             return Err(err(
@@ -1141,7 +1145,9 @@ mod tests {
             "the profile's end is the run's"
         );
         assert!(matches!(p.rate(100), Rate::Profile(_)));
-        assert!(p.describe().contains("steps:50@20,200@40,50@30 msg/s (peak 200, ends after 90 s)"));
+        assert!(p
+            .describe()
+            .contains("steps:50@20,200@40,50@30 msg/s (peak 200, ends after 90 s)"));
         // A shorter duration wins; messages still stop it first when reached.
         let p = RawConfig {
             rate_profile: Some("ramp:1..100@60".into()),

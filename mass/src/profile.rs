@@ -106,7 +106,9 @@ fn num(s: &str, what: &str, spec: &str) -> Result<f64, String> {
         .parse()
         .map_err(|_| format!("`{spec}`: {what} `{}` is not a number", s.trim()))?;
     if !v.is_finite() || v < 0.0 {
-        return Err(format!("`{spec}`: {what} {v} must be finite and not negative"));
+        return Err(format!(
+            "`{spec}`: {what} {v} must be finite and not negative"
+        ));
     }
     Ok(v)
 }
@@ -131,7 +133,11 @@ impl Profile {
         })
     }
 
-    fn from_pieces(pieces: Vec<(f64, f64, f64)>, repeat: bool, spec: &str) -> Result<Profile, String> {
+    fn from_pieces(
+        pieces: Vec<(f64, f64, f64)>,
+        repeat: bool,
+        spec: &str,
+    ) -> Result<Profile, String> {
         let mut segs = Vec::new();
         let (mut t, mut before) = (0.0, 0.0);
         for (dur_s, v0, v1) in pieces {
@@ -156,24 +162,29 @@ impl Profile {
             return Err(format!("`{spec}` lasts {t} s, more than {MAX_S:e} s"));
         }
         if repeat && before <= 0.0 {
-            return Err(format!("`{spec}`: a repeating profile needs a positive value somewhere"));
+            return Err(format!(
+                "`{spec}`: a repeating profile needs a positive value somewhere"
+            ));
         }
         Ok(Profile::from(Shape::Segments { segs, repeat }))
     }
 
     /// Parse `spec`; `base` is the directory a relative trace file is read from.
     pub fn parse(spec: &str, base: Option<&Path>) -> Result<Profile, String> {
-        let (kind, rest) = spec
-            .split_once(':')
-            .ok_or_else(|| format!("`{spec}` is not KIND:... (constant, steps, ramp, sine, bursts, trace)"))?;
+        let (kind, rest) = spec.split_once(':').ok_or_else(|| {
+            format!("`{spec}` is not KIND:... (constant, steps, ramp, sine, bursts, trace)")
+        })?;
         let p = match kind.trim() {
             "constant" => Profile::constant(num(rest, "value", spec)?),
             "steps" | "ramp" | "bursts" => {
                 let mut pieces = Vec::new();
                 for item in rest.split(',') {
-                    let (vals, dur) = item
-                        .split_once('@')
-                        .ok_or_else(|| format!("`{spec}`: `{}` is not VALUE@SECONDS or A..B@SECONDS", item.trim()))?;
+                    let (vals, dur) = item.split_once('@').ok_or_else(|| {
+                        format!(
+                            "`{spec}`: `{}` is not VALUE@SECONDS or A..B@SECONDS",
+                            item.trim()
+                        )
+                    })?;
                     let dur = num(dur, "duration", spec)?;
                     let (v0, v1) = match vals.split_once("..") {
                         Some((a, b)) => (num(a, "value", spec)?, num(b, "value", spec)?),
@@ -202,7 +213,9 @@ impl Profile {
                     num(parts[2], "period", spec)?,
                 );
                 if mean <= 0.0 || period_s <= 0.0 {
-                    return Err(format!("`{spec}`: the mean and the period must be positive"));
+                    return Err(format!(
+                        "`{spec}`: the mean and the period must be positive"
+                    ));
                 }
                 if amplitude > mean {
                     return Err(format!(
@@ -232,7 +245,10 @@ impl Profile {
             }
         };
         if p.max_value() > MAX_VALUE {
-            return Err(format!("`{spec}` reaches {}, more than {MAX_VALUE:e}", p.max_value()));
+            return Err(format!(
+                "`{spec}` reaches {}, more than {MAX_VALUE:e}",
+                p.max_value()
+            ));
         }
         Ok(p)
     }
@@ -251,14 +267,22 @@ impl Profile {
             match (t.trim().parse::<f64>(), v.trim().parse::<f64>()) {
                 (Ok(t), Ok(v)) => rows.push((t, v)),
                 _ if rows.is_empty() && i == 0 => continue, // a header
-                _ => return Err(format!("`{spec}` line {}: `{line}` is not two numbers", i + 1)),
+                _ => {
+                    return Err(format!(
+                        "`{spec}` line {}: `{line}` is not two numbers",
+                        i + 1
+                    ))
+                }
             }
         }
         if rows.len() < 2 {
             return Err(format!("`{spec}`: a trace needs at least two rows"));
         }
         if rows[0].0 != 0.0 {
-            return Err(format!("`{spec}`: a trace starts at time 0 (its first row is at {})", rows[0].0));
+            return Err(format!(
+                "`{spec}`: a trace starts at time 0 (its first row is at {})",
+                rows[0].0
+            ));
         }
         let mut pieces = Vec::new();
         for w in rows.windows(2) {
@@ -268,7 +292,9 @@ impl Profile {
             }
             for v in [v0, v1] {
                 if !(v.is_finite() && v >= 0.0) {
-                    return Err(format!("`{spec}`: value {v} must be finite and not negative"));
+                    return Err(format!(
+                        "`{spec}`: value {v} must be finite and not negative"
+                    ));
                 }
             }
             pieces.push((t1 - t0, v0, v1));
@@ -279,7 +305,10 @@ impl Profile {
     /// Seconds the profile lasts (`None`: for ever).
     pub fn duration_s(&self) -> Option<f64> {
         match &self.shape {
-            Shape::Segments { segs, repeat: false } => {
+            Shape::Segments {
+                segs,
+                repeat: false,
+            } => {
                 let last = segs.last().expect("at least one segment");
                 last.dur_s.is_finite().then_some(last.start_s + last.dur_s)
             }
@@ -290,9 +319,9 @@ impl Profile {
     /// The largest value the profile takes.
     pub fn max_value(&self) -> f64 {
         match &self.shape {
-            Shape::Segments { segs, .. } => segs
-                .iter()
-                .fold(0.0, |m: f64, s| m.max(s.v0).max(s.v1)),
+            Shape::Segments { segs, .. } => {
+                segs.iter().fold(0.0, |m: f64, s| m.max(s.v0).max(s.v1))
+            }
             Shape::Sine {
                 mean, amplitude, ..
             } => mean + amplitude,
@@ -431,7 +460,10 @@ mod tests {
     fn steps_hold_each_rate_and_end() {
         let s = p("steps:50@20,200@40,50@30");
         assert_eq!(s.duration_s(), Some(90.0));
-        assert_eq!((s.value_at(10.0), s.value_at(30.0), s.value_at(80.0)), (50.0, 200.0, 50.0));
+        assert_eq!(
+            (s.value_at(10.0), s.value_at(30.0), s.value_at(80.0)),
+            (50.0, 200.0, 50.0)
+        );
         assert_eq!(s.cumulative(20.0), 1000.0);
         assert_eq!(s.cumulative(60.0), 1000.0 + 8000.0);
         assert_eq!(s.cumulative(1e6), 10_500.0, "nothing after the end");
@@ -466,7 +498,10 @@ mod tests {
         let s = p("sine:100,50,10");
         assert_eq!(s.duration_s(), None);
         assert!((s.value_at(2.5) - 150.0).abs() < 1e-9);
-        assert!((s.cumulative(10.0) - 1000.0).abs() < 1e-9, "a whole period averages the mean");
+        assert!(
+            (s.cumulative(10.0) - 1000.0).abs() < 1e-9,
+            "a whole period averages the mean"
+        );
         for n in [1.0, 77.0, 1234.5, 100_000.0] {
             let t = s.time_of(n).unwrap();
             assert!((s.cumulative(t) - n).abs() < 1e-6 * n.max(1.0), "{n}: {t}");
@@ -489,7 +524,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("r.csv"), "0,5\n4,5\n").unwrap();
         assert_eq!(
-            Profile::parse("trace:r.csv", Some(dir.path())).unwrap().cumulative(4.0),
+            Profile::parse("trace:r.csv", Some(dir.path()))
+                .unwrap()
+                .cumulative(4.0),
             20.0
         );
     }

@@ -163,9 +163,21 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 10_500, "the profile's integral, then it ends");
-        assert!(sent_per_s[..20].iter().all(|&c| c == 50), "{:?}", &sent_per_s[..20]);
-        assert!(sent_per_s[20..60].iter().all(|&c| c == 200), "{:?}", &sent_per_s[20..60]);
-        assert!(sent_per_s[60..].iter().all(|&c| c == 50), "{:?}", &sent_per_s[60..]);
+        assert!(
+            sent_per_s[..20].iter().all(|&c| c == 50),
+            "{:?}",
+            &sent_per_s[..20]
+        );
+        assert!(
+            sent_per_s[20..60].iter().all(|&c| c == 200),
+            "{:?}",
+            &sent_per_s[20..60]
+        );
+        assert!(
+            sent_per_s[60..].iter().all(|&c| c == 50),
+            "{:?}",
+            &sent_per_s[60..]
+        );
         // Message 1,000 is the first of the 200 msg/s step, 5 ms after message 999's slot at 19.98 s + 5 ms.
         assert_eq!(p.slot_ns(1_000), Some(5_000 + 20_000_000_000));
         assert_eq!(p.slot_ns(1_001), Some(5_000 + 20_005_000_000));
@@ -181,7 +193,11 @@ mod tests {
         assert_eq!(p.slot_ns(20), Some(2_000_000_000));
         assert_eq!(p.slot_ns(125), Some(5_000_000_000));
         clock.advance(7_000_000_000);
-        assert_eq!(p.wait_for(125), Some(5_000_000_000), "behind: the slot, not now");
+        assert_eq!(
+            p.wait_for(125),
+            Some(5_000_000_000),
+            "behind: the slot, not now"
+        );
         assert_eq!(clock.now_ns(), 7_000_000_000);
         let r = Rate::Profile(profile);
         assert_eq!(r.target_msgs_per_s(0.0, 10.0), 50.0);
