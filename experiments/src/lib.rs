@@ -6,16 +6,22 @@
 //!   points before anything runs; `experiments plan` prints them.
 //! - [`runner`]: `experiments run`: each pipeline run on fresh pilots by role (a broker pilot, and framework-free
 //!   producer and processing pilots that use its brokers), MASS and MASA as processes on their nodes; each
-//!   start-up run (`kind = "startup"`, Figure 6) one framework pilot timed and cancelled; progress and time left,
-//!   resume after a crash or Ctrl-C.
+//!   start-up run (`kind = "startup"`, Figure 6) one framework pilot timed and cancelled; an autoscaled run
+//!   (`scaling = "autoscaled"`) has `pilot autoscale`'s controller start and stop its processing pilots; progress
+//!   and time left, resume after a crash or Ctrl-C.
 //! - [`results`]: `results/<name>/results.csv` (tidy, one row per run), `manifest.json` (provenance), and each
-//!   run's `timeline.csv` (rates per second): the results schema the figures are drawn from.
+//!   run's `timeline.csv` (target, produced and consumed rates, lag, consumers and scaling events per second):
+//!   the results schema the figures are drawn from.
+//! - [`elastic`]: how an elastic run followed its rate steps (decisions and seconds to converge, distance from
+//!   the optimum, lag recovery, consumer-seconds), pure arithmetic over the timeline and decisions.
 //! - [`compare`]: `experiments compare` and `experiments check` (reference bands) for regression benchmarking.
 //!
 //! Shipped experiment files are in `experiments/` beside this crate's sources: `quickstart.toml` (the README's
-//! main job), `smoke.toml` with `references.toml` (checked in the test suite), and one per paper figure in a
-//! local-scale and a cluster-scale variant.
+//! main job), `smoke.toml` with `references.toml` and `elastic-smoke.toml` (checked in the test suite),
+//! `elastic-local.toml` (autoscaled vs static through a 4x step), and one per paper figure in a local-scale and a
+//! cluster-scale variant.
 pub mod compare;
+pub mod elastic;
 pub mod results;
 pub mod runner;
 pub mod spec;

@@ -39,6 +39,8 @@ pub const METRICS: &[&str] = &[
     "processing_pilot_startup_s",
     "producer_processes",
     "consumer_processes",
+    "consumer_processes_started",
+    "consumer_true_rate_msgs_per_s",
     "partitions",
     "produced_msgs",
     "produce_failed_msgs",
@@ -60,6 +62,26 @@ pub const METRICS: &[&str] = &[
     "processed_latency_ms_p50",
     "processed_latency_ms_p99",
     "processing_ms_p50",
+    // Elastic runs (experiments::elastic): worst over the run's steps up and steps down of the rate.
+    "autoscaled",
+    "rate_steps_up",
+    "rate_steps_down",
+    "optimum_consumers_peak",
+    "up_decisions_to_converge",
+    "up_converge_s",
+    "up_final_minus_optimum",
+    "up_direction_changes",
+    "up_lag_recovery_s",
+    "down_decisions_to_converge",
+    "down_converge_s",
+    "down_final_minus_optimum",
+    "down_direction_changes",
+    "scale_events",
+    "max_consumers",
+    "consumer_seconds",
+    "peak_lag_msgs",
+    "peak_lag_s",
+    "lag_integral_msg_s",
 ];
 
 /// One second of a run, across all its MASS and MASA processes.
@@ -71,6 +93,18 @@ pub struct TimelineRow {
     pub produced_msgs_per_s: f64,
     /// Messages received by every consumer in this second.
     pub consumed_msgs_per_s: f64,
+    /// What the producers' rate profiles asked for in this second (their schedules, summed).
+    #[serde(default)]
+    pub target_msgs_per_s: f64,
+    /// Produced minus consumed so far, at the end of this second.
+    #[serde(default)]
+    pub lag_msgs: f64,
+    /// Consumer processes alive at the middle of this second (from their start and end times).
+    #[serde(default)]
+    pub consumers: u32,
+    /// Scaling decisions taken in this second (`up 1->3: reason`), `; `-separated.
+    #[serde(default)]
+    pub events: String,
 }
 
 /// Where a run's timeline is.

@@ -21,7 +21,8 @@ use pilot_core::tasks::NodeSelection;
 use crate::results::{
     environment, sha256_hex, Manifest, RunProvenance, RunStatus, Table, KEY_COLUMNS, METRICS,
 };
-use crate::spec::{human_duration, show, Experiment, Point, RunKind};
+use crate::spec::{human_duration, show, Experiment, Point, RunKind, Scaling};
+use pilot_core::autoscale::DecisionRow;
 
 /// What one run produced.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -458,18 +459,24 @@ impl Executor for LocalExecutor {
             compute_plan(point, l.producer_nodes, &broker_id, &pilots_dir, &env)?,
             shutdown,
         )?);
-        pilots.processing = Some(start(
-            compute_plan(point, l.processing_nodes, &broker_id, &pilots_dir, &env)?,
-            shutdown,
-        )?);
-        let (producers_pilot, processing_pilot) = (
-            pilots.producers.as_ref().expect("started above"),
-            pilots.processing.as_ref().expect("started above"),
-        );
-        let details: Vec<_> = [&pilots.broker, producers_pilot, processing_pilot]
-            .iter()
-            .map(|p| p.details().cloned().ok_or("a running pilot has no details"))
-            .collect::<Result<_, _>>()?;
+        // An autoscaled run's processing pilots are the controller's to start and stop.
+        let autoscaled = l.scaling == Scaling::Autoscaled;
+        if !autoscaled {
+            pilots.processing = Some(start(
+                compute_plan(point, l.processing_nodes, &broker_id, &pilots_dir, &env)?,
+                shutdown,
+            )?);
+        }
+        let producers_pilot = pilots.producers.as_ref().expect("started above");
+        let details: Vec<_> = [
+            Some(&pilots.broker),
+            Some(producers_pilot),
+            pilots.processing.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|p| p.details().cloned().ok_or("a running pilot has no details"))
+        .collect::<Result<_, _>>()?;
         let conn = pilots
             .broker
             .connection()
@@ -493,9 +500,17 @@ impl Executor for LocalExecutor {
         // The broker's recommended client properties go to MASS and MASA explicitly (they are handed brokers by
         // address, which says nothing about the broker): tansu needs consumers' fetch.wait.max.ms=10, without
         // which every fetch is held about 250 ms. The point's own `kafka` entries win.
+        let mut producer_properties = conn.client.producer_properties();
+        if autoscaled && l.distribution == "tansu" {
+            // tansu 0.6.0 answers a fetch from an offset inside a record batch with the batches after it: a
+            // consumer that takes over a partition at a committed offset in the middle of a batch would never see
+            // the rest of that batch. With one message per batch every offset starts one. (Apache Kafka returns
+            // the whole batch and the client skips what it has.) The point's own entry wins.
+            producer_properties.insert("batch.num.messages".into(), "1".into());
+        }
         toml_file(
             &mass_toml,
-            &with_kafka_defaults(&point.mass, conn.client.producer_properties()),
+            &with_kafka_defaults(&point.mass, producer_properties),
         )?;
         toml_file(
             &masa_toml,
@@ -527,9 +542,19 @@ impl Executor for LocalExecutor {
             s("--metrics-topic"),
             metrics_topic.clone(),
             s("--consumer-id"),
-            s("c{process_index}"),
+            s(if autoscaled {
+                "a{consumer_index}"
+            } else {
+                "c{process_index}"
+            }),
             s("--idle-timeout-s"),
-            l.consumer_idle_s.to_string(),
+            // Autoscaled consumers are stopped by the controller once everything is consumed; a quiet spell
+            // must not end them.
+            if autoscaled {
+                l.run_timeout_s.to_string()
+            } else {
+                l.consumer_idle_s.to_string()
+            },
             s("--start-timeout-s"),
             s("60"),
             s("--interval-s"),
@@ -560,8 +585,11 @@ impl Executor for LocalExecutor {
                 .to_string(),
         ];
         let timeout = deadline.saturating_duration_since(Instant::now());
-        let consumers_details = details[2].clone();
-        let mut consumer_backend = pilot_core::pilot::task_backend(processing_pilot.record());
+        let consumers_details = details.get(2).cloned();
+        let mut consumer_backend = pilots
+            .processing
+            .as_ref()
+            .map(|p| pilot_core::pilot::task_backend(p.record()));
         let mut producer_backend = pilot_core::pilot::task_backend(producers_pilot.record());
         let per_node = l.consumer_processes_per_node as usize;
         let resource = details[0].resource.clone();
@@ -569,20 +597,52 @@ impl Executor for LocalExecutor {
         // The consumers also stop when the producers could not start (they would wait for nothing).
         let shutdown_consumers = AtomicBool::new(false);
         let consumers_stop = || stop() || shutdown_consumers.load(Ordering::SeqCst);
+        let producers_done = AtomicBool::new(false);
         let (producers, consumers) = std::thread::scope(|scope| {
-            let consumers = scope.spawn(|| {
-                pilot_core::tasks::run(
-                    &consumers_details,
-                    consumer_backend.as_mut(),
-                    NodeSelection::Own,
-                    per_node,
-                    &masa_cmd,
-                    timeout,
-                    &consumers_stop,
-                )
+            let consumers = scope.spawn(|| -> Result<Consumers, String> {
+                match (&consumers_details, consumer_backend.as_mut()) {
+                    (Some(d), Some(backend)) => pilot_core::tasks::run(
+                        d,
+                        backend.as_mut(),
+                        NodeSelection::Own,
+                        per_node,
+                        &masa_cmd,
+                        timeout,
+                        &consumers_stop,
+                    )
+                    .map(|tasks| Consumers {
+                        ids: (0..point.consumer_processes())
+                            .map(|i| format!("c{i}"))
+                            .collect(),
+                        tasks,
+                        decisions: Vec::new(),
+                    })
+                    .map_err(|e| format!("starting MASA: {e}")),
+                    _ => autoscaled_consumers(&Autoscaled {
+                        point,
+                        conn: &conn,
+                        broker_id: &broker_id,
+                        pilots_dir: &pilots_dir,
+                        run_dir,
+                        command: &masa_cmd,
+                        topic: &topic,
+                        metrics_topic: &metrics_topic,
+                        group: &group,
+                        partitions,
+                        producers_done: &producers_done,
+                        stop: &consumers_stop,
+                        deadline,
+                    }),
+                }
             });
             let ids: Vec<String> = (0..point.consumer_processes())
-                .map(|i| format!("c{i}"))
+                .map(|i| {
+                    if autoscaled {
+                        format!("a{i}")
+                    } else {
+                        format!("c{i}")
+                    }
+                })
                 .collect();
             let wait = deadline
                 .saturating_duration_since(Instant::now())
@@ -596,27 +656,38 @@ impl Executor for LocalExecutor {
                 &stop,
             )
             .and_then(|()| {
-                        pilot_core::tasks::run(
-                            &details[1],
-                            producer_backend.as_mut(),
-                            NodeSelection::Own,
-                            l.producer_processes_per_node as usize,
-                            &mass_cmd,
-                            deadline.saturating_duration_since(Instant::now()),
-                            &stop,
-                        )
-                        .map_err(|e| format!("starting MASS: {e}"))
-                    });
+                pilot_core::tasks::run(
+                    &details[1],
+                    producer_backend.as_mut(),
+                    NodeSelection::Own,
+                    l.producer_processes_per_node as usize,
+                    &mass_cmd,
+                    deadline.saturating_duration_since(Instant::now()),
+                    &stop,
+                )
+                .map_err(|e| format!("starting MASS: {e}"))
+            });
             if producers.is_err() {
                 shutdown_consumers.store(true, Ordering::SeqCst);
             }
+            producers_done.store(true, Ordering::SeqCst);
             let consumers = consumers
                 .join()
                 .map_err(|_| "the consumer supervisor panicked".to_string())
-                .and_then(|r| r.map_err(|e| format!("starting MASA: {e}")));
+                .and_then(|r| r);
             (producers, consumers)
         });
         let (producers, consumers) = (producers?, consumers?);
+        // The consumers' reports since the group formed (each stopped consumer's last one included): the
+        // timeline's lag, as end offsets minus positions.
+        let mut tail = Vec::new();
+        loop {
+            let got = reports.poll(Duration::from_millis(1500));
+            if got.is_empty() || tail.len() > 5_000_000 {
+                break;
+            }
+            tail.extend(got);
+        }
         if shutdown.load(Ordering::SeqCst) {
             return Err("interrupted: the run's processes were stopped".into());
         }
@@ -633,7 +704,7 @@ impl Executor for LocalExecutor {
                 ));
             }
         }
-        for t in &consumers {
+        for t in &consumers.tasks {
             if t.status.is_none() {
                 return Err(format!(
                     "MASA process {} on {} did not stop in time; log {}",
@@ -643,7 +714,17 @@ impl Executor for LocalExecutor {
                 ));
             }
         }
-        let mut outcome = collect(point, run_dir, partitions)?;
+        let mut outcome = collect(
+            point,
+            run_dir,
+            partitions,
+            &consumers.ids,
+            &consumers.decisions,
+            &Reports {
+                group: &group,
+                reports: &tail,
+            },
+        )?;
         outcome.metrics.extend([
             ("broker_startup_s", details[0].startup_s.unwrap_or(f64::NAN)),
             ("brokers_in_metadata", brokers_in_metadata as f64),
@@ -653,7 +734,7 @@ impl Executor for LocalExecutor {
             ),
             (
                 "processing_pilot_startup_s",
-                details[2].startup_s.unwrap_or(f64::NAN),
+                details.get(2).and_then(|d| d.startup_s).unwrap_or(f64::NAN),
             ),
         ]);
         outcome.provenance = RunProvenance {
@@ -679,6 +760,115 @@ impl Executor for LocalExecutor {
         drop(pilots);
         Ok(outcome)
     }
+}
+
+/// The consumers of a run: their ids, how their processes ended (static runs; the controller reaps its own),
+/// and the controller's decisions (autoscaled runs).
+struct Consumers {
+    ids: Vec<String>,
+    tasks: Vec<pilot_core::tasks::TaskResult>,
+    decisions: Vec<DecisionRow>,
+}
+
+/// What an autoscaled run's controller needs.
+struct Autoscaled<'a> {
+    point: &'a Point,
+    conn: &'a pilot_core::client::Connection,
+    broker_id: &'a str,
+    pilots_dir: &'a Path,
+    run_dir: &'a Path,
+    command: &'a [String],
+    topic: &'a str,
+    metrics_topic: &'a str,
+    group: &'a str,
+    partitions: u32,
+    /// Set once every producer has finished.
+    producers_done: &'a AtomicBool,
+    stop: &'a (dyn Fn() -> bool + Sync),
+    deadline: Instant,
+}
+
+/// Run `pilot autoscale`'s controller for a run: 1-node processing pilots running MASA, started and stopped by
+/// the policy, until the producers are done and the group has consumed everything they wrote (then every
+/// consumer is stopped gracefully). Decisions go to `decisions.csv` in the run's directory.
+fn autoscaled_consumers(a: &Autoscaled) -> Result<Consumers, String> {
+    use pilot_core::autoscale::{Controller, KafkaReportSource, PilotActuator};
+    let plan = &a.point.autoscale;
+    let mut actuator = PilotActuator::new(
+        &a.point.layout.resource,
+        a.pilots_dir.to_path_buf(),
+        a.broker_id,
+        walltime_min(a.point),
+        a.command.to_vec(),
+    )
+    .map_err(|e| format!("autoscale: {e}"))?;
+    let mut source = KafkaReportSource::new(a.conn, a.metrics_topic, a.topic, a.partitions)
+        .map_err(|e| format!("autoscale: {e}"))?;
+    let mut controller = Controller::new(plan, a.group, a.partitions);
+    let path = a.run_dir.join("decisions.csv");
+    let mut csv = pilot_core::metrics::CsvWriter::create(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut rows: Vec<DecisionRow> = Vec::new();
+    let mut write_error = None;
+    // Drained: after the producers finished, two decisions in a row saw no lag against end offsets that
+    // cover everything produced (a fresh topic's end offsets count its messages).
+    let drained_rows = std::sync::atomic::AtomicU32::new(0);
+    let produced = std::sync::atomic::AtomicI64::new(-1);
+    let clock = pilot_core::clock::SystemClock::new();
+    let stop =
+        || (a.stop)() || drained_rows.load(Ordering::SeqCst) >= 2 || Instant::now() >= a.deadline;
+    let result = pilot_core::autoscale::run(
+        &mut controller,
+        &mut source,
+        &mut actuator,
+        &clock,
+        &stop,
+        &mut |row| {
+            if a.producers_done.load(Ordering::SeqCst) && produced.load(Ordering::SeqCst) < 0 {
+                produced.store(produced_msgs(a.point, a.run_dir) as i64, Ordering::SeqCst);
+            }
+            let want = produced.load(Ordering::SeqCst);
+            if want >= 0 && row.lag_msgs == 0.0 && row.end_offsets_total >= want {
+                drained_rows.fetch_add(1, Ordering::SeqCst);
+            } else {
+                drained_rows.store(0, Ordering::SeqCst);
+            }
+            if let Err(e) = csv.write(row) {
+                write_error.get_or_insert(format!("{}: {e}", path.display()));
+            }
+            rows.push(row.clone());
+        },
+    );
+    let ids = (0..actuator.started()).map(|i| format!("a{i}")).collect();
+    drop(actuator);
+    result.map_err(|e| format!("autoscale: {e}"))?;
+    if let Some(e) = write_error {
+        return Err(e);
+    }
+    if drained_rows.load(Ordering::SeqCst) < 2 && !(a.stop)() {
+        return Err(format!(
+            "autoscale: the group had not consumed everything when the run timed out (last lag {} msgs)",
+            rows.last().map(|r| r.lag_msgs).unwrap_or(f64::NAN)
+        ));
+    }
+    Ok(Consumers {
+        ids,
+        tasks: Vec::new(),
+        decisions: rows,
+    })
+}
+
+/// Messages the run's producers delivered, by their summaries (0 where one is missing).
+fn produced_msgs(point: &Point, run_dir: &Path) -> u64 {
+    (0..point.producer_processes())
+        .filter_map(|i| {
+            pilot_core::metrics::read_csv::<mass::report::ProducerSummary>(
+                &mass::producer::summary_path(&run_dir.join(format!("producer-{i}"))),
+            )
+            .ok()
+            .and_then(|r| r.last().map(|s| s.delivered_msgs))
+        })
+        .sum()
 }
 
 /// A start-up run (the paper's Figure 6): the layout's framework pilot on `framework_nodes` nodes, its submit to
@@ -725,9 +915,39 @@ fn epoch_s(utc: &str) -> Option<f64> {
         .map(|d| d.as_secs_f64())
 }
 
-/// The run's timeline (per second, all producers and all consumers), from their interval rows.
-fn write_run_timeline(point: &Point, run_dir: &Path) -> Result<(), String> {
+/// The consumers' reports read from the run's metrics topic, and their group.
+struct Reports<'a> {
+    group: &'a str,
+    reports: &'a [pilot_core::telemetry::ConsumerReport],
+}
+
+/// A consumer process's life, from its summary.
+struct ConsumerLife {
+    start_s: f64,
+    end_s: f64,
+    busy_s: f64,
+    handled_msgs: u64,
+}
+
+/// What the timeline and the elastic figures are built from.
+struct RunTimeline {
+    rows: Vec<crate::results::TimelineRow>,
+    /// Its origin, seconds since the epoch.
+    t0_s: f64,
+    consumers: Vec<ConsumerLife>,
+}
+
+/// The run's timeline (per second, all producers and all consumers), from their interval rows, the consumers'
+/// lives and the controller's decisions (none for a static run).
+fn write_run_timeline(
+    point: &Point,
+    run_dir: &Path,
+    consumer_ids: &[String],
+    decisions: &[DecisionRow],
+    reports: &Reports,
+) -> Result<RunTimeline, String> {
     let mut produced = Vec::new();
+    let mut target = Vec::new();
     for i in 0..point.producer_processes() {
         let dir = run_dir.join(format!("producer-{i}"));
         let start = pilot_core::metrics::read_csv::<mass::report::ProducerSummary>(
@@ -740,50 +960,126 @@ fn write_run_timeline(point: &Point, run_dir: &Path) -> Result<(), String> {
                 .unwrap_or_default();
         if let Some(start) = start {
             produced.extend(rows.iter().map(|r| (start, r.t_s, r.delivered_msgs as f64)));
+            target.extend(rows.iter().map(|r| {
+                let n = r.target_msgs_per_s * r.interval_s;
+                (start, r.t_s, if n.is_finite() { n } else { 0.0 })
+            }));
         }
     }
     let mut consumed = Vec::new();
-    for i in 0..point.consumer_processes() {
-        let id = format!("c{i}");
-        let start = pilot_core::metrics::read_csv::<masa::report::ConsumerSummary>(
-            &masa::consumer::summary_path(run_dir, &id),
+    let mut lives = Vec::new();
+    for id in consumer_ids {
+        let summary = pilot_core::metrics::read_csv::<masa::report::ConsumerSummary>(
+            &masa::consumer::summary_path(run_dir, id),
         )
         .ok()
-        .and_then(|r| r.last().and_then(|s| epoch_s(&s.start_utc)));
+        .and_then(|r| r.last().cloned());
         let rows: Vec<masa::report::ConsumerInterval> =
-            pilot_core::metrics::read_csv(&masa::consumer::intervals_path(run_dir, &id))
+            pilot_core::metrics::read_csv(&masa::consumer::intervals_path(run_dir, id))
                 .unwrap_or_default();
-        if let Some(start) = start {
-            consumed.extend(rows.iter().map(|r| (start, r.t_s, r.received_msgs as f64)));
+        if let Some(s) = summary {
+            if let Some(start) = epoch_s(&s.start_utc) {
+                consumed.extend(rows.iter().map(|r| (start, r.t_s, r.received_msgs as f64)));
+                lives.push(ConsumerLife {
+                    start_s: start,
+                    end_s: epoch_s(&s.end_utc).unwrap_or(start + s.elapsed_s),
+                    busy_s: s.busy_s,
+                    handled_msgs: s.handled_msgs,
+                });
+            }
         }
     }
-    // One origin for both: the earliest process start; a zero sample at it aligns the two bucketings.
+    // One origin for all: the earliest process start; a zero sample at it aligns the bucketings.
     let t0 = produced
         .iter()
         .chain(&consumed)
         .map(|s| s.0)
         .reduce(f64::min)
         .unwrap_or(0.0);
-    produced.push((t0, 0.0, 0.0));
-    consumed.push((t0, 0.0, 0.0));
-    let (p, c) = (
+    for v in [&mut produced, &mut consumed, &mut target] {
+        v.push((t0, 0.0, 0.0));
+    }
+    let (p, c, g) = (
         crate::results::bucket_per_second(&produced),
         crate::results::bucket_per_second(&consumed),
+        crate::results::bucket_per_second(&target),
     );
+    let mut events: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for d in decisions
+        .iter()
+        .filter(|d| d.consumers_after != d.consumers_before)
+    {
+        let at = d.time_unix_ms as f64 / 1e3 - t0;
+        events
+            .entry(at.max(0.0).floor() as usize)
+            .or_default()
+            .push(format!(
+                "{} {}->{}: {}",
+                if d.consumers_after > d.consumers_before {
+                    "up"
+                } else {
+                    "down"
+                },
+                d.consumers_before,
+                d.consumers_after,
+                d.reason
+            ));
+    }
     let n = p.len().max(c.len());
+    // Lag from the reports where there are any; else produced minus received so far (which a message
+    // received twice, by two consumers across a rebalance, understates).
+    let replayed = (!reports.reports.is_empty()).then(|| {
+        pilot_core::telemetry::lag_per_second(
+            reports.reports,
+            reports.group,
+            point.autoscale.report_timeout_s,
+            t0,
+            n,
+        )
+    });
+    let (mut cum_p, mut cum_c) = (0.0, 0.0);
     let rows: Vec<crate::results::TimelineRow> = (0..n)
-        .map(|k| crate::results::TimelineRow {
-            t_s: (k + 1) as f64,
-            produced_msgs_per_s: p.get(k).map(|x| x.1).unwrap_or(0.0),
-            consumed_msgs_per_s: c.get(k).map(|x| x.1).unwrap_or(0.0),
+        .map(|k| {
+            let produced = p.get(k).map(|x| x.1).unwrap_or(0.0);
+            let consumed = c.get(k).map(|x| x.1).unwrap_or(0.0);
+            cum_p += produced;
+            cum_c += consumed;
+            let mid = t0 + k as f64 + 0.5;
+            crate::results::TimelineRow {
+                t_s: (k + 1) as f64,
+                produced_msgs_per_s: produced,
+                consumed_msgs_per_s: consumed,
+                target_msgs_per_s: g.get(k).map(|x| x.1).unwrap_or(0.0),
+                lag_msgs: match &replayed {
+                    Some(lag) => lag[k] as f64,
+                    None => (cum_p - cum_c).max(0.0),
+                },
+                consumers: lives
+                    .iter()
+                    .filter(|l| l.start_s <= mid && mid < l.end_s)
+                    .count() as u32,
+                events: events.remove(&k).unwrap_or_default().join("; "),
+            }
         })
         .collect();
-    crate::results::write_timeline(run_dir, &rows).map_err(|e| e.to_string())
+    crate::results::write_timeline(run_dir, &rows).map_err(|e| e.to_string())?;
+    Ok(RunTimeline {
+        rows,
+        t0_s: t0,
+        consumers: lives,
+    })
 }
 
 /// Read the run's MASS and MASA records into metrics.
-fn collect(point: &Point, run_dir: &Path, partitions: u32) -> Result<RunOutcome, String> {
-    write_run_timeline(point, run_dir)?;
+fn collect(
+    point: &Point,
+    run_dir: &Path,
+    partitions: u32,
+    consumer_ids: &[String],
+    decisions: &[DecisionRow],
+    reports: &Reports,
+) -> Result<RunOutcome, String> {
+    let timeline = write_run_timeline(point, run_dir, consumer_ids, decisions, reports)?;
     let mut produced = 0u64;
     let (mut failed, mut mb, mut msgs_s, mut mb_s) = (0u64, 0.0, 0.0, 0.0);
     for i in 0..point.producer_processes() {
@@ -820,8 +1116,8 @@ fn collect(point: &Point, run_dir: &Path, partitions: u32) -> Result<RunOutcome,
         processing_weighted: f64,
     }
     let mut g = Group::default();
-    for i in 0..point.consumer_processes() {
-        let path = masa::consumer::summary_path(run_dir, &format!("c{i}"));
+    for id in consumer_ids {
+        let path = masa::consumer::summary_path(run_dir, id);
         let rows: Vec<masa::report::ConsumerSummary> =
             pilot_core::metrics::read_csv(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let r = rows
@@ -864,35 +1160,75 @@ fn collect(point: &Point, run_dir: &Path, partitions: u32) -> Result<RunOutcome,
     if totals.rejected > 0 {
         reasons.push(format!("{} messages rejected", totals.rejected));
     }
-    if totals.duplicates > 0 {
+    let autoscaled = point.layout.scaling == Scaling::Autoscaled;
+    // Consumers that join or leave a group move partitions: a message handled but not yet committed when its
+    // partition moved is delivered again. Expected (and counted) when the controller scales; a fault otherwise.
+    if totals.duplicates > 0 && !autoscaled {
         reasons.push(format!("{} duplicates", totals.duplicates));
     }
+    let mut metrics = vec![("consumer_processes_started", consumer_ids.len() as f64)];
+    if autoscaled || point.mass.contains_key("rate_profile") {
+        let changes: Vec<crate::elastic::ScaleChange> = decisions
+            .iter()
+            .filter(|d| d.consumers_after != d.consumers_before)
+            .map(|d| crate::elastic::ScaleChange {
+                t_s: d.time_unix_ms as f64 / 1e3 - timeline.t0_s,
+                before: d.consumers_before,
+                after: d.consumers_after,
+            })
+            .collect();
+        let (handled, busy) = timeline
+            .consumers
+            .iter()
+            .fold((0u64, 0.0), |(h, b), c| (h + c.handled_msgs, b + c.busy_s));
+        let rate_each = if busy > 0.0 {
+            handled as f64 / busy
+        } else {
+            f64::NAN
+        };
+        let consumer_seconds = timeline
+            .consumers
+            .iter()
+            .map(|c| (c.end_s - c.start_s).max(0.0))
+            .sum();
+        metrics.push(("consumer_true_rate_msgs_per_s", rate_each));
+        metrics.extend(crate::elastic::metrics(
+            &timeline.rows,
+            &changes,
+            autoscaled,
+            point.consumer_processes(),
+            &point.autoscale.policy(partitions),
+            rate_each,
+            consumer_seconds,
+        ));
+    }
+    metrics.extend(vec![
+        ("producer_processes", point.producer_processes() as f64),
+        ("consumer_processes", point.consumer_processes() as f64),
+        ("partitions", partitions as f64),
+        ("produced_msgs", produced as f64),
+        ("produce_failed_msgs", failed as f64),
+        ("produced_mb", mb),
+        ("producer_throughput_msgs_per_s", msgs_s),
+        ("producer_throughput_mb_per_s", mb_s),
+        ("received_msgs", totals.received as f64),
+        ("missing_msgs", totals.missing as f64),
+        ("duplicate_msgs", totals.duplicates as f64),
+        ("rejected_msgs", totals.rejected as f64),
+        ("processed_items", g.items as f64),
+        ("consumer_throughput_msgs_per_s", rate(g.received)),
+        ("consumer_throughput_mb_per_s", rate(g.mb)),
+        ("consumer_throughput_items_per_s", rate(g.items as f64)),
+        ("e2e_latency_ms_p50", wmean(g.p50_weighted)),
+        ("e2e_latency_ms_p90", g.p90),
+        ("e2e_latency_ms_p99", g.p99),
+        ("e2e_latency_ms_max", g.max),
+        ("processed_latency_ms_p50", wmean(g.processed_p50_weighted)),
+        ("processed_latency_ms_p99", g.processed_p99),
+        ("processing_ms_p50", wmean(g.processing_weighted)),
+    ]);
     Ok(RunOutcome {
-        metrics: vec![
-            ("producer_processes", point.producer_processes() as f64),
-            ("consumer_processes", point.consumer_processes() as f64),
-            ("partitions", partitions as f64),
-            ("produced_msgs", produced as f64),
-            ("produce_failed_msgs", failed as f64),
-            ("produced_mb", mb),
-            ("producer_throughput_msgs_per_s", msgs_s),
-            ("producer_throughput_mb_per_s", mb_s),
-            ("received_msgs", totals.received as f64),
-            ("missing_msgs", totals.missing as f64),
-            ("duplicate_msgs", totals.duplicates as f64),
-            ("rejected_msgs", totals.rejected as f64),
-            ("processed_items", g.items as f64),
-            ("consumer_throughput_msgs_per_s", rate(g.received)),
-            ("consumer_throughput_mb_per_s", rate(g.mb)),
-            ("consumer_throughput_items_per_s", rate(g.items as f64)),
-            ("e2e_latency_ms_p50", wmean(g.p50_weighted)),
-            ("e2e_latency_ms_p90", g.p90),
-            ("e2e_latency_ms_p99", g.p99),
-            ("e2e_latency_ms_max", g.max),
-            ("processed_latency_ms_p50", wmean(g.processed_p50_weighted)),
-            ("processed_latency_ms_p99", g.processed_p99),
-            ("processing_ms_p50", wmean(g.processing_weighted)),
-        ],
+        metrics,
         incomplete_reason: reasons.join("; "),
         provenance: RunProvenance::default(),
     })

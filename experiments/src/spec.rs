@@ -28,6 +28,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use pilot_core::autoscale::{AutoscalePlan, AutoscaleSettings};
 use pilot_core::config::{ConfigError, Settings};
 use pilot_core::description::FrameworkKind;
 use serde::{Deserialize, Serialize};
@@ -62,6 +63,20 @@ struct RawFile {
     axes: BTreeMap<String, Spanned<Vec<Value>>>,
     #[serde(default)]
     zip: BTreeMap<String, Spanned<Vec<Value>>>,
+    /// The controller's settings of autoscaled runs (also `autoscale.<key>` in fixed, axes or zip).
+    #[serde(default)]
+    autoscale: BTreeMap<String, Spanned<Value>>,
+}
+
+/// How a pipeline run's processing is sized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scaling {
+    /// A processing pilot of `processing_nodes` x `consumer_processes_per_node` consumers for the whole run.
+    #[default]
+    Static,
+    /// `pilot autoscale`'s controller starts and stops 1-node processing pilots as the lag demands.
+    Autoscaled,
 }
 
 /// What a run does.
@@ -82,6 +97,8 @@ pub enum RunKind {
 pub struct Layout {
     /// `pipeline` (default) or `startup`.
     pub kind: RunKind,
+    /// Pipeline runs: `static` (default) or `autoscaled` processing.
+    pub scaling: Scaling,
     /// Start-up runs: the framework the pilot boots (`kafka`, `spark`, `dask`, `flink`, `none`).
     pub framework: FrameworkKind,
     /// Start-up runs: the pilot's nodes.
@@ -112,6 +129,7 @@ impl Default for Layout {
     fn default() -> Self {
         Layout {
             kind: RunKind::Pipeline,
+            scaling: Scaling::Static,
             framework: FrameworkKind::Kafka,
             framework_nodes: 1,
             resource: "local://".into(),
@@ -130,6 +148,7 @@ impl Default for Layout {
 
 const LAYOUT_KEYS: &[&str] = &[
     "kind",
+    "scaling",
     "framework",
     "framework_nodes",
     "resource",
@@ -158,6 +177,9 @@ pub struct Point {
     pub layout: Layout,
     pub mass: Table,
     pub masa: Table,
+    /// The controller's settings (`[autoscale]`, defaults where not given): what autoscaled runs run with, and
+    /// what every run's optimum consumer count is computed from.
+    pub autoscale: AutoscalePlan,
 }
 
 impl Point {
@@ -166,9 +188,14 @@ impl Point {
         self.layout.producer_nodes * self.layout.producer_processes_per_node
     }
 
-    /// MASA processes in a run.
+    /// MASA processes in a run (an autoscaled run: at the start).
     pub fn consumer_processes(&self) -> u32 {
-        self.layout.processing_nodes * self.layout.consumer_processes_per_node
+        match self.layout.scaling {
+            Scaling::Static => {
+                self.layout.processing_nodes * self.layout.consumer_processes_per_node
+            }
+            Scaling::Autoscaled => self.autoscale.initial_consumers,
+        }
     }
 
     /// A short description: the axes' values.
@@ -207,6 +234,17 @@ impl Point {
             .get("rate_msgs_per_s")
             .and_then(|v| v.as_float().or(v.as_integer().map(|i| i as f64)))
             .map(|r| r * self.layout.producer_processes_per_node as f64);
+        // A finite rate profile ends the run (or a given duration first).
+        let profile = self
+            .mass
+            .get("rate_profile")
+            .and_then(Value::as_str)
+            .and_then(|p| mass::profile::Profile::parse(p, None).ok())
+            .and_then(|p| p.duration_s());
+        let duration = match (duration, profile) {
+            (Some(d), Some(p)) => Some(d.min(p)),
+            (d, p) => d.or(p),
+        };
         let produce = match (duration, rate) {
             (Some(d), _) => d,
             (None, Some(r)) if r > 0.0 => messages / r,
@@ -293,12 +331,15 @@ impl Experiment {
         let mut check_key = |key: &str, span: std::ops::Range<usize>| -> Result<(), SpecError> {
             let known = LAYOUT_KEYS.contains(&key)
                 || key.strip_prefix("mass.").is_some_and(|k| !k.is_empty())
-                || key.strip_prefix("masa.").is_some_and(|k| !k.is_empty());
+                || key.strip_prefix("masa.").is_some_and(|k| !k.is_empty())
+                || key
+                    .strip_prefix("autoscale.")
+                    .is_some_and(|k| !k.is_empty());
             if !known {
                 return Err(at(
                     span,
                     format!(
-                        "unknown key `{key}` (layout keys: {}; MASS and MASA settings as mass.<key>, masa.<key>)",
+                        "unknown key `{key}` (layout keys: {}; MASS, MASA and controller settings as mass.<key>, masa.<key>, autoscale.<key>)",
                         LAYOUT_KEYS.join(", ")
                     ),
                 ));
@@ -313,7 +354,11 @@ impl Experiment {
             }
             Ok(())
         };
-        for (k, v) in &raw.fixed {
+        let mut fixed = raw.fixed.clone();
+        for (k, v) in &raw.autoscale {
+            fixed.insert(format!("autoscale.{k}"), v.clone());
+        }
+        for (k, v) in &fixed {
             check_key(k, v.span())?;
         }
         let mut axes: Vec<(String, Vec<Value>)> = Vec::new();
@@ -404,8 +449,7 @@ impl Experiment {
                     .collect::<Vec<_>>()
                     .join(" ")
             };
-            let mut settings: BTreeMap<String, Value> = raw
-                .fixed
+            let mut settings: BTreeMap<String, Value> = fixed
                 .iter()
                 .map(|(k, v)| (k.clone(), v.get_ref().clone()))
                 .collect();
@@ -483,13 +527,16 @@ impl Experiment {
                 ));
                 continue;
             }
+            let consumers = match p.layout.scaling {
+                Scaling::Static => format!("{} MASA", p.consumer_processes()),
+                Scaling::Autoscaled => format!("autoscaled MASA ({})", p.autoscale.describe()),
+            };
             s.push_str(&format!(
-                "  point {:>3} [{}] {}: {} MASS x {} MASA on {}, about {:.0} s per run\n",
+                "  point {:>3} [{}] {}: {} MASS x {consumers} on {}, about {:.0} s per run\n",
                 p.index + 1,
                 p.id,
                 p.label(),
                 p.producer_processes(),
-                p.consumer_processes(),
                 p.layout.resource,
                 p.estimate_s()
             ));
@@ -575,12 +622,14 @@ fn build_point(
     base: &Path,
 ) -> Result<Point, (Option<String>, String)> {
     let mut layout_table = Table::new();
-    let (mut mass, mut masa) = (Table::new(), Table::new());
+    let (mut mass, mut masa, mut autoscale) = (Table::new(), Table::new(), Table::new());
     for (k, v) in &settings {
         if let Some(key) = k.strip_prefix("mass.") {
             mass.insert(key.to_string(), v.clone());
         } else if let Some(key) = k.strip_prefix("masa.") {
             masa.insert(key.to_string(), v.clone());
+        } else if let Some(key) = k.strip_prefix("autoscale.") {
+            autoscale.insert(key.to_string(), v.clone());
         } else {
             layout_table.insert(k.clone(), v.clone());
         }
@@ -602,6 +651,36 @@ fn build_point(
         )
     })?;
     check_layout(&layout)?;
+    let autoscale_plan = AutoscaleSettings::deserialize(Value::Table(autoscale.clone()))
+        .map_err(|e| {
+            (
+                blame::<AutoscaleSettings>(&autoscale).map(|k| format!("autoscale.{k}")),
+                format!("autoscale: {}", e.message()),
+            )
+        })?
+        .check()
+        .map_err(|e| {
+            (
+                e.key.as_ref().map(|k| format!("autoscale.{k}")),
+                format!("autoscale: {}", e.message),
+            )
+        })?;
+    if layout.scaling == Scaling::Autoscaled {
+        if layout.kind == RunKind::Startup {
+            return Err((
+                Some("scaling".into()),
+                "scaling = \"autoscaled\" applies to pipeline runs, not start-up runs".into(),
+            ));
+        }
+        for key in ["processing_nodes", "consumer_processes_per_node"] {
+            if layout_table.contains_key(key) {
+                return Err((
+                    Some(key.into()),
+                    format!("{key}: an autoscaled run's consumers are 1-node pilots the controller starts and stops; size them with autoscale.min_consumers, max_consumers and initial_consumers"),
+                ));
+            }
+        }
+    }
     if layout.kind == RunKind::Startup {
         if let Some(k) = settings
             .keys()
@@ -621,6 +700,7 @@ fn build_point(
             layout,
             mass,
             masa,
+            autoscale: autoscale_plan,
         });
     }
     for key in ["framework", "framework_nodes"] {
@@ -655,10 +735,14 @@ fn build_point(
             .validate("point")
             .map(|_| ())
     })?;
-    if !mass.contains_key("messages") && !mass.contains_key("duration_s") {
+    // MASS's own validation has refused an endless rate profile without a stop rule.
+    if !["messages", "duration_s", "rate_profile"]
+        .iter()
+        .any(|k| mass.contains_key(*k))
+    {
         return Err((
             None,
-            "every run needs a stop rule: mass.messages or mass.duration_s".into(),
+            "every run needs a stop rule: mass.messages, mass.duration_s or a finite mass.rate_profile".into(),
         ));
     }
     checked("masa", &masa, |t| {
@@ -675,6 +759,7 @@ fn build_point(
         layout,
         mass,
         masa,
+        autoscale: autoscale_plan,
     })
 }
 
@@ -869,6 +954,27 @@ warmup_runs = 1
             (
                 "[axes]\nconsumer_idle_s = [\"soon\"]\n",
                 "x.toml:8: point 1/1 (consumer_idle_s=soon): layout: invalid type",
+            ),
+            // The controller's settings: a block or autoscale.<key>, checked like the rest.
+            (
+                "[autoscale]\ndecision_interval = 5\n",
+                "x.toml:8: point 1/1 (fixed settings): autoscale: unknown field `decision_interval`",
+            ),
+            (
+                "[axes]\n\"autoscale.target_utilisation\" = [0.8, 1.5]\n",
+                "x.toml:8: point 2/2 (autoscale.target_utilisation=1.5): autoscale: target_utilisation must be in (0, 1]",
+            ),
+            (
+                "[autoscale]\nmin_consumers = 2\n[axes]\n\"autoscale.min_consumers\" = [1]\n",
+                "x.toml:10: `autoscale.min_consumers` is set twice",
+            ),
+            (
+                "[axes]\nscaling = [\"elastic\"]\n",
+                "x.toml:8: point 1/1 (scaling=elastic): layout: unknown variant `elastic`",
+            ),
+            (
+                "[axes]\nscaling = [\"autoscaled\"]\nconsumer_processes_per_node = [2]\n",
+                "x.toml:9: point 1/1 (consumer_processes_per_node=2 scaling=autoscaled): consumer_processes_per_node: an autoscaled run's consumers are 1-node pilots",
             ),
         ];
         for (tail, want) in cases {

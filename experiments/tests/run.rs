@@ -193,3 +193,67 @@ fn startup_runs_time_every_framework() {
         text(&o)
     );
 }
+
+/// Issue 13: an autoscaled run through a real tansu broker, a 4x step up and back down with a known cost per
+/// message. Every message is accounted for across the scale events (duplicates only from rebalances, counted),
+/// and the run's decisions and timeline say what the controller did.
+#[test]
+fn an_autoscaled_run_accounts_for_every_message_across_scale_events() {
+    ensure_apps();
+    let out = tempfile::tempdir().unwrap();
+    let results = out.path().to_str().unwrap();
+    let o = experiments(&[
+        "run",
+        "experiments/elastic-smoke.toml",
+        "--results",
+        results,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = out.path().join("elastic-smoke");
+    let t = table(&dir);
+    let r = &t.rows[0];
+    let num = |k: &str| -> f64 { r[k].parse().unwrap_or_else(|_| panic!("{k} = {:?}", r[k])) };
+    // 40 x 8 + 160 x 14 + 40 x 12 messages, every one received, none missing or rejected.
+    assert_eq!(r["status"], "ok", "{r:?}");
+    assert_eq!(num("produced_msgs"), 3040.0, "{r:?}");
+    assert_eq!(num("received_msgs"), 3040.0, "{r:?}");
+    assert_eq!((num("missing_msgs"), num("rejected_msgs")), (0.0, 0.0));
+    assert!(
+        num("duplicate_msgs") >= 0.0,
+        "duplicates are a number, counted"
+    );
+    // The controller scaled up for the step and back down after it.
+    assert!(num("scale_events") >= 2.0, "{r:?}");
+    assert!(num("consumer_processes_started") >= 2.0, "{r:?}");
+    assert!(num("max_consumers") >= 2.0, "{r:?}");
+    assert_eq!(
+        (num("rate_steps_up"), num("rate_steps_down")),
+        (1.0, 1.0),
+        "{r:?}"
+    );
+    assert!(num("up_decisions_to_converge") >= 1.0, "{r:?}");
+    assert!(
+        num("consumer_seconds") > 0.0 && num("peak_lag_msgs") > 0.0,
+        "{r:?}"
+    );
+    let run = dir.join("runs").join(format!("{}-r0", r["point"]));
+    let decisions = std::fs::read_to_string(run.join("decisions.csv")).unwrap();
+    assert!(
+        decisions.contains(",up,") && decisions.contains(",down,"),
+        "{decisions}"
+    );
+    assert!(decisions.contains("started consumer 1"), "{decisions}");
+    let timeline = experiments::results::read_timeline(&run).unwrap();
+    let produced: f64 = timeline.iter().map(|t| t.produced_msgs_per_s).sum();
+    assert_eq!(produced, 3040.0);
+    assert!(timeline.iter().any(|t| t.events.starts_with("up ")));
+    assert!(timeline.iter().any(|t| t.events.starts_with("down ")));
+    assert!(timeline.iter().any(|t| t.target_msgs_per_s > 150.0));
+    // Each consumer process left its records, under the controller's ids a0, a1, ...
+    for i in 0..num("consumer_processes_started") as usize {
+        assert!(
+            run.join(format!("consumer-a{i}-summary.csv")).exists(),
+            "a{i}"
+        );
+    }
+}

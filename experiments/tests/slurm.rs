@@ -99,7 +99,8 @@ fn mass_and_masa_on_slurm_pilots_account_for_every_message() {
         .unwrap();
     let results = dir.path().join("results");
     std::fs::create_dir_all(&results).unwrap();
-    let mut reports = pilot_core::telemetry::TelemetryReader::new(&conn, "pipeline-metrics").unwrap();
+    let mut reports =
+        pilot_core::telemetry::TelemetryReader::new(&conn, "pipeline-metrics").unwrap();
     let masa_cmd: Vec<String> = [
         masa.display().to_string(),
         "run".into(),

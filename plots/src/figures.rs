@@ -511,6 +511,50 @@ pub fn throughput_over_time(r: &Results) -> Option<Figure> {
     })
 }
 
+/// For elastic runs (those with the `autoscaled` metric: a rate profile or an autoscaled point), the first
+/// measured repetition of each point over time: rates, lag, consumers, scaling events.
+pub fn elastic_timelines(r: &Results) -> Vec<crate::timeline::TimeFigure> {
+    let varying = r.varying();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for row in r.measured() {
+        let (Some(point), Some(rep)) = (row.get("point"), row.get("repetition")) else {
+            continue;
+        };
+        if row.get("autoscaled").is_none_or(|v| v.is_empty()) || !seen.insert(point.clone()) {
+            continue;
+        }
+        let run = r.dir.join("runs").join(format!("{point}-r{rep}"));
+        let Ok(rows) = experiments::results::read_timeline(&run) else {
+            continue;
+        };
+        let num = |k: &str| {
+            row.get(k)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(f64::NAN)
+        };
+        let how = if num("autoscaled") == 1.0 {
+            "autoscaled"
+        } else {
+            "static"
+        };
+        let title = format!(
+            "{}: {} ({how}): {:.0} consumer-s, peak lag {:.0} msgs, {:.0} scaling events",
+            r.name,
+            point_label(row, &varying, "run"),
+            num("consumer_seconds"),
+            num("peak_lag_msgs"),
+            num("scale_events"),
+        );
+        out.push(crate::timeline::from_timeline(
+            &format!("timeline-{point}"),
+            &title,
+            &rows,
+        ));
+    }
+    out
+}
+
 /// Draw every figure of `dir` into `out` (default `dir/figures`); returns the files written.
 pub fn plot_dir(dir: &Path, out: Option<&Path>) -> Result<Vec<PathBuf>, PlotError> {
     let r = Results::read(dir)?;
@@ -526,6 +570,9 @@ pub fn plot_dir(dir: &Path, out: Option<&Path>) -> Result<Vec<PathBuf>, PlotErro
     let mut files = Vec::new();
     for f in &figs {
         files.extend(render(f, &out)?);
+    }
+    for f in elastic_timelines(&r) {
+        files.extend(crate::timeline::render(&f, &out)?);
     }
     Ok(files)
 }

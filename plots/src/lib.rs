@@ -1,6 +1,7 @@
 //! Figures from experiment results: reads `results/<experiment>/` through the results schema of
 //! `experiments::results` (results.csv, the runs' timeline.csv) and writes SVG and PNG figures.
 //!
+//! - [`timeline`]: an elastic run over time (rates, lag, consumers as a step line, scaling events), stacked panels.
 //! - [`figures`]: what to draw. The paper's four figures by experiment name (`fig6*` start-up time vs nodes, a
 //!   line per framework and a panel per resource for start-up runs,
 //!   `fig7*` latency vs window, `fig8*` producer throughput, `fig9*` processing throughput; log axes where the
@@ -14,6 +15,7 @@
 
 pub mod chart;
 pub mod figures;
+pub mod timeline;
 
 /// Errors making figures.
 #[derive(Debug, thiserror::Error)]
