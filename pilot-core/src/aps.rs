@@ -1081,13 +1081,19 @@ mod tests {
         let p = dir.path().join("locked.h5");
         let f = hdf5::File::create(&p).unwrap(); // HDF5's default: an exclusive flock
         f.new_dataset::<f32>().shape([2]).create("x").unwrap();
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         drop(f);
         let locked = hdf5::File::open(&p).is_err();
         let unlocked = open_unlocked(&p).map(|f| f.dataset("x").is_ok());
         child.kill().unwrap();
         child.wait().unwrap();
-        assert!(locked, "the inherited lock should block a default open (else this test shows nothing)");
+        assert!(
+            locked,
+            "the inherited lock should block a default open (else this test shows nothing)"
+        );
         assert!(matches!(unlocked, Ok(true)), "{unlocked:?}");
     }
 
