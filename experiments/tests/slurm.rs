@@ -264,4 +264,48 @@ fn an_experiment_runs_on_slurm_through_compute_pilots() {
         "three SLURM jobs: {:?}",
         m.runs[0]
     );
+
+    // Autoscaled on SLURM: the controller's processing pilots are SLURM jobs of one node each (two fit beside
+    // the broker and producer jobs on the 4-node cluster), and nothing is lost across the scale events.
+    std::fs::write(
+        &file,
+        "name = \"slurm-elastic\"\n[fixed]\nresource = \"slurm://localhost\"\nscaling = \"autoscaled\"\n\"mass.rate_profile\" = \"steps:40@5,160@10,40@8\"\n\"mass.points_per_message\" = 20\n\"masa.processor\" = \"none\"\n\"masa.cost_ms_per_message\" = 10.0\n[autoscale]\ndecision_interval_s = 2.0\nwarmup_s = 3.0\nscale_down_delay_s = 3.0\ncatch_up_s = 10.0\nmax_consumers = 2\n",
+    )
+    .unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_experiments"))
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--results",
+            results.to_str().unwrap(),
+        ])
+        .env("SLURM_CONF", cluster.conf())
+        .output()
+        .unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{out}");
+    let t = experiments::results::Table::read(&results.join("slurm-elastic/results.csv")).unwrap();
+    let r = &t.rows[0];
+    assert_eq!(r["status"], "ok", "{r:?}");
+    assert_eq!(
+        (
+            r["produced_msgs"].as_str(),
+            r["received_msgs"].as_str(),
+            r["missing_msgs"].as_str()
+        ),
+        ("2120", "2120", "0")
+    );
+    assert!(r["scale_events"].parse::<f64>().unwrap() >= 1.0, "{r:?}");
+    let run = results
+        .join("slurm-elastic/runs")
+        .join(format!("{}-r0", r["point"]));
+    let decisions = std::fs::read_to_string(run.join("decisions.csv")).unwrap();
+    assert!(
+        decisions.contains("started consumer 1 on pilot"),
+        "{decisions}"
+    );
 }

@@ -24,11 +24,16 @@ fn pilot(dir: &std::path::Path) -> (Pilot, Connection) {
 
 /// Send `bodies` to partition 0 of topic `t` and wait until they are delivered.
 fn send(conn: &Connection, bodies: &[Vec<u8>]) {
-    let producer: ThreadedProducer<DefaultProducerContext> = conn
-        .client
-        .producer_config(&conn.bootstrap)
-        .create()
-        .unwrap();
+    send_with(conn, bodies, &[]);
+}
+
+/// [`send`] with producer properties.
+fn send_with(conn: &Connection, bodies: &[Vec<u8>], properties: &[(&str, &str)]) {
+    let mut config = conn.client.producer_config(&conn.bootstrap);
+    for (k, v) in properties {
+        config.set(*k, *v);
+    }
+    let producer: ThreadedProducer<DefaultProducerContext> = config.create().unwrap();
     for b in bodies {
         producer
             .send(BaseRecord::<(), _>::to("t").payload(b).partition(0))
@@ -370,4 +375,67 @@ fn a_consumer_that_falls_behind_reports_its_lag_on_tansu() {
         (15.0..=26.0).contains(&rate),
         "true rate {rate} msg/s for 40 ms a message"
     );
+}
+
+/// Regression (issue 13, found at an autoscaler's scale-down): a consumer stopped while messages were
+/// prefetched committed their offsets unread (librdkafka stored each offset as poll returned it, and the
+/// client's close polls and discards the queue), so the partition's next owner never saw them. Now an offset is
+/// stored only once its message is handled: a consumer stopped mid-stream and the next one in its group
+/// together receive every message.
+#[test]
+fn a_consumer_stopped_mid_stream_commits_only_what_it_handled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_p, conn) = pilot(dir.path());
+    let bodies: Vec<Vec<u8>> = (0..200).map(envelope).collect();
+    // One message per batch: tansu 0.6.0 serves a fetch from inside a batch from the next batch on (README).
+    send_with(&conn, &bodies, &[("batch.num.messages", "1")]);
+    let plan = |id: &str, cost: Option<f64>| {
+        RawConfig {
+            bootstrap_servers: Some(conn.bootstrap.clone()),
+            topic: Some("t".into()),
+            group: Some("handoff".into()),
+            consumer_id: Some(id.into()),
+            idle_timeout_s: Some(3.0),
+            cost_ms_per_message: cost,
+            k: Some(2),
+            ..Default::default()
+        }
+        .validate("test")
+        .unwrap()
+    };
+    // The first consumer handles a message every 20 ms and is stopped after 1.5 s, with most of the partition
+    // fetched ahead into its queue.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        flag.store(true, Ordering::SeqCst);
+    });
+    let first = masa::consumer::run(
+        &plan("first", Some(20.0)),
+        &conn,
+        Arc::new(SystemClock::new()),
+        &stop,
+        &mut |_| {},
+    )
+    .unwrap();
+    t.join().unwrap();
+    let a = first.summary.received_msgs;
+    assert!(a > 0 && a < 150, "stopped mid-stream: {a}");
+    drop(first);
+    let second = masa::consumer::run(
+        &plan("second", None),
+        &conn,
+        Arc::new(SystemClock::new()),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(
+        a + second.summary.received_msgs + second.summary.duplicate_msgs,
+        200,
+        "the second consumer starts where the first stopped handling: {a} + {:?}",
+        second.summary
+    );
+    assert_eq!(second.summary.duplicate_msgs, 0);
 }
