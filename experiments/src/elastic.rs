@@ -203,9 +203,8 @@ pub fn metrics(
             .filter(|o| o.step.up() == up)
             .map(f)
             .collect();
-        if v.is_empty() {
-            f64::NAN
-        } else if v.iter().any(|x| x.is_nan()) {
+        // No such step, or one that never recovered: NaN, not a small number.
+        if v.is_empty() || v.iter().any(|x| x.is_nan()) {
             f64::NAN
         } else {
             v.into_iter().fold(f64::NEG_INFINITY, f64::max)

@@ -771,27 +771,28 @@ impl Settings for RawConfig {
             return Err(err("messages", "messages must be at least 1"));
         }
         let profile_end_s = rate_profile.as_ref().and_then(|(p, _)| p.duration_s());
-        let stop =
-            match (stop.messages, stop.duration_s, profile_end_s) {
-                // A finite rate profile ends the run where it ends (or earlier, when told).
-                (messages, d, Some(end)) => StopRule {
-                    messages,
-                    duration_s: Some(d.map_or(end, |d| d.min(end))),
-                },
-                (None, None, None) => match &rate_profile {
-                    Some((_, spec)) => return Err(err(
+        let stop = match (stop.messages, stop.duration_s, profile_end_s) {
+            // A finite rate profile ends the run where it ends (or earlier, when told).
+            (messages, d, Some(end)) => StopRule {
+                messages,
+                duration_s: Some(d.map_or(end, |d| d.min(end))),
+            },
+            (None, None, None) => match &rate_profile {
+                Some((_, spec)) => {
+                    return Err(err(
                         "rate_profile",
                         format!(
                             "rate_profile `{spec}` goes on for ever: give duration_s or messages"
                         ),
-                    )),
-                    None => StopRule {
-                        messages: Some(1_000),
-                        duration_s: None,
-                    },
+                    ))
+                }
+                None => StopRule {
+                    messages: Some(1_000),
+                    duration_s: None,
                 },
-                _ => stop,
-            };
+            },
+            _ => stop,
+        };
         let warmup_s = self.warmup_s.unwrap_or(0.0);
         if !(warmup_s.is_finite() && warmup_s >= 0.0) {
             return Err(err(

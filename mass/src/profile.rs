@@ -287,7 +287,8 @@ impl Profile {
         let mut pieces = Vec::new();
         for w in rows.windows(2) {
             let ((t0, v0), (t1, v1)) = (w[0], w[1]);
-            if !(t1 > t0) {
+            // NaN compares as not greater too.
+            if t1.partial_cmp(&t0) != Some(std::cmp::Ordering::Greater) {
                 return Err(format!("`{spec}`: times must increase ({t0} then {t1})"));
             }
             for v in [v0, v1] {

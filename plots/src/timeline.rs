@@ -9,12 +9,29 @@ use plotters::prelude::*;
 
 use crate::PlotError;
 
+/// One line of a track: `(t_s, value)` points, drawn joined or as steps (each value held over its second).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+    pub steps: bool,
+}
+
+impl Line {
+    fn new(name: &str, points: Vec<(f64, f64)>, steps: bool) -> Self {
+        Line {
+            name: name.into(),
+            points,
+            steps,
+        }
+    }
+}
+
 /// One stacked panel: lines sharing a y axis.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Track {
     pub y_label: String,
-    /// `(name, points, drawn as steps)`.
-    pub lines: Vec<(String, Vec<(f64, f64)>, bool)>,
+    pub lines: Vec<Line>,
 }
 
 /// A figure over time: tracks stacked, events as `(time, up)` marks on each.
@@ -50,18 +67,18 @@ pub fn from_timeline(file_stem: &str, title: &str, rows: &[TimelineRow]) -> Time
             Track {
                 y_label: "rate (msg/s)".into(),
                 lines: vec![
-                    ("target".into(), pts(&|r| r.target_msgs_per_s), false),
-                    ("produced".into(), pts(&|r| r.produced_msgs_per_s), false),
-                    ("consumed".into(), pts(&|r| r.consumed_msgs_per_s), false),
+                    Line::new("target", pts(&|r| r.target_msgs_per_s), false),
+                    Line::new("produced", pts(&|r| r.produced_msgs_per_s), false),
+                    Line::new("consumed", pts(&|r| r.consumed_msgs_per_s), false),
                 ],
             },
             Track {
                 y_label: "lag (messages)".into(),
-                lines: vec![("lag".into(), pts(&|r| r.lag_msgs), false)],
+                lines: vec![Line::new("lag", pts(&|r| r.lag_msgs), false)],
             },
             Track {
                 y_label: "consumers".into(),
-                lines: vec![("consumers".into(), pts(&|r| r.consumers as f64), true)],
+                lines: vec![Line::new("consumers", pts(&|r| r.consumers as f64), true)],
             },
         ],
         events,
@@ -103,13 +120,13 @@ where
         .tracks
         .iter()
         .flat_map(|t| t.lines.iter())
-        .flat_map(|l| l.1.iter().map(|p| p.0));
+        .flat_map(|l| l.points.iter().map(|p| p.0));
     let x1 = all_x.fold(1.0_f64, f64::max);
     for (i, (area, track)) in areas.iter().zip(&fig.tracks).enumerate() {
         let y1 = track
             .lines
             .iter()
-            .flat_map(|l| l.1.iter().map(|p| p.1))
+            .flat_map(|l| l.points.iter().map(|p| p.1))
             .filter(|v| v.is_finite())
             .fold(1.0_f64, f64::max)
             * 1.1;
@@ -137,9 +154,10 @@ where
                 )))
                 .map_err(|x| e(&x))?;
         }
-        for (k, (name, points, steps)) in track.lines.iter().enumerate() {
+        for (k, line) in track.lines.iter().enumerate() {
+            let (name, points) = (&line.name, &line.points);
             let color = Palette99::pick(k).to_rgba();
-            let path: Vec<(f64, f64)> = if *steps {
+            let path: Vec<(f64, f64)> = if line.steps {
                 // Each value holds over its second (t - 1, t].
                 points
                     .iter()
@@ -195,7 +213,7 @@ mod tests {
         let f = from_timeline("t", "title", &rows);
         assert_eq!(f.tracks.len(), 3);
         assert_eq!(
-            f.tracks[2].lines[0].1,
+            f.tracks[2].lines[0].points,
             vec![(1.0, 1.0), (2.0, 1.0), (3.0, 2.0), (4.0, 2.0)]
         );
         assert_eq!(f.events, vec![(2.5, true), (3.5, false), (3.5, true)]);

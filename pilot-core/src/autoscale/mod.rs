@@ -308,7 +308,7 @@ impl Controller {
             actuator.scale_to(d.consumers_after)?;
         }
         let mut events = actuator.take_events();
-        events.extend(self.view.refused.drain(..));
+        events.append(&mut self.view.refused);
         Ok(DecisionRow {
             t_s: now_s,
             time_unix_ms: unix_ms(),
