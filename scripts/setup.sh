@@ -3,8 +3,9 @@
 # commands (scripts/main.sh, scripts/test.sh) and so by CI. Prints what it does.
 #
 #   scripts/setup.sh               Debian packages, tansu
-#   scripts/setup.sh --frameworks  also Java 17 and the Python frameworks Spark and Dask pilots start (pyspark,
-#                                  distributed: scripts/frameworks-requirements.txt, pinned) in one virtual
+#   scripts/setup.sh --frameworks  also Java 17 and the Python frameworks Spark, Dask and Flink pilots start
+#                                  (pyspark, distributed, apache-flink-libraries:
+#                                  scripts/frameworks-requirements.txt, pinned) in one virtual
 #                                  environment outside the clone, $PILOT_FRAMEWORKS_VENV or
 #                                  ~/.local/share/pilot-streaming/venv. scripts/test.sh asks for them.
 set -euo pipefail
