@@ -257,3 +257,156 @@ fn an_autoscaled_run_accounts_for_every_message_across_scale_events() {
         );
     }
 }
+
+/// `pilot autoscale` as a user runs it: a Kafka pilot, a topic, the controller starting MASA consumers as
+/// compute pilots, MASS with a 4x step; SIGTERM stops every consumer gracefully and the group's accounting is
+/// whole.
+#[test]
+fn pilot_autoscale_scales_a_group_from_the_command_line_and_stops_it_gracefully() {
+    let (mass, masa) = common::apps();
+    let bin = mass.parent().unwrap().join("pilot");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        assert!(Command::new(cargo)
+            .args(["build", "-p", "pilot-core", "--bin", "pilot"])
+            .current_dir(root())
+            .status()
+            .unwrap()
+            .success());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (w, results) = (dir.path().join("pilots"), dir.path().join("results"));
+    let pilot = |args: &[&str]| {
+        Command::new(&bin)
+            .arg("--workdir")
+            .arg(&w)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = pilot(&["start", "--nodes", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let id = text(&o)
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("pilot "))
+        .and_then(|l| l.split(':').next())
+        .unwrap()
+        .to_string();
+    struct Stop<'a>(&'a dyn Fn(&[&str]) -> Output, String);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            let _ = (self.0)(&["stop", &self.1]);
+        }
+    }
+    let _stop = Stop(&pilot, id.clone());
+    let o = pilot(&["topic", "create", &id, "elastic", "--partitions", "4"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let (wd, rd) = (w.display().to_string(), results.display().to_string());
+    let decisions = dir.path().join("decisions.csv");
+    let consumer: Vec<String> = [
+        masa.to_str().unwrap(),
+        "run",
+        "--pilot",
+        &id,
+        "--pilot-workdir",
+        &wd,
+        "--topic",
+        "{topic}",
+        "--group",
+        "{group}",
+        "--metrics-topic",
+        "{metrics_topic}",
+        "--consumer-id",
+        "a{consumer_index}",
+        "--idle-timeout-s",
+        "3600",
+        "--processor",
+        "none",
+        "--cost-ms-per-message",
+        "10",
+        "--interval-s",
+        "0.2",
+        "--quiet",
+        "--results-dir",
+        &rd,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let controller = Command::new(&bin)
+        .arg("--workdir")
+        .arg(&w)
+        .args([
+            "autoscale",
+            "--pilot",
+            &id,
+            "--topic",
+            "elastic",
+            "--group",
+            "g",
+            "--metrics-topic",
+            "elastic-metrics",
+            "--decision-interval-s",
+            "2",
+            "--warmup-s",
+            "3",
+            "--scale-down-delay-s",
+            "3",
+            "--catch-up-s",
+            "10",
+            "--max-consumers",
+            "3",
+            "--decisions",
+            decisions.to_str().unwrap(),
+            "--",
+        ])
+        .args(&consumer)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let o = Command::new(&mass)
+        .args([
+            "run",
+            "--pilot",
+            &id,
+            "--pilot-workdir",
+            &wd,
+            "--topic",
+            "elastic",
+            "--rate-profile",
+            "steps:40@5,160@10,40@8",
+            "--points-per-message",
+            "20",
+            "--kafka",
+            "batch.num.messages=1",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    // Let the group drain, then stop the controller as Ctrl-C would.
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    assert!(Command::new("kill")
+        .args(["-TERM", &controller.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = controller.wait_with_output().unwrap();
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("note: tansu 0.6.0"), "{t}");
+    let rows = std::fs::read_to_string(&decisions).unwrap();
+    assert!(rows.contains(",up,"), "{rows}");
+    let merged = Command::new(&masa)
+        .args(["merge", &rd, "--expect-messages", "2120"])
+        .output()
+        .unwrap();
+    let m = text(&merged);
+    assert!(
+        merged.status.success() && m.contains("missing 0"),
+        "{m}\n{rows}"
+    );
+}

@@ -197,6 +197,21 @@ pub fn run(
             break;
         }
         if t0.elapsed() > timeout || stop() {
+            // Where the scheduler must deliver the signal (SLURM), ask it first and give the tasks time to
+            // finish their work (a consumer commits and writes its records); what is left is ended here.
+            if backend.terminate_tasks() {
+                let t1 = Instant::now();
+                while t1.elapsed() < Duration::from_secs(20)
+                    && running.iter_mut().any(|(r, c)| {
+                        if r.status.is_none() {
+                            r.status = c.try_wait().ok().flatten();
+                        }
+                        r.status.is_none()
+                    })
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
             for (r, c) in running.iter_mut() {
                 if r.status.is_none() {
                     c.terminate(Duration::from_secs(5));

@@ -69,4 +69,12 @@ pub trait ResourceBackend: Send {
     fn job_status(&mut self) -> Option<JobStatus> {
         None
     }
+
+    /// Ask every task launched in this allocation to end (SIGTERM) the scheduler's way, where the launcher does
+    /// not pass a signal on as itself; true when done. SLURM's `srun` turns a SIGTERM into a kill of its step
+    /// (the task sees SIGKILL after the step's short grace), so a graceful stop goes through `scancel
+    /// --signal=TERM`. Local: false (the caller signals the processes).
+    fn terminate_tasks(&mut self) -> bool {
+        false
+    }
 }

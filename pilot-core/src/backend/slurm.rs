@@ -457,6 +457,16 @@ impl ResourceBackend for SlurmBackend {
         process::run_to_completion(&self.step_spec(node, spec)?, timeout)
     }
 
+    fn terminate_tasks(&mut self) -> bool {
+        // Without --full or --batch only the job's steps are signalled: the tasks, not the placeholder.
+        match &self.job_id {
+            Some(job) if !job.is_empty() => self
+                .output("scancel", &["--signal=TERM".into(), job.clone()])
+                .is_ok(),
+            _ => false,
+        }
+    }
+
     fn release(&mut self) -> Result<()> {
         let Some(job) = self.job_id.take() else {
             return Ok(());
