@@ -514,7 +514,6 @@ pub fn throughput_over_time(r: &Results) -> Option<Figure> {
 /// For elastic runs (those with the `autoscaled` metric: a rate profile or an autoscaled point), the first
 /// measured repetition of each point over time: rates, lag, consumers, scaling events.
 pub fn elastic_timelines(r: &Results) -> Vec<crate::timeline::TimeFigure> {
-    let varying = r.varying();
     let mut seen = std::collections::BTreeSet::new();
     let mut out = Vec::new();
     for row in r.measured() {
@@ -538,10 +537,10 @@ pub fn elastic_timelines(r: &Results) -> Vec<crate::timeline::TimeFigure> {
         } else {
             "static"
         };
+        // The point's settings are in results.csv; the title stays short enough to read.
         let title = format!(
-            "{}: {} ({how}): {:.0} consumer-s, peak lag {:.0} msgs, {:.0} scaling events",
+            "{} ({how}, point {point}): {:.0} consumer-s, peak lag {:.0} msgs, {:.0} scaling events",
             r.name,
-            point_label(row, &varying, "run"),
             num("consumer_seconds"),
             num("peak_lag_msgs"),
             num("scale_events"),
