@@ -13,14 +13,14 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{first_exited, http_get, stop_all, Framework, FrameworkDetails, StartContext};
+use super::{first_exited, stop_all, wait_for_json, Framework, FrameworkDetails, StartContext};
 use crate::backend::{Allocation, Node, ResourceBackend};
 use crate::description::DaskPlan;
-use crate::error::{log_tail, PilotError, Result};
+use crate::error::{PilotError, Result};
 use crate::pilot::NodeRole;
 use crate::process::{LaunchSpec, ManagedChild};
 
@@ -214,57 +214,33 @@ impl Framework for DaskFramework {
         let d = self.details.clone().expect("start before wait_ready");
         let url = format!("{}/json/identity.json", d.dashboard_url);
         let want = self.plan.worker_processes as usize;
-        let t0 = Instant::now();
-        let mut last_error: String;
-        loop {
-            if interrupted() {
-                return Err(PilotError::Interrupted {
-                    during: "waiting for the Dask cluster".into(),
-                });
-            }
-            first_exited(&mut self.children)?;
-            match http_get(&url, Duration::from_secs(2)) {
-                Ok(body) => match serde_json::from_str::<serde_json::Value>(&body) {
-                    Ok(v) => {
-                        let hosts: Vec<&str> = v["workers"]
-                            .as_object()
-                            .map(|ws| ws.values().filter_map(|w| w["host"].as_str()).collect())
-                            .unwrap_or_default();
-                        let short: Vec<String> = self
-                            .own
-                            .iter()
-                            .map(|n| n.address.to_string())
-                            .filter(|a| hosts.iter().filter(|h| **h == a.as_str()).count() < want)
-                            .collect();
-                        if short.is_empty() {
-                            return Ok(());
-                        }
-                        last_error = format!(
-                            "{} worker(s) connected; fewer than {want} on {short:?}",
-                            hosts.len()
-                        );
-                    }
-                    Err(e) => last_error = format!("{url} answered no JSON: {e}"),
-                },
-                Err(e) => last_error = format!("{url}: {e}"),
-            }
-            if t0.elapsed() >= timeout {
-                let log = self
-                    .children
-                    .first()
-                    .map(|c| c.log().to_path_buf())
+        let own = &self.own;
+        wait_for_json(
+            "Dask",
+            &url,
+            &mut self.children,
+            timeout,
+            Duration::from_millis(100),
+            interrupted,
+            &mut |v| {
+                let hosts: Vec<&str> = v["workers"]
+                    .as_object()
+                    .map(|ws| ws.values().filter_map(|w| w["host"].as_str()).collect())
                     .unwrap_or_default();
-                return Err(PilotError::FrameworkFailed {
-                    message: format!(
-                        "the Dask cluster was not ready within {:.1} s ({last_error})",
-                        t0.elapsed().as_secs_f64()
-                    ),
-                    log_tail: log_tail(&log, 20),
-                    log,
-                });
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+                let short: Vec<String> = own
+                    .iter()
+                    .map(|n| n.address.to_string())
+                    .filter(|a| hosts.iter().filter(|h| **h == a.as_str()).count() < want)
+                    .collect();
+                if short.is_empty() {
+                    return Ok(());
+                }
+                Err(format!(
+                    "{} worker(s) connected; fewer than {want} on {short:?}",
+                    hosts.len()
+                ))
+            },
+        )
     }
 
     fn check(&mut self) -> Result<()> {

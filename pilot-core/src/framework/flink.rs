@@ -14,11 +14,11 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{first_exited, http_get, stop_all, Framework, FrameworkDetails, StartContext};
+use super::{first_exited, stop_all, wait_for_json, Framework, FrameworkDetails, StartContext};
 use crate::backend::{Allocation, Node, ResourceBackend};
 use crate::description::FlinkPlan;
 use crate::error::{log_tail, PilotError, Result};
@@ -261,58 +261,34 @@ impl Framework for FlinkFramework {
     fn wait_ready(&mut self, timeout: Duration, interrupted: &dyn Fn() -> bool) -> Result<()> {
         let d = self.details.clone().expect("start before wait_ready");
         let url = format!("{}/taskmanagers", d.rest_url);
-        let t0 = Instant::now();
-        let mut last_error: String;
-        loop {
-            if interrupted() {
-                return Err(PilotError::Interrupted {
-                    during: "waiting for the Flink cluster".into(),
-                });
-            }
-            first_exited(&mut self.children)?;
-            match http_get(&url, Duration::from_secs(2)) {
-                Ok(body) => match serde_json::from_str::<serde_json::Value>(&body) {
-                    Ok(v) => {
-                        // A TaskManager's path is pekko.tcp://flink@HOST:PORT/user/rpc/taskmanager_N.
-                        let paths: Vec<&str> = v["taskmanagers"]
-                            .as_array()
-                            .map(|a| a.iter().filter_map(|t| t["path"].as_str()).collect())
-                            .unwrap_or_default();
-                        let missing: Vec<String> = self
-                            .own
-                            .iter()
-                            .map(|n| n.address.to_string())
-                            .filter(|a| !paths.iter().any(|p| p.contains(&format!("@{a}:"))))
-                            .collect();
-                        if missing.is_empty() {
-                            return Ok(());
-                        }
-                        last_error = format!(
-                            "{} TaskManager(s) registered; none yet on {missing:?}",
-                            paths.len()
-                        );
-                    }
-                    Err(e) => last_error = format!("{url} answered no JSON: {e}"),
-                },
-                Err(e) => last_error = format!("{url}: {e}"),
-            }
-            if t0.elapsed() >= timeout {
-                let log = self
-                    .children
-                    .first()
-                    .map(|c| c.log().to_path_buf())
+        let own = &self.own;
+        wait_for_json(
+            "Flink",
+            &url,
+            &mut self.children,
+            timeout,
+            Duration::from_millis(200),
+            interrupted,
+            &mut |v| {
+                // A TaskManager's path is pekko.tcp://flink@HOST:PORT/user/rpc/taskmanager_N.
+                let paths: Vec<&str> = v["taskmanagers"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|t| t["path"].as_str()).collect())
                     .unwrap_or_default();
-                return Err(PilotError::FrameworkFailed {
-                    message: format!(
-                        "the Flink cluster was not ready within {:.1} s ({last_error})",
-                        t0.elapsed().as_secs_f64()
-                    ),
-                    log_tail: log_tail(&log, 20),
-                    log,
-                });
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+                let missing: Vec<String> = own
+                    .iter()
+                    .map(|n| n.address.to_string())
+                    .filter(|a| !paths.iter().any(|p| p.contains(&format!("@{a}:"))))
+                    .collect();
+                if missing.is_empty() {
+                    return Ok(());
+                }
+                Err(format!(
+                    "{} TaskManager(s) registered; none yet on {missing:?}",
+                    paths.len()
+                ))
+            },
+        )
     }
 
     fn check(&mut self) -> Result<()> {

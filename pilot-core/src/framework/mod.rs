@@ -139,6 +139,55 @@ pub(crate) fn stop_all(children: &mut Vec<crate::process::ManagedChild>, grace: 
     children.clear();
 }
 
+/// Poll a framework's JSON status `url` every `interval` until `ready` accepts it (`Err` says why not yet),
+/// a child exits, the caller interrupts, or `timeout` passes; then an error naming `framework`, the last reason
+/// and the tail of the first child's log. The readiness wait of every HTTP-managed framework (Spark, Dask,
+/// Flink).
+pub(crate) fn wait_for_json(
+    framework: &str,
+    url: &str,
+    children: &mut [crate::process::ManagedChild],
+    timeout: Duration,
+    interval: Duration,
+    interrupted: &dyn Fn() -> bool,
+    ready: &mut dyn FnMut(&serde_json::Value) -> std::result::Result<(), String>,
+) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    loop {
+        if interrupted() {
+            return Err(crate::error::PilotError::Interrupted {
+                during: format!("waiting for the {framework} cluster"),
+            });
+        }
+        first_exited(children)?;
+        let last_error = match http_get(url, Duration::from_secs(2)) {
+            Ok(body) => match serde_json::from_str::<serde_json::Value>(&body) {
+                Ok(v) => match ready(&v) {
+                    Ok(()) => return Ok(()),
+                    Err(why) => why,
+                },
+                Err(e) => format!("{url} answered no JSON: {e}"),
+            },
+            Err(e) => format!("{url}: {e}"),
+        };
+        if t0.elapsed() >= timeout {
+            let log = children
+                .first()
+                .map(|c| c.log().to_path_buf())
+                .unwrap_or_default();
+            return Err(crate::error::PilotError::FrameworkFailed {
+                message: format!(
+                    "the {framework} cluster was not ready within {:.1} s ({last_error})",
+                    t0.elapsed().as_secs_f64()
+                ),
+                log_tail: crate::error::log_tail(&log, 20),
+                log,
+            });
+        }
+        std::thread::sleep(interval);
+    }
+}
+
 /// Err naming the first child that has exited, with the end of its log.
 pub(crate) fn first_exited(children: &mut [crate::process::ManagedChild]) -> Result<()> {
     for c in children.iter_mut() {

@@ -14,14 +14,14 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{first_exited, http_get, stop_all, Framework, FrameworkDetails, StartContext};
+use super::{first_exited, stop_all, wait_for_json, Framework, FrameworkDetails, StartContext};
 use crate::backend::{Allocation, Node, ResourceBackend};
 use crate::description::SparkPlan;
-use crate::error::{log_tail, PilotError, Result};
+use crate::error::{PilotError, Result};
 use crate::pilot::NodeRole;
 use crate::process::{LaunchSpec, ManagedChild};
 
@@ -232,61 +232,37 @@ impl Framework for SparkFramework {
         let d = self.details.clone().expect("start before wait_ready");
         let url = format!("{}/json/", d.webui_url);
         let want: Vec<String> = self.own.iter().map(|n| n.address.to_string()).collect();
-        let t0 = Instant::now();
-        let mut last_error: String;
-        loop {
-            if interrupted() {
-                return Err(PilotError::Interrupted {
-                    during: "waiting for the Spark cluster".into(),
-                });
-            }
-            first_exited(&mut self.children)?;
-            match http_get(&url, Duration::from_secs(2)) {
-                Ok(body) => match serde_json::from_str::<serde_json::Value>(&body) {
-                    Ok(v) => {
-                        let status = v["status"].as_str().unwrap_or("?");
-                        let alive: Vec<&str> = v["workers"]
-                            .as_array()
-                            .map(|ws| {
-                                ws.iter()
-                                    .filter(|w| w["state"].as_str() == Some("ALIVE"))
-                                    .filter_map(|w| w["host"].as_str())
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        let missing: Vec<&String> = want
-                            .iter()
-                            .filter(|a| !alive.contains(&a.as_str()))
-                            .collect();
-                        if status == "ALIVE" && missing.is_empty() {
-                            return Ok(());
-                        }
-                        last_error = format!(
-                            "master {status}, {} alive worker(s); none yet on {missing:?}",
-                            v["aliveworkers"]
-                        );
-                    }
-                    Err(e) => last_error = format!("{url} answered no JSON: {e}"),
-                },
-                Err(e) => last_error = format!("{url}: {e}"),
-            }
-            if t0.elapsed() >= timeout {
-                let log = self
-                    .children
-                    .first()
-                    .map(|c| c.log().to_path_buf())
+        wait_for_json(
+            "Spark",
+            &url,
+            &mut self.children,
+            timeout,
+            Duration::from_millis(200),
+            interrupted,
+            &mut |v| {
+                let status = v["status"].as_str().unwrap_or("?");
+                let alive: Vec<&str> = v["workers"]
+                    .as_array()
+                    .map(|ws| {
+                        ws.iter()
+                            .filter(|w| w["state"].as_str() == Some("ALIVE"))
+                            .filter_map(|w| w["host"].as_str())
+                            .collect()
+                    })
                     .unwrap_or_default();
-                return Err(PilotError::FrameworkFailed {
-                    message: format!(
-                        "the Spark cluster was not ready within {:.1} s ({last_error})",
-                        t0.elapsed().as_secs_f64()
-                    ),
-                    log_tail: log_tail(&log, 20),
-                    log,
-                });
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+                let missing: Vec<&String> = want
+                    .iter()
+                    .filter(|a| !alive.contains(&a.as_str()))
+                    .collect();
+                if status == "ALIVE" && missing.is_empty() {
+                    return Ok(());
+                }
+                Err(format!(
+                    "master {status}, {} alive worker(s); none yet on {missing:?}",
+                    v["aliveworkers"]
+                ))
+            },
+        )
     }
 
     fn check(&mut self) -> Result<()> {
