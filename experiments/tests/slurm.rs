@@ -233,22 +233,26 @@ fn an_experiment_runs_on_slurm_through_compute_pilots() {
     )
     .unwrap();
     let results = dir.path().join("results");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_experiments"))
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--results",
-            results.to_str().unwrap(),
-        ])
-        .env("SLURM_CONF", cluster.conf())
-        .output()
-        .unwrap();
-    let out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(o.status.success(), "{out}");
+    // `experiments run FILE` on the cluster; its output on failure.
+    let run = || {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_experiments"))
+            .args([
+                "run",
+                file.to_str().unwrap(),
+                "--results",
+                results.to_str().unwrap(),
+            ])
+            .env("SLURM_CONF", cluster.conf())
+            .output()
+            .unwrap();
+        let out = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.status.success(), "{out}");
+    };
+    run();
     let t = experiments::results::Table::read(&results.join("slurm-exp/results.csv")).unwrap();
     let r = &t.rows[0];
     assert_eq!(r["status"], "ok", "{r:?}");
@@ -272,22 +276,7 @@ fn an_experiment_runs_on_slurm_through_compute_pilots() {
         "name = \"slurm-elastic\"\n[fixed]\nresource = \"slurm://localhost\"\nscaling = \"autoscaled\"\n\"mass.rate_profile\" = \"steps:40@5,160@10,40@8\"\n\"mass.points_per_message\" = 20\n\"masa.processor\" = \"none\"\n\"masa.cost_ms_per_message\" = 10.0\n[autoscale]\ndecision_interval_s = 2.0\nwarmup_s = 3.0\nscale_down_delay_s = 3.0\ncatch_up_s = 10.0\nmax_consumers = 2\n",
     )
     .unwrap();
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_experiments"))
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--results",
-            results.to_str().unwrap(),
-        ])
-        .env("SLURM_CONF", cluster.conf())
-        .output()
-        .unwrap();
-    let out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(o.status.success(), "{out}");
+    run();
     let t = experiments::results::Table::read(&results.join("slurm-elastic/results.csv")).unwrap();
     let r = &t.rows[0];
     assert_eq!(r["status"], "ok", "{r:?}");

@@ -128,37 +128,7 @@ pub enum Command {
     /// In the command {consumer_index} (0, 1, ... per consumer started), {topic}, {group} and {metrics_topic} are
     /// replaced, besides everything `pilot exec` replaces. One row per decision goes to stdout and, with
     /// --decisions, to a CSV file. Ctrl-C (or SIGTERM, or --duration-s) stops every consumer gracefully.
-    Autoscale {
-        /// Id of the running Kafka pilot
-        #[arg(long)]
-        pilot: String,
-        /// Topic the group consumes
-        #[arg(long)]
-        topic: String,
-        /// The consumer group
-        #[arg(long)]
-        group: String,
-        /// Topic the consumers report to
-        #[arg(long)]
-        metrics_topic: String,
-        /// Resource URL of the processing pilots [default: the Kafka pilot's]
-        #[arg(long)]
-        resource: Option<String>,
-        #[command(flatten)]
-        settings: crate::autoscale::AutoscaleSettings,
-        /// Write one CSV row per decision here
-        #[arg(long)]
-        decisions: Option<PathBuf>,
-        /// Stop after this many seconds [default: until Ctrl-C or SIGTERM]
-        #[arg(long)]
-        duration_s: Option<f64>,
-        /// Validate and print the plan; start nothing
-        #[arg(long)]
-        dry_run: bool,
-        /// The consumer command, after `--`
-        #[arg(last = true, required = true)]
-        command: Vec<String>,
-    },
+    Autoscale(AutoscaleArgs),
     /// (internal) Manage a registered pilot until stopped
     #[command(hide = true)]
     Agent { id: String },
@@ -420,47 +390,41 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             }
             Ok(())
         }
-        Command::Autoscale {
-            pilot,
-            topic,
-            group,
-            metrics_topic,
-            resource,
-            settings,
-            decisions,
-            duration_s,
-            dry_run,
-            command,
-        } => autoscale(
-            &store(),
-            AutoscaleArgs {
-                pilot,
-                topic,
-                group,
-                metrics_topic,
-                resource,
-                settings,
-                decisions,
-                duration_s,
-                dry_run,
-                command,
-            },
-            out,
-        ),
+        Command::Autoscale(a) => autoscale(&store(), a, out),
         Command::Agent { id } => lifecycle::run_agent(&store(), &id),
     }
 }
 
-struct AutoscaleArgs {
+#[derive(Debug, clap::Args)]
+pub struct AutoscaleArgs {
+    /// Id of the running Kafka pilot
+    #[arg(long)]
     pilot: String,
+    /// Topic the group consumes
+    #[arg(long)]
     topic: String,
+    /// The consumer group
+    #[arg(long)]
     group: String,
+    /// Topic the consumers report to
+    #[arg(long)]
     metrics_topic: String,
+    /// Resource URL of the processing pilots [default: the Kafka pilot's]
+    #[arg(long)]
     resource: Option<String>,
+    #[command(flatten)]
     settings: crate::autoscale::AutoscaleSettings,
+    /// Write one CSV row per decision here
+    #[arg(long)]
     decisions: Option<PathBuf>,
+    /// Stop after this many seconds [default: until Ctrl-C or SIGTERM]
+    #[arg(long)]
     duration_s: Option<f64>,
+    /// Validate and print the plan; start nothing
+    #[arg(long)]
     dry_run: bool,
+    /// The consumer command, after `--`
+    #[arg(last = true, required = true)]
     command: Vec<String>,
 }
 
