@@ -226,6 +226,10 @@ pub struct RawConfig {
     /// the same brokers, for `pilot autoscale` and experiment runners [default: none]
     #[arg(long)]
     pub metrics_topic: Option<String>,
+    /// A TOML file re-read every interval while the consumer runs: `cost_ms_per_message = MS` changes the
+    /// emulated cost from then on (how an experiment's `slow` fault reaches it) [default: none]
+    #[arg(long)]
+    pub control_file: Option<PathBuf>,
     /// Directory for this process's summary, intervals and accounting files
     #[arg(long)]
     pub results_dir: Option<PathBuf>,
@@ -307,6 +311,8 @@ pub struct ConsumerPlan {
     pub cost: Option<Cost>,
     /// Where interval reports go (a topic on the same brokers).
     pub metrics_topic: Option<String>,
+    /// Re-read every interval: the emulated cost from then on.
+    pub control_file: Option<PathBuf>,
 }
 
 impl ConsumerPlan {
@@ -334,7 +340,12 @@ impl ConsumerPlan {
                     c.per_message.as_secs_f64() * 1e3,
                     c.model.as_str()
                 ))
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                + &self
+                    .control_file
+                    .as_ref()
+                    .map(|f| format!(" (cost may change through control file {})", f.display()))
+                    .unwrap_or_default(),
             self.window,
             self.messages.map(|m| format!("{m} messages, ")).unwrap_or_default(),
             self.duration_s.map(|d| format!("{d} s, ")).unwrap_or_default(),
@@ -654,6 +665,7 @@ impl Settings for RawConfig {
             run_id,
             cost,
             metrics_topic: self.metrics_topic.clone(),
+            control_file: self.control_file.clone(),
         })
     }
 }

@@ -21,7 +21,7 @@ use rdkafka::{ClientContext, Message, TopicPartitionList};
 use crate::accounting::{Accounting, Arrival};
 use crate::config::{ConsumerPlan, ProcessorPlan};
 use crate::decode::Decoder;
-use crate::processor::{CostProcessor, KMeansProcessor, NoneProcessor, Processor, WindowOutput};
+use crate::processor::{CostDial, CostProcessor, KMeansProcessor, NoneProcessor, Processor, WindowOutput};
 use crate::report::{ConsumerInterval, ConsumerSummary};
 use crate::window::Windower;
 
@@ -44,14 +44,51 @@ pub enum ConsumeError {
     Io { path: PathBuf, message: String },
 }
 
-/// A consumer thread's processor: the one the plan names, inside the plan's emulated cost per message when it
-/// has one. `label` names the processor's output files (unique per consumer thread).
-pub fn processor_for(plan: &ConsumerPlan, label: &str) -> Result<Box<dyn Processor>, ConsumeError> {
+/// A consumer thread's processor: the one the plan names, inside the emulated cost per message of `dial` when
+/// the plan has a cost or a control file (which may turn the cost up while it runs). `label` names the
+/// processor's output files (unique per consumer thread).
+pub fn processor_for(
+    plan: &ConsumerPlan,
+    label: &str,
+    dial: &Arc<CostDial>,
+) -> Result<Box<dyn Processor>, ConsumeError> {
     let inner = make_processor(&plan.processor, label)?;
-    Ok(match plan.cost {
-        Some(cost) => Box::new(CostProcessor::new(inner, cost)),
-        None => inner,
+    Ok(if plan.cost.is_some() || plan.control_file.is_some() {
+        Box::new(CostProcessor::dialled(inner, dial.clone()))
+    } else {
+        inner
     })
+}
+
+/// What MASA's control file may say (TOML, re-read every interval while it changes): how an experiment's
+/// `slow` fault reaches a running consumer.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Control {
+    /// The emulated cost per message from now on, ms (0: none).
+    pub cost_ms_per_message: Option<f64>,
+}
+
+/// Read `path` and set `dial` from it; `Ok(None)` when there is no file (yet), `Ok(Some(note))` when it was
+/// applied, `Err` (naming the file) when it cannot be used, and the dial is left alone.
+pub fn apply_control(path: &Path, dial: &CostDial) -> Result<Option<String>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let c: Control = toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+    match c.cost_ms_per_message {
+        Some(ms) if ms.is_finite() && (0.0..=60_000.0).contains(&ms) => {
+            dial.set(Duration::from_secs_f64(ms / 1e3));
+            Ok(Some(format!("cost set to {ms} ms per message by {}", path.display())))
+        }
+        Some(ms) => Err(format!(
+            "{}: cost_ms_per_message must be in [0, 60000] (got {ms})",
+            path.display()
+        )),
+        None => Ok(None),
+    }
 }
 
 /// Build the processor a processor plan names.
@@ -81,6 +118,22 @@ pub fn intervals_path(dir: &Path, consumer_id: &str) -> PathBuf {
 }
 pub fn accounting_path(dir: &Path, consumer_id: &str) -> PathBuf {
     dir.join(format!("consumer-{consumer_id}-accounting.json"))
+}
+
+/// A consumer thread's accounting so far, rewritten (atomically) before the offsets of what it holds are stored
+/// for commit: what a consumer that is killed leaves behind. Removed once the final accounting file is written.
+pub fn checkpoint_path(dir: &Path, consumer_id: &str, thread: usize) -> PathBuf {
+    dir.join(format!("consumer-{consumer_id}-checkpoint-{thread}.json"))
+}
+
+/// How often a consumer thread checkpoints its accounting and stores the offsets it covers.
+const CHECKPOINT_NS: u64 = 200_000_000;
+
+/// Write `bytes` to `path` through a temporary file and a rename: a reader sees the old or the new file whole.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Follows the group: when partitions were first assigned (group join time), how many this consumer holds,
@@ -391,10 +444,11 @@ pub fn run(
             format!("{e}; is the broker running?"),
         )
     })?;
+    let dial = Arc::new(CostDial::new(plan.cost));
     let mut processors = Vec::new();
     for t in 0..plan.threads {
         let label = format!("{}-{t}", plan.consumer_id);
-        processors.push(processor_for(plan, &label)?);
+        processors.push(processor_for(plan, &label, &dial)?);
     }
     let mut cfg = conn.client.consumer_config(&conn.bootstrap, &plan.group);
     // Offsets are stored (for the next commit) only once a message has been handled. librdkafka's default
@@ -454,11 +508,13 @@ pub fn run(
     let mut telemetry_errors: Vec<String> = Vec::new();
     let interrupted = || shutdown.load(Ordering::Relaxed);
 
+    let mut control_notes: Vec<String> = Vec::new();
     let outs: Vec<(Box<dyn Processor>, ThreadOut)> = std::thread::scope(|scope| {
         let handles: Vec<_> = consumers
             .iter()
             .zip(processors.drain(..))
-            .map(|(consumer, processor)| {
+            .enumerate()
+            .map(|(thread, (consumer, processor))| {
                 let (clock, shared, stop_all, last_activity) =
                     (clock.clone(), &shared, &stop_all, &*last_activity);
                 scope.spawn(move || {
@@ -470,6 +526,35 @@ pub fn run(
                         last_activity,
                     );
                     let now = || clock.now_ns();
+                    // With a results directory, offsets are stored only for messages a checkpoint of the
+                    // accounting already holds: a consumer killed at any moment has recorded every message whose
+                    // offset it committed, and what it handled after its last checkpoint comes again to the
+                    // partition's next owner (received once in the records, or counted as a duplicate).
+                    let checkpoint = plan
+                        .results_dir
+                        .as_ref()
+                        .map(|d| checkpoint_path(d, &plan.consumer_id, thread));
+                    let mut pending: BTreeMap<i32, i64> = BTreeMap::new();
+                    let mut last_checkpoint = now();
+                    let store = |h: &mut MessageHandler, pending: &mut BTreeMap<i32, i64>| {
+                        if pending.is_empty() {
+                            return;
+                        }
+                        if let Some(path) = &checkpoint {
+                            let bytes = serde_json::to_vec(&h.out.accounting).expect("serialisable");
+                            if let Err(e) = write_atomic(path, &bytes) {
+                                // Not stored: redelivered after a restart, never lost.
+                                h.out.errors.push(format!("checkpoint {}: {e}", path.display()));
+                                return;
+                            }
+                        }
+                        for (&partition, &offset) in pending.iter() {
+                            // A partition revoked meanwhile refuses the store; its messages then come again to
+                            // the next owner, counted duplicates.
+                            let _ = consumer.store_offset(&plan.topic, partition, offset);
+                        }
+                        pending.clear();
+                    };
                     loop {
                         let t = now();
                         let received = shared.received.load(Ordering::Relaxed);
@@ -495,17 +580,25 @@ pub fn run(
                                     m.timestamp().to_millis(),
                                     &now,
                                 );
-                                // Handled (taken, rejected or a duplicate): its offset may be committed. A
-                                // partition revoked meanwhile refuses the store; the message then comes again
-                                // to its next owner, a counted duplicate.
-                                let _ = consumer.store_offset_from_message(&m);
+                                // Handled (taken, rejected or a duplicate): its offset may be committed once
+                                // the accounting that holds it is written.
+                                pending.insert(m.partition(), m.offset());
+                                if checkpoint.is_none() {
+                                    store(&mut h, &mut pending);
+                                }
                             }
                             Some(Err(e)) => h.out.errors.push(e.to_string()),
                             None => {}
                         }
                         h.tick(&now);
+                        let t = now();
+                        if t.saturating_sub(last_checkpoint) >= CHECKPOINT_NS {
+                            store(&mut h, &mut pending);
+                            last_checkpoint = t;
+                        }
                     }
                     h.flush(&now);
+                    store(&mut h, &mut pending);
                     let (processor, mut out) = h.into_parts();
                     // Commit what was consumed, and measure what is left behind: the high watermark is the larger
                     // of the fetch responses' (statistics, at most one statistics interval old) and the broker's
@@ -598,6 +691,13 @@ pub fn run(
             };
             last = cur;
             last_t = now;
+            if let Some(path) = &plan.control_file {
+                match apply_control(path, &dial) {
+                    Ok(Some(note)) if !control_notes.contains(&note) => control_notes.push(note),
+                    Err(e) if !control_notes.contains(&e) => control_notes.push(e),
+                    _ => {}
+                }
+            }
             if let Some(e) = report(dt, false) {
                 telemetry_errors.push(e);
             }
@@ -671,15 +771,22 @@ pub fn run(
     }
     if let Some(d) = &plan.results_dir {
         let path = accounting_path(d, &plan.consumer_id);
-        std::fs::write(
+        write_atomic(
             &path,
-            serde_json::to_string(&accounting).expect("serialisable"),
+            serde_json::to_string(&accounting)
+                .expect("serialisable")
+                .as_bytes(),
         )
         .map_err(|e| ConsumeError::Io {
             path: path.clone(),
             message: e.to_string(),
         })?;
+        // The final file holds everything the checkpoints did.
+        for t in 0..plan.threads as usize {
+            let _ = std::fs::remove_file(checkpoint_path(d, &plan.consumer_id, t));
+        }
     }
+    notes.extend(control_notes);
     if !telemetry_errors.is_empty() {
         telemetry_errors.sort();
         telemetry_errors.dedup();
@@ -811,16 +918,29 @@ pub fn merge_accounting(dirs: &[PathBuf]) -> Result<(Accounting, usize), Consume
             path: d.clone(),
             message: e.to_string(),
         })?;
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            if name.starts_with("consumer-") && name.ends_with("-accounting.json") {
-                let text = std::fs::read_to_string(e.path()).map_err(|err| ConsumeError::Io {
-                    path: e.path(),
+        // A consumer's final file, or where it has none (it was killed) its threads' last checkpoints.
+        let names: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        for name in &names {
+            let checkpoint_of = name
+                .strip_suffix(".json")
+                .and_then(|n| n.rsplit_once("-checkpoint-"))
+                .map(|(owner, _)| format!("{owner}-accounting.json"));
+            let take = match &checkpoint_of {
+                Some(final_name) => name.starts_with("consumer-") && !names.contains(final_name),
+                None => name.starts_with("consumer-") && name.ends_with("-accounting.json"),
+            };
+            if take {
+                let path = d.join(name);
+                let text = std::fs::read_to_string(&path).map_err(|err| ConsumeError::Io {
+                    path: path.clone(),
                     message: err.to_string(),
                 })?;
                 let a: Accounting =
                     serde_json::from_str(&text).map_err(|err| ConsumeError::Io {
-                        path: e.path(),
+                        path: path.clone(),
                         message: err.to_string(),
                     })?;
                 all.merge(&a);

@@ -106,15 +106,64 @@ impl Cost {
     }
 }
 
+/// An emulated cost that can change while a consumer runs (a `slow` fault through MASA's control file): every
+/// consumer thread's [`CostProcessor`] of a process reads the same dial.
+#[derive(Debug)]
+pub struct CostDial {
+    per_message_ns: std::sync::atomic::AtomicU64,
+    model: CostModel,
+}
+
+impl CostDial {
+    /// A dial at `cost` (none: 0, nothing spent until it is turned up), spending the plan's model.
+    pub fn new(cost: Option<Cost>) -> Self {
+        CostDial {
+            per_message_ns: std::sync::atomic::AtomicU64::new(
+                cost.map(|c| c.per_message.as_nanos() as u64).unwrap_or(0),
+            ),
+            model: cost.map(|c| c.model).unwrap_or_default(),
+        }
+    }
+
+    /// Set the cost per message (0: none).
+    pub fn set(&self, per_message: std::time::Duration) {
+        self.per_message_ns.store(
+            per_message.as_nanos() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// The cost per message now.
+    pub fn get(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.per_message_ns.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn spend(&self) {
+        let per_message = self.get();
+        if !per_message.is_zero() {
+            Cost {
+                per_message,
+                model: self.model,
+            }
+            .spend();
+        }
+    }
+}
+
 /// Another processor with an emulated cost for each message it takes (after the inner processor took it).
 pub struct CostProcessor {
     inner: Box<dyn Processor>,
-    cost: Cost,
+    dial: std::sync::Arc<CostDial>,
 }
 
 impl CostProcessor {
     pub fn new(inner: Box<dyn Processor>, cost: Cost) -> Self {
-        CostProcessor { inner, cost }
+        Self::dialled(inner, std::sync::Arc::new(CostDial::new(Some(cost))))
+    }
+
+    /// With a cost read from a shared dial at every message.
+    pub fn dialled(inner: Box<dyn Processor>, dial: std::sync::Arc<CostDial>) -> Self {
+        CostProcessor { inner, dial }
     }
 }
 
@@ -124,7 +173,7 @@ impl Processor for CostProcessor {
     }
     fn add(&mut self, payload: &Payload<'_>) -> Result<(), String> {
         self.inner.add(payload)?;
-        self.cost.spend();
+        self.dial.spend();
         Ok(())
     }
     fn process(&mut self) -> Result<WindowOutput, String> {

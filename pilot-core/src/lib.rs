@@ -49,6 +49,7 @@ pub mod config;
 pub mod connect;
 pub mod description;
 pub mod error;
+pub mod fault;
 pub mod framework;
 pub mod lifecycle;
 pub mod message;

@@ -35,6 +35,27 @@ pub struct LaunchSpec {
     pub log: PathBuf,
 }
 
+/// Where a launched process can be reached later (by another process, from a pilot's record): the pid of what
+/// was spawned here (the program itself locally; `srun` on SLURM), its start time, and the label it was launched
+/// with (on SLURM the step's name, [`crate::backend::slurm::step_name`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProcessRef {
+    pub pid: u32,
+    pub start_ticks: Option<u64>,
+    pub label: String,
+}
+
+impl ProcessRef {
+    /// `child`, launched from a spec labelled `label`.
+    pub fn of(child: &ManagedChild, label: &str) -> Self {
+        ProcessRef {
+            pid: child.pid(),
+            start_ticks: start_ticks(child.pid()),
+            label: label.to_string(),
+        }
+    }
+}
+
 /// A running child in its own process group.
 #[derive(Debug)]
 pub struct ManagedChild {

@@ -147,6 +147,62 @@ impl SlurmBackend {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Send `signal` to the step of this backend's job named `step` (SLURM delivers it on the step's node):
+    /// how a fault reaches a process that runs under SLURM. The detail names the step.
+    pub fn signal_step(&self, step: &str, signal: crate::fault::Signal) -> Result<String> {
+        let job = self.job().to_string();
+        let listed = self.output(
+            "squeue",
+            &["--steps".into(), format!("--jobs={job}"), "--noheader".into(), "--format=%i %j".into()],
+        )?;
+        let id = listed
+            .lines()
+            .filter_map(|l| l.trim().split_once(' '))
+            .find(|(_, name)| name.trim() == step)
+            .map(|(id, _)| id.to_string())
+            .ok_or_else(|| PilotError::Allocation {
+                resource: self.resource(),
+                message: format!("job {job} has no running step named {step}"),
+            })?;
+        self.output("scancel", &[format!("--signal={}", signal.name()), id.clone()])?;
+        Ok(format!("SLURM step {id}"))
+    }
+
+    /// Set `node`'s state (`scontrol update nodename=N state=down|drain reason=R`): SLURM's own word for a node
+    /// that failed. Needs SLURM operator rights (root on the test cluster).
+    pub fn set_node_state(&self, node: &str, state: crate::fault::NodeState, reason: &str) -> Result<String> {
+        self.output(
+            "scontrol",
+            &[
+                "update".into(),
+                format!("nodename={node}"),
+                format!("state={}", state.as_str()),
+                format!("reason={reason}"),
+            ],
+        )?;
+        Ok(format!("node {node} {}", state.as_str()))
+    }
+
+    /// Put `node` back into service (`state=resume`): the clean-up after a node fault.
+    pub fn resume_node(&self, node: &str) -> Result<()> {
+        self.output(
+            "scontrol",
+            &["update".into(), format!("nodename={node}"), "state=resume".into()],
+        )
+        .map(|_| ())
+    }
+
+    /// `scancel` this backend's job from outside its pilot (a fault; the pilot sees its job end).
+    pub fn cancel_job(&self) -> Result<String> {
+        let job = self.job().to_string();
+        self.output("scancel", std::slice::from_ref(&job))?;
+        Ok(format!("SLURM job {job}"))
+    }
+
+    fn job(&self) -> &str {
+        self.job_id.as_deref().unwrap_or_default()
+    }
+
     fn resource(&self) -> String {
         match &self.ssh {
             None => "slurm://localhost".into(),
@@ -206,7 +262,7 @@ impl SlurmBackend {
             "-n1".into(),
             "-w".into(),
             node.name.clone(),
-            format!("--job-name={}", spec.label.replace(' ', "_")),
+            format!("--job-name={}", step_name(&spec.label)),
             spec.program.display().to_string(),
         ];
         args.extend(spec.args.iter().cloned());
@@ -222,6 +278,11 @@ impl SlurmBackend {
             log: spec.log.clone(),
         })
     }
+}
+
+/// The name of the step that runs a process launched with `label` (spaces are awkward in SLURM's output).
+pub fn step_name(label: &str) -> String {
+    label.replace(' ', "_")
 }
 
 /// `sbatch` arguments for a placeholder job of `plan` (without the program name).

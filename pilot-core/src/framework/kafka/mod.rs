@@ -38,6 +38,9 @@ pub struct BrokerInfo {
     pub address: String,
     /// Pilot that started it (empty for external brokers).
     pub pilot_id: String,
+    /// The process that runs it (none for external brokers): where a fault's signal goes.
+    #[serde(default)]
+    pub process: Option<crate::process::ProcessRef>,
 }
 
 /// What a client needs to use a Kafka pilot.
@@ -218,6 +221,7 @@ impl Framework for KafkaFramework {
                         node: node.name.clone(),
                         address: format!("{}:{}", node.address, self.plan.port),
                         pilot_id: ctx.pilot_id.to_string(),
+                        process: Some(crate::process::ProcessRef::of(&child, &spec.label)),
                     };
                     self.add_broker(&mut details, info, child);
                 }
@@ -270,6 +274,7 @@ impl Framework for KafkaFramework {
                         node: node.name.clone(),
                         address: format!("{}:{}", node.address, self.plan.port),
                         pilot_id: ctx.pilot_id.to_string(),
+                        process: Some(crate::process::ProcessRef::of(&child, &launch.start.label)),
                     };
                     self.add_broker(&mut details, info, child);
                 }
@@ -284,6 +289,7 @@ impl Framework for KafkaFramework {
                             node: a.clone(),
                             address: a.clone(),
                             pilot_id: String::new(),
+                            process: None,
                         })
                         .collect();
                 }
