@@ -23,6 +23,7 @@ pub const KEY_COLUMNS: &[&str] = &[
     "warmup",
     "status",
     "error",
+    "faults",
     "start_utc",
     "end_utc",
 ];
@@ -51,6 +52,10 @@ pub const METRICS: &[&str] = &[
     "missing_msgs",
     "duplicate_msgs",
     "rejected_msgs",
+    "broker_msgs",
+    "killed_producers_delivered_msgs",
+    "killed_producers_received_msgs",
+    "faults_applied",
     "processed_items",
     "consumer_throughput_msgs_per_s",
     "consumer_throughput_mb_per_s",

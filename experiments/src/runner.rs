@@ -31,6 +31,8 @@ pub struct RunOutcome {
     pub metrics: Vec<(&'static str, f64)>,
     /// Empty when every message was accounted for.
     pub incomplete_reason: String,
+    /// The faults injected and what each did (empty when none).
+    pub faults: String,
     pub provenance: RunProvenance,
 }
 
@@ -42,6 +44,11 @@ pub trait Executor {
         run_dir: &Path,
         shutdown: &AtomicBool,
     ) -> Result<RunOutcome, String>;
+
+    /// Before resuming in `dir`: end what an earlier, killed runner left running there (one line each).
+    fn clean_up(&mut self, _dir: &Path) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Options of [`run`].
@@ -85,6 +92,9 @@ pub fn run(
     let csv_path = dir.join("results.csv");
     let manifest_path = dir.join("manifest.json");
     let mut table = Table::read_or_empty(&csv_path).map_err(|e| e.to_string())?;
+    for line in executor.clean_up(&dir) {
+        progress(&format!("cleaned up after an earlier runner: {line}"));
+    }
     let file_sha = sha256_hex(exp.text.as_bytes());
     // A manifest that exists but cannot be read is not "no manifest": rewriting it would lose the guard against
     // mixing the results of a changed experiment file.
@@ -246,6 +256,9 @@ pub fn run(
         };
         row.insert("status".into(), status.as_str().into());
         row.insert("error".into(), error.clone());
+        if let Ok(o) = &result {
+            row.insert("faults".into(), o.faults.clone());
+        }
         row.insert(
             "run_wall_s".into(),
             format!("{:.3}", t.elapsed().as_secs_f64()),
@@ -435,6 +448,21 @@ fn toml_file(path: &Path, table: &toml::Table) -> Result<(), String> {
 }
 
 impl Executor for LocalExecutor {
+    fn clean_up(&mut self, dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let Ok(runs) = std::fs::read_dir(dir.join("runs")) else {
+            return out;
+        };
+        for run in runs.flatten() {
+            let store = pilot_core::store::Store::new(run.path().join("pilots"));
+            match pilot_core::lifecycle::clean_up_orphans(&store, Duration::from_secs(30)) {
+                Ok(lines) => out.extend(lines),
+                Err(e) => out.push(format!("{}: {e}", store.root().display())),
+            }
+        }
+        out
+    }
+
     fn run(
         &mut self,
         point: &Point,
@@ -467,6 +495,9 @@ impl Executor for LocalExecutor {
                 shutdown,
             )?);
         }
+        // Where every broker, producer and consumer runs, for the faults this point injects.
+        let registry = pilot_core::fault::Registry::default();
+        registry.place_brokers(pilots.broker.record());
         let producers_pilot = pilots.producers.as_ref().expect("started above");
         let details: Vec<_> = [
             Some(&pilots.broker),
@@ -501,7 +532,8 @@ impl Executor for LocalExecutor {
         // address, which says nothing about the broker): tansu needs consumers' fetch.wait.max.ms=10, without
         // which every fetch is held about 250 ms. The point's own `kafka` entries win.
         let mut producer_properties = conn.client.producer_properties();
-        if autoscaled && l.distribution == "tansu" {
+        // Autoscaled runs and runs with faults move partitions between consumers mid-stream.
+        if (autoscaled || !point.faults.is_empty()) && l.distribution == "tansu" {
             // tansu 0.6.0 answers a fetch from an offset inside a record batch with the batches after it: a
             // consumer that takes over a partition at a committed offset in the middle of a batch would never see
             // the rest of that batch. With one message per batch every offset starts one. (Apache Kafka returns
@@ -512,10 +544,24 @@ impl Executor for LocalExecutor {
             &mass_toml,
             &with_kafka_defaults(&point.mass, producer_properties),
         )?;
-        toml_file(
-            &masa_toml,
-            &with_kafka_defaults(&point.masa, conn.client.consumer_properties()),
-        )?;
+        let mut consumer_properties = conn.client.consumer_properties();
+        if !point.faults.is_empty() {
+            // A dead member's partitions move on once its session times out: seconds, not librdkafka's 45.
+            consumer_properties.insert("session.timeout.ms".into(), FAULT_SESSION_MS.to_string());
+            consumer_properties.insert("heartbeat.interval.ms".into(), "1000".into());
+            // A killed consumer's uncommitted messages come again: commit every second, not every five.
+            consumer_properties.insert("auto.commit.interval.ms".into(), "1000".into());
+        }
+        let masa_table = with_kafka_defaults(&point.masa, consumer_properties);
+        toml_file(&masa_toml, &masa_table)?;
+        let session_s = masa_table
+            .get("kafka")
+            .and_then(|k| k.get("session.timeout.ms"))
+            .and_then(|v| v.as_str())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(45_000.0)
+            / 1e3;
+        let schedule = fault_schedule(point, session_s);
         // The consumers report to a metrics topic: how the runner learns that their group has formed (and what an
         // autoscaler reads), without a shared file system.
         let metrics_topic = format!("exp-{}-metrics", point.id);
@@ -565,6 +611,20 @@ impl Executor for LocalExecutor {
             s("--results-dir"),
             run_dir.display().to_string(),
         ];
+        let mut masa_cmd = masa_cmd;
+        let consumer_id_pattern = if autoscaled {
+            "a{consumer_index}"
+        } else {
+            "c{process_index}"
+        };
+        if !point.faults.is_empty() {
+            masa_cmd.extend([
+                s("--control-file"),
+                control_file(run_dir, consumer_id_pattern)
+                    .display()
+                    .to_string(),
+            ]);
+        }
         let mass_cmd: Vec<String> = vec![
             self.mass_bin.display().to_string(),
             s("run"),
@@ -598,10 +658,35 @@ impl Executor for LocalExecutor {
         let shutdown_consumers = AtomicBool::new(false);
         let consumers_stop = || stop() || shutdown_consumers.load(Ordering::SeqCst);
         let producers_done = AtomicBool::new(false);
+        let faults_stop = AtomicBool::new(false);
+        let fault_events: std::sync::Mutex<Vec<pilot_core::fault::FaultEvent>> =
+            std::sync::Mutex::new(Vec::new());
+        let place = |role: pilot_core::fault::Role, pilot: &Pilot| {
+            let record = pilot.record().clone();
+            let registry = registry.clone();
+            move |l: &pilot_core::tasks::Launched| {
+                registry.place(
+                    pilot_core::fault::Target {
+                        role,
+                        index: l.process_index as u32,
+                    },
+                    pilot_core::fault::Placed {
+                        node: l.node.clone(),
+                        process: Some(l.process.clone()),
+                        pilot: record.clone(),
+                    },
+                )
+            }
+        };
+        let place_consumer = pilots
+            .processing
+            .as_ref()
+            .map(|p| place(pilot_core::fault::Role::Consumer, p));
+        let place_producer = place(pilot_core::fault::Role::Producer, producers_pilot);
         let (producers, consumers) = std::thread::scope(|scope| {
             let consumers = scope.spawn(|| -> Result<Consumers, String> {
                 match (&consumers_details, consumer_backend.as_mut()) {
-                    (Some(d), Some(backend)) => pilot_core::tasks::run(
+                    (Some(d), Some(backend)) => pilot_core::tasks::run_observed(
                         d,
                         backend.as_mut(),
                         NodeSelection::Own,
@@ -609,6 +694,7 @@ impl Executor for LocalExecutor {
                         &masa_cmd,
                         timeout,
                         &consumers_stop,
+                        place_consumer.as_ref().expect("a processing pilot"),
                     )
                     .map(|tasks| Consumers {
                         ids: (0..point.consumer_processes())
@@ -632,6 +718,7 @@ impl Executor for LocalExecutor {
                         producers_done: &producers_done,
                         stop: &consumers_stop,
                         deadline,
+                        registry: &registry,
                     }),
                 }
             });
@@ -656,7 +743,29 @@ impl Executor for LocalExecutor {
                 &stop,
             )
             .and_then(|()| {
-                pilot_core::tasks::run(
+                // The faults' clock starts with the producers.
+                if !schedule.is_empty() {
+                    let (registry, faults_stop, fault_events, schedule) =
+                        (registry.clone(), &faults_stop, &fault_events, &schedule);
+                    scope.spawn(move || {
+                        let clock = pilot_core::clock::SystemClock::new();
+                        let mut targets = RunTargets {
+                            registry,
+                            run_dir,
+                            consumer_id_pattern,
+                            controls: BTreeMap::new(),
+                        };
+                        pilot_core::fault::run_schedule(
+                            schedule,
+                            &clock,
+                            pilot_core::clock::Clock::now_ns(&clock),
+                            &mut targets,
+                            &|| faults_stop.load(Ordering::SeqCst),
+                            &mut |e| fault_events.lock().expect("fault events").push(e),
+                        );
+                    });
+                }
+                pilot_core::tasks::run_observed(
                     &details[1],
                     producer_backend.as_mut(),
                     NodeSelection::Own,
@@ -664,6 +773,7 @@ impl Executor for LocalExecutor {
                     &mass_cmd,
                     deadline.saturating_duration_since(Instant::now()),
                     &stop,
+                    &place_producer,
                 )
                 .map_err(|e| format!("starting MASS: {e}"))
             });
@@ -675,8 +785,11 @@ impl Executor for LocalExecutor {
                 .join()
                 .map_err(|_| "the consumer supervisor panicked".to_string())
                 .and_then(|r| r);
+            faults_stop.store(true, Ordering::SeqCst);
             (producers, consumers)
         });
+        let fault_events = fault_events.into_inner().expect("fault events");
+        let faults = FaultOutcome::new(point, &registry, &fault_events);
         let (producers, consumers) = (producers?, consumers?);
         // The consumers' reports since the group formed (each stopped consumer's last one included): the
         // timeline's lag, as end offsets minus positions.
@@ -692,7 +805,11 @@ impl Executor for LocalExecutor {
             return Err("interrupted: the run's processes were stopped".into());
         }
         for t in &producers {
-            if !t.success() {
+            // A producer a fault killed, or one that could not deliver because a fault took the broker down, is
+            // the fault's effect: its records say what it delivered.
+            let hit = faults.hit(pilot_core::fault::Role::Producer, t.process_index)
+                || faults.broker_down();
+            if !t.success() && !hit {
                 return Err(format!(
                     "MASS process {} on {} failed ({}); log {}",
                     t.process_index,
@@ -714,6 +831,9 @@ impl Executor for LocalExecutor {
                 ));
             }
         }
+        faults
+            .write(run_dir)
+            .map_err(|e| format!("{}: {e}", run_dir.join("faults.csv").display()))?;
         let mut outcome = collect(
             point,
             run_dir,
@@ -724,6 +844,7 @@ impl Executor for LocalExecutor {
                 group: &group,
                 reports: &tail,
             },
+            &faults,
         )?;
         outcome.metrics.extend([
             ("broker_startup_s", details[0].startup_s.unwrap_or(f64::NAN)),
@@ -762,6 +883,199 @@ impl Executor for LocalExecutor {
     }
 }
 
+/// A consumer's control file (`pattern` is its id, placeholders and all: MASA's `--control-file`).
+fn control_file(run_dir: &Path, pattern: &str) -> PathBuf {
+    run_dir.join(format!("control-{pattern}.toml"))
+}
+
+/// librdkafka's session timeout in runs with faults (unless the point sets one): a dead member's partitions
+/// move on after this many ms.
+const FAULT_SESSION_MS: u32 = 6000;
+
+/// A point's faults, and on tansu after each that takes consumers down a `rejoin` of the survivors (see
+/// [`pilot_core::fault::FaultAction::Rejoin`]) once the broker has dropped the dead member: `session_s` and 2 s
+/// later.
+fn fault_schedule(point: &Point, session_s: f64) -> Vec<pilot_core::fault::Fault> {
+    use pilot_core::fault::{FaultAction, Role};
+    let mut out = point.faults.clone();
+    if point.layout.distribution == "tansu" {
+        for f in &point.faults {
+            let downs = matches!(
+                f.action,
+                FaultAction::Kill | FaultAction::Cancel | FaultAction::Scancel | FaultAction::NodeDown
+            );
+            if downs && f.target.role == Role::Consumer {
+                out.push(pilot_core::fault::Fault {
+                    at_s: f.at_s + session_s + 2.0,
+                    action: FaultAction::Rejoin,
+                    ..f.clone()
+                });
+            }
+        }
+    }
+    out
+}
+
+/// What a consumer's control file says.
+#[derive(Default, Clone, Copy)]
+struct ControlState {
+    cost_ms_per_message: Option<f64>,
+    rejoin: u64,
+}
+
+/// The faults' targets in a run: the registry's, and `slow` and `rejoin` through the consumers' control files.
+struct RunTargets<'a> {
+    registry: pilot_core::fault::Registry,
+    run_dir: &'a Path,
+    consumer_id_pattern: &'a str,
+    controls: BTreeMap<u32, ControlState>,
+}
+
+impl RunTargets<'_> {
+    fn write_control(&mut self, index: u32, change: impl Fn(&mut ControlState)) -> Result<PathBuf, String> {
+        let state = self.controls.entry(index).or_default();
+        change(state);
+        let id = self
+            .consumer_id_pattern
+            .replace("{process_index}", &index.to_string())
+            .replace("{consumer_index}", &index.to_string());
+        let path = control_file(self.run_dir, &id);
+        let mut text = format!("rejoin = {}\n", state.rejoin);
+        if let Some(ms) = state.cost_ms_per_message {
+            text.push_str(&format!("cost_ms_per_message = {ms}\n"));
+        }
+        let tmp = path.with_extension("toml.tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(path)
+    }
+}
+
+impl pilot_core::fault::FaultTargets for RunTargets<'_> {
+    fn apply(
+        &mut self,
+        target: &pilot_core::fault::Target,
+        step: pilot_core::fault::Step,
+        reason: &str,
+    ) -> Result<String, String> {
+        match step {
+            pilot_core::fault::Step::Slow(ms) => {
+                let path = self.write_control(target.index, |c| c.cost_ms_per_message = Some(ms))?;
+                Ok(format!("{ms} ms per message via {}", path.display()))
+            }
+            pilot_core::fault::Step::Rejoin => {
+                let mut told = Vec::new();
+                for (t, p) in self.registry.all() {
+                    let alive = p
+                        .process
+                        .as_ref()
+                        .is_some_and(|r| pilot_core::process::same_process_alive(r.pid, r.start_ticks))
+                        || !matches!(p.pilot.plan.resource, pilot_core::description::ResourceUrl::Local);
+                    if t.role == pilot_core::fault::Role::Consumer && t != *target && alive {
+                        self.write_control(t.index, |c| c.rejoin += 1)?;
+                        told.push(t.to_string());
+                    }
+                }
+                Ok(format!("told {} to rejoin", if told.is_empty() { "nobody".into() } else { told.join(", ") }))
+            }
+            step => self.registry.apply(target, step, reason),
+        }
+    }
+}
+
+/// What the faults of a run did: the events, and which targets they took down (a kill hits its process; a
+/// cancel, scancel or node-down everything on the same pilot).
+struct FaultOutcome {
+    events: Vec<pilot_core::fault::FaultEvent>,
+    hit: std::collections::BTreeSet<pilot_core::fault::Target>,
+    /// Faults planned but never reached (the run ended first).
+    unreached: Vec<String>,
+}
+
+impl FaultOutcome {
+    fn new(
+        point: &Point,
+        registry: &pilot_core::fault::Registry,
+        events: &[pilot_core::fault::FaultEvent],
+    ) -> Self {
+        use pilot_core::fault::Target;
+        let mut hit = std::collections::BTreeSet::new();
+        for e in events.iter().filter(|e| e.outcome == "applied") {
+            let Ok(t) = e.target.parse::<Target>() else {
+                continue;
+            };
+            match e.step.as_str() {
+                "kill" => {
+                    hit.insert(t);
+                }
+                "cancel" | "scancel" | "node-down" => {
+                    hit.insert(t);
+                    if let Some(p) = registry.get(&t) {
+                        hit.extend(registry.on_pilot(&p.pilot.id).into_iter().map(|(t, _)| t));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let unreached = point
+            .faults
+            .iter()
+            .filter(|f| {
+                !events
+                    .iter()
+                    .any(|e| e.target == f.target.to_string() && e.planned_s == f.at_s)
+            })
+            .map(|f| f.describe())
+            .collect();
+        FaultOutcome {
+            events: events.to_vec(),
+            hit,
+            unreached,
+        }
+    }
+
+    fn hit(&self, role: pilot_core::fault::Role, index: usize) -> bool {
+        self.hit.contains(&pilot_core::fault::Target {
+            role,
+            index: index as u32,
+        })
+    }
+
+    fn broker_down(&self) -> bool {
+        self.hit
+            .iter()
+            .any(|t| t.role == pilot_core::fault::Role::Broker)
+    }
+
+    /// `faults.csv` in the run's directory (only when the point has faults).
+    fn write(&self, run_dir: &Path) -> Result<(), pilot_core::metrics::MetricsError> {
+        if self.events.is_empty() && self.unreached.is_empty() {
+            return Ok(());
+        }
+        let mut w = pilot_core::metrics::CsvWriter::create(&run_dir.join("faults.csv"))?;
+        for e in &self.events {
+            w.write(e)?;
+        }
+        Ok(())
+    }
+
+    /// The results' `faults` column: each step as it happened, then what never happened.
+    fn text(&self) -> String {
+        let mut parts: Vec<String> = self
+            .events
+            .iter()
+            .map(|e| format!("{:.1} s: {}", e.t_s, e.summary()))
+            .collect();
+        parts.extend(
+            self.unreached
+                .iter()
+                .map(|f| format!("{f}: not reached (the run ended first)")),
+        );
+        parts.join("; ")
+    }
+}
+
 /// The consumers of a run: their ids, how their processes ended (static runs; the controller reaps its own),
 /// and the controller's decisions (autoscaled runs).
 struct Consumers {
@@ -786,6 +1100,7 @@ struct Autoscaled<'a> {
     producers_done: &'a AtomicBool,
     stop: &'a (dyn Fn() -> bool + Sync),
     deadline: Instant,
+    registry: &'a pilot_core::fault::Registry,
 }
 
 /// Run `pilot autoscale`'s controller for a run: 1-node processing pilots running MASA, started and stopped by
@@ -801,7 +1116,8 @@ fn autoscaled_consumers(a: &Autoscaled) -> Result<Consumers, String> {
         walltime_min(a.point),
         a.command.to_vec(),
     )
-    .map_err(|e| format!("autoscale: {e}"))?;
+    .map_err(|e| format!("autoscale: {e}"))?
+    .with_registry(a.registry.clone());
     let mut source = KafkaReportSource::new(a.conn, a.metrics_topic, a.topic, a.partitions)
         .map_err(|e| format!("autoscale: {e}"))?;
     let mut controller = Controller::new(plan, a.group, a.partitions);
@@ -889,6 +1205,7 @@ fn startup_run(point: &Point, dir: &Path, shutdown: &AtomicBool) -> Result<RunOu
             ("framework_stop_s", stop_s),
         ],
         incomplete_reason: String::new(),
+        faults: String::new(),
         provenance: RunProvenance {
             resource: d.resource.clone(),
             pilots: vec![d.id.clone()],
@@ -945,6 +1262,7 @@ fn write_run_timeline(
     consumer_ids: &[String],
     decisions: &[DecisionRow],
     reports: &Reports,
+    fault_events: &[pilot_core::fault::FaultEvent],
 ) -> Result<RunTimeline, String> {
     let mut produced = Vec::new();
     let mut target = Vec::new();
@@ -987,6 +1305,27 @@ fn write_run_timeline(
                     handled_msgs: s.handled_msgs,
                 });
             }
+        } else {
+            // No summary: the consumer was killed. Its life and what it received, from its reports.
+            let mine: Vec<&pilot_core::telemetry::ConsumerReport> = reports
+                .reports
+                .iter()
+                .filter(|r| &r.consumer_id == id && r.group == reports.group)
+                .collect();
+            if let (Some(first), Some(last)) = (mine.first(), mine.last()) {
+                let mut before = 0u64;
+                for r in &mine {
+                    let t = r.time_unix_ms as f64 / 1e3;
+                    consumed.push((t, 0.0, r.received_msgs_total.saturating_sub(before) as f64));
+                    before = before.max(r.received_msgs_total);
+                }
+                lives.push(ConsumerLife {
+                    start_s: first.time_unix_ms as f64 / 1e3 - first.interval_s,
+                    end_s: last.time_unix_ms as f64 / 1e3,
+                    busy_s: mine.iter().map(|r| r.busy_s).sum(),
+                    handled_msgs: mine.iter().map(|r| r.handled_msgs).sum(),
+                });
+            }
         }
     }
     // One origin for all: the earliest process start; a zero sample at it aligns the bucketings.
@@ -1024,6 +1363,13 @@ fn write_run_timeline(
                 d.consumers_after,
                 d.reason
             ));
+    }
+    for e in fault_events {
+        let at = e.time_unix_ms as f64 / 1e3 - t0;
+        events
+            .entry(at.max(0.0).floor() as usize)
+            .or_default()
+            .push(format!("fault: {}", e.summary()));
     }
     let n = p.len().max(c.len());
     // Lag from the reports where there are any; else produced minus received so far (which a message
@@ -1078,26 +1424,75 @@ fn collect(
     consumer_ids: &[String],
     decisions: &[DecisionRow],
     reports: &Reports,
+    faults: &FaultOutcome,
 ) -> Result<RunOutcome, String> {
-    let timeline = write_run_timeline(point, run_dir, consumer_ids, decisions, reports)?;
+    use pilot_core::fault::Role;
+    let timeline = write_run_timeline(
+        point,
+        run_dir,
+        consumer_ids,
+        decisions,
+        reports,
+        &faults.events,
+    )?;
     let mut produced = 0u64;
     let (mut failed, mut mb, mut msgs_s, mut mb_s) = (0u64, 0.0, 0.0, 0.0);
+    let (mut delivered_ok, mut failed_n, mut unknown_n) = (0u64, 0u64, 0u64);
+    // Producers a fault killed left no summary: what they delivered is what the broker holds beyond the others.
+    let mut killed_producers: Vec<u32> = Vec::new();
     for i in 0..point.producer_processes() {
         let path = mass::producer::summary_path(&run_dir.join(format!("producer-{i}")));
-        let rows: Vec<mass::report::ProducerSummary> =
-            pilot_core::metrics::read_csv(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let r = rows
-            .last()
-            .ok_or_else(|| format!("{}: empty", path.display()))?;
+        let rows: Vec<mass::report::ProducerSummary> = match pilot_core::metrics::read_csv(&path)
+        {
+            Ok(rows) if !rows.is_empty() => rows,
+            _ if faults.hit(Role::Producer, i as usize) => {
+                killed_producers.push(i);
+                continue;
+            }
+            Ok(_) => return Err(format!("{}: empty", path.display())),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let r = rows.last().expect("not empty");
         produced += r.delivered_msgs;
+        delivered_ok += r.delivered_msgs;
+        failed_n += r.failed_msgs;
+        unknown_n += r.unknown_msgs;
         failed += r.failed_msgs + r.unknown_msgs;
         mb += r.delivered_mb;
         msgs_s += r.throughput_msgs_per_s;
         mb_s += r.throughput_mb_per_s;
     }
-    let (acc, _) =
+    // What the broker held at the end: per partition the highest high watermark any consumer's fetches saw
+    // (the consumers read until idle, so their last reports carry the end offsets of a fresh topic).
+    let mut high: BTreeMap<i32, i64> = BTreeMap::new();
+    for r in reports.reports.iter().filter(|r| r.group == reports.group) {
+        for p in &r.partitions {
+            let h = high.entry(p.partition).or_insert(-1);
+            *h = (*h).max(p.high_watermark);
+        }
+    }
+    let broker_msgs = (high.len() == partitions as usize && high.values().all(|&h| h >= 0))
+        .then(|| high.values().map(|&h| h as u64).sum::<u64>());
+    let (mut acc, _) =
         masa::consumer::merge_accounting(&[run_dir.to_path_buf()]).map_err(|e| e.to_string())?;
-    let totals = acc.totals(Some(produced));
+    // MASS process i's threads are producer ids i*1000 + t (`--producer-id-base {process_index}000`).
+    let of_killed = |producer: &u32| killed_producers.contains(&(producer / 1000));
+    let killed_received: u64 = acc
+        .received
+        .iter()
+        .filter(|(p, _)| of_killed(p))
+        .map(|(_, r)| r.count())
+        .sum();
+    acc.received.retain(|p, _| !of_killed(p));
+    let mut totals = acc.totals(Some(produced));
+    totals.received += killed_received;
+    let killed_delivered = broker_msgs.map(|b| b.saturating_sub(delivered_ok));
+    if !killed_producers.is_empty() {
+        if let Some(d) = killed_delivered {
+            totals.missing += d.saturating_sub(killed_received);
+        }
+        produced += killed_delivered.unwrap_or(killed_received);
+    }
     // Across consumer processes: counts add up; the group's rates are everything received over the longest
     // receive window (the consumers start together, once the group has formed; summing each one's own rate
     // would overstate short runs); p50s are weighted by messages, the higher percentiles are the worst.
@@ -1116,13 +1511,17 @@ fn collect(
         processing_weighted: f64,
     }
     let mut g = Group::default();
-    for id in consumer_ids {
+    for (i, id) in consumer_ids.iter().enumerate() {
         let path = masa::consumer::summary_path(run_dir, id);
-        let rows: Vec<masa::report::ConsumerSummary> =
-            pilot_core::metrics::read_csv(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let r = rows
-            .last()
-            .ok_or_else(|| format!("{}: empty", path.display()))?;
+        let rows: Vec<masa::report::ConsumerSummary> = match pilot_core::metrics::read_csv(&path)
+        {
+            Ok(rows) if !rows.is_empty() => rows,
+            // Killed by a fault: no summary; its messages are in its checkpoints, its latencies are lost.
+            _ if faults.hit(Role::Consumer, i) => continue,
+            Ok(_) => return Err(format!("{}: empty", path.display())),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let r = rows.last().expect("not empty");
         let w = r.received_msgs as f64;
         g.received += w;
         g.mb += r.received_mb;
@@ -1151,10 +1550,28 @@ fn collect(
         }
     };
     let mut reasons = Vec::new();
-    if failed > 0 {
+    let mut fault_notes = Vec::new();
+    let broker_down = faults.broker_down();
+    if broker_down {
+        reasons.push(format!(
+            "the broker was taken down by a fault: {delivered_ok} messages delivered before it went ({failed_n} failed, {unknown_n} unknown: no delivery report){}; tansu keeps messages in memory only, so the rest is lost and the run is incomplete",
+            if killed_producers.is_empty() { String::new() } else { format!(", plus what killed producers {killed_producers:?} delivered (unknown)") }
+        ));
+    } else if failed > 0 {
         reasons.push(format!("{failed} messages not delivered by MASS"));
     }
-    if totals.missing > 0 {
+    if !killed_producers.is_empty() {
+        match killed_delivered {
+            Some(d) => fault_notes.push(format!(
+                "killed producers {killed_producers:?}: the broker holds {d} of their messages, the consumers received {killed_received}"
+            )),
+            None if !broker_down => reasons.push(format!(
+                "what killed producers {killed_producers:?} delivered is unknown (no consumer saw every partition's end offset)"
+            )),
+            None => {}
+        }
+    }
+    if totals.missing > 0 && !broker_down {
         reasons.push(format!("{} messages missing at MASA", totals.missing));
     }
     if totals.rejected > 0 {
@@ -1163,7 +1580,19 @@ fn collect(
     let autoscaled = point.layout.scaling == Scaling::Autoscaled;
     // Consumers that join or leave a group move partitions: a message handled but not yet committed when its
     // partition moved is delivered again. Expected (and counted) when the controller scales; a fault otherwise.
-    if totals.duplicates > 0 && !autoscaled {
+    let consumers_hit: Vec<String> = faults
+        .hit
+        .iter()
+        .filter(|t| t.role == Role::Consumer)
+        .map(|t| t.to_string())
+        .collect();
+    if totals.duplicates > 0 && !consumers_hit.is_empty() {
+        fault_notes.push(format!(
+            "{} duplicates: messages the lost consumers {} handled after their last commit, delivered again to the partitions' next owners at the rebalance",
+            totals.duplicates,
+            consumers_hit.join(", ")
+        ));
+    } else if totals.duplicates > 0 && !autoscaled {
         reasons.push(format!("{} duplicates", totals.duplicates));
     }
     let mut metrics = vec![("consumer_processes_started", consumer_ids.len() as f64)];
@@ -1215,6 +1644,27 @@ fn collect(
         ("missing_msgs", totals.missing as f64),
         ("duplicate_msgs", totals.duplicates as f64),
         ("rejected_msgs", totals.rejected as f64),
+        (
+            "broker_msgs",
+            broker_msgs.map(|b| b as f64).unwrap_or(f64::NAN),
+        ),
+        (
+            "killed_producers_delivered_msgs",
+            if killed_producers.is_empty() {
+                0.0
+            } else {
+                killed_delivered.map(|d| d as f64).unwrap_or(f64::NAN)
+            },
+        ),
+        ("killed_producers_received_msgs", killed_received as f64),
+        (
+            "faults_applied",
+            faults
+                .events
+                .iter()
+                .filter(|e| e.outcome == "applied")
+                .count() as f64,
+        ),
         ("processed_items", g.items as f64),
         ("consumer_throughput_msgs_per_s", rate(g.received)),
         ("consumer_throughput_mb_per_s", rate(g.mb)),
@@ -1227,9 +1677,17 @@ fn collect(
         ("processed_latency_ms_p99", g.processed_p99),
         ("processing_ms_p50", wmean(g.processing_weighted)),
     ]);
+    let mut fault_text = faults.text();
+    for n in fault_notes {
+        if !fault_text.is_empty() {
+            fault_text.push_str("; ");
+        }
+        fault_text.push_str(&n);
+    }
     Ok(RunOutcome {
         metrics,
         incomplete_reason: reasons.join("; "),
+        faults: fault_text,
         provenance: RunProvenance::default(),
     })
 }

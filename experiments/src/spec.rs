@@ -66,6 +66,9 @@ struct RawFile {
     /// The controller's settings of autoscaled runs (also `autoscale.<key>` in fixed, axes or zip).
     #[serde(default)]
     autoscale: BTreeMap<String, Spanned<Value>>,
+    /// Faults injected into every run (`[[faults]]`), seconds after the producers start.
+    #[serde(default)]
+    faults: Vec<Spanned<pilot_core::fault::RawFault>>,
 }
 
 /// How a pipeline run's processing is sized.
@@ -180,6 +183,8 @@ pub struct Point {
     /// The controller's settings (`[autoscale]`, defaults where not given): what autoscaled runs run with, and
     /// what every run's optimum consumer count is computed from.
     pub autoscale: AutoscalePlan,
+    /// Faults injected into each run (the file's `[[faults]]`).
+    pub faults: Vec<pilot_core::fault::Fault>,
 }
 
 impl Point {
@@ -473,6 +478,23 @@ impl Experiment {
                 })?;
             points.push(point);
         }
+        for (n, raw_fault) in raw.faults.iter().enumerate() {
+            let fault = raw_fault.get_ref().validate().map_err(|e| {
+                at(
+                    raw_fault.span(),
+                    format!("faults[{n}]: {}: {}", e.key.as_deref().unwrap_or(""), e.message),
+                )
+            })?;
+            for p in &mut points {
+                check_fault(p, &fault).map_err(|m| {
+                    at(
+                        raw_fault.span(),
+                        format!("faults[{n}] ({}): point {}/{total}: {m}", fault.describe(), p.index + 1),
+                    )
+                })?;
+                p.faults.push(fault.clone());
+            }
+        }
         Ok(Experiment {
             name,
             description: raw.description,
@@ -701,6 +723,7 @@ fn build_point(
             mass,
             masa,
             autoscale: autoscale_plan,
+            faults: Vec::new(),
         });
     }
     for key in ["framework", "framework_nodes"] {
@@ -760,7 +783,42 @@ fn build_point(
         mass,
         masa,
         autoscale: autoscale_plan,
+        faults: Vec::new(),
     })
+}
+
+/// Whether `fault` can hit a run of `point`: SLURM-only actions on SLURM, targets that the layout has.
+fn check_fault(point: &Point, fault: &pilot_core::fault::Fault) -> Result<(), String> {
+    use pilot_core::fault::Role;
+    let l = &point.layout;
+    if l.kind == RunKind::Startup {
+        return Err("faults apply to pipeline runs, not start-up runs".into());
+    }
+    if fault.action.needs_slurm() && !l.resource.starts_with("slurm") {
+        return Err(format!(
+            "{} needs a SLURM resource (this point runs on {})",
+            fault.action.as_str(),
+            l.resource
+        ));
+    }
+    let (have, what) = match fault.target.role {
+        Role::Broker => (l.broker_nodes, "broker_nodes"),
+        Role::Producer => (point.producer_processes(), "producer processes"),
+        Role::Consumer => match l.scaling {
+            Scaling::Static => (point.consumer_processes(), "consumer processes"),
+            Scaling::Autoscaled => (point.autoscale.max_consumers, "autoscale.max_consumers"),
+        },
+    };
+    if fault.target.index >= have {
+        return Err(format!(
+            "target {} is past the run's {have} {what} (indexes start at 0)",
+            fault.target
+        ));
+    }
+    if fault.target.role == Role::Broker && l.distribution == "external" {
+        return Err("an external broker is not this run's to hit".into());
+    }
+    Ok(())
 }
 
 fn check_layout(l: &Layout) -> Result<(), (Option<String>, String)> {

@@ -67,17 +67,27 @@ pub fn processor_for(
 pub struct Control {
     /// The emulated cost per message from now on, ms (0: none).
     pub cost_ms_per_message: Option<f64>,
+    /// Raised by one each time every consumer thread is to leave its group and join again (after a member
+    /// died on a broker that keeps a dead leader: see `pilot_core::fault::FaultAction::Rejoin`).
+    pub rejoin: Option<u64>,
 }
 
 /// Read `path` and set `dial` from it; `Ok(None)` when there is no file (yet), `Ok(Some(note))` when it was
 /// applied, `Err` (naming the file) when it cannot be used, and the dial is left alone.
-pub fn apply_control(path: &Path, dial: &CostDial) -> Result<Option<String>, String> {
+pub fn apply_control(
+    path: &Path,
+    dial: &CostDial,
+    rejoin: &AtomicU64,
+) -> Result<Option<String>, String> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
     let c: Control = toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+    if let Some(n) = c.rejoin {
+        rejoin.fetch_max(n, Ordering::SeqCst);
+    }
     match c.cost_ms_per_message {
         Some(ms) if ms.is_finite() && (0.0..=60_000.0).contains(&ms) => {
             dial.set(Duration::from_secs_f64(ms / 1e3));
@@ -445,6 +455,7 @@ pub fn run(
         )
     })?;
     let dial = Arc::new(CostDial::new(plan.cost));
+    let rejoin = AtomicU64::new(0);
     let mut processors = Vec::new();
     for t in 0..plan.threads {
         let label = format!("{}-{t}", plan.consumer_id);
@@ -515,8 +526,8 @@ pub fn run(
             .zip(processors.drain(..))
             .enumerate()
             .map(|(thread, (consumer, processor))| {
-                let (clock, shared, stop_all, last_activity) =
-                    (clock.clone(), &shared, &stop_all, &*last_activity);
+                let (clock, shared, stop_all, last_activity, rejoin) =
+                    (clock.clone(), &shared, &stop_all, &*last_activity, &rejoin);
                 scope.spawn(move || {
                     let mut h = MessageHandler::new(
                         processor,
@@ -536,6 +547,7 @@ pub fn run(
                         .map(|d| checkpoint_path(d, &plan.consumer_id, thread));
                     let mut pending: BTreeMap<i32, i64> = BTreeMap::new();
                     let mut last_checkpoint = now();
+                    let mut rejoined = 0u64;
                     let store = |h: &mut MessageHandler, pending: &mut BTreeMap<i32, i64>| {
                         if pending.is_empty() {
                             return;
@@ -595,6 +607,17 @@ pub fn run(
                         if t.saturating_sub(last_checkpoint) >= CHECKPOINT_NS {
                             store(&mut h, &mut pending);
                             last_checkpoint = t;
+                        }
+                        let want = rejoin.load(Ordering::SeqCst);
+                        if want > rejoined {
+                            // Commit what is handled, leave the group and join it again.
+                            store(&mut h, &mut pending);
+                            let _ = consumer.commit_consumer_state(CommitMode::Sync);
+                            consumer.unsubscribe();
+                            if let Err(e) = consumer.subscribe(&[&plan.topic]) {
+                                h.out.errors.push(format!("rejoining the group: {e}"));
+                            }
+                            rejoined = want;
                         }
                     }
                     h.flush(&now);
@@ -692,7 +715,7 @@ pub fn run(
             last = cur;
             last_t = now;
             if let Some(path) = &plan.control_file {
-                match apply_control(path, &dial) {
+                match apply_control(path, &dial, &rejoin) {
                     Ok(Some(note)) if !control_notes.contains(&note) => control_notes.push(note),
                     Err(e) if !control_notes.contains(&e) => control_notes.push(e),
                     _ => {}

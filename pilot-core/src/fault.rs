@@ -39,6 +39,11 @@ pub enum FaultAction {
     Scancel,
     /// Raise a consumer's emulated cost per message.
     Slow,
+    /// Every consumer but the target leaves its group and joins again. A tansu 0.6.0 group whose leader died
+    /// keeps the dead leader (its Formed state drops the member, not the leadership), so the survivors never get
+    /// the dead one's partitions; a member leaving clears it. The experiment runner adds this step by itself
+    /// after a fault takes a consumer down on tansu.
+    Rejoin,
 }
 
 impl FaultAction {
@@ -51,6 +56,7 @@ impl FaultAction {
             FaultAction::NodeDrain => "node-drain",
             FaultAction::Scancel => "scancel",
             FaultAction::Slow => "slow",
+            FaultAction::Rejoin => "rejoin",
         }
     }
 
@@ -230,10 +236,10 @@ impl RawFault {
             }
             (_, c) => c.unwrap_or(0.0),
         };
-        if action == FaultAction::Slow && target.role != Role::Consumer {
+        if matches!(action, FaultAction::Slow | FaultAction::Rejoin) && target.role != Role::Consumer {
             return Err(SettingError::key(
                 "target",
-                format!("slow applies to consumers, not {target}"),
+                format!("{} applies to consumers, not {target}", action.as_str()),
             ));
         }
         let reason = self
@@ -287,6 +293,7 @@ pub enum Step {
     NodeState(NodeState),
     Scancel,
     Slow(f64),
+    Rejoin,
 }
 
 /// Signals a fault sends.
@@ -342,6 +349,8 @@ pub trait FaultTargets {
 /// One step of a schedule as it happened: a row of `faults.csv`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FaultEvent {
+    /// When it was applied, ms since the Unix epoch.
+    pub time_unix_ms: u64,
     /// Seconds into the run when it was applied.
     pub t_s: f64,
     /// Seconds into the run it was planned for.
@@ -387,6 +396,7 @@ pub fn steps(faults: &[Fault]) -> Vec<(f64, usize, &'static str, Step)> {
             }
             FaultAction::Scancel => out.push((f.at_s, i, "scancel", Step::Scancel)),
             FaultAction::Slow => out.push((f.at_s, i, "slow", Step::Slow(f.cost_ms_per_message))),
+            FaultAction::Rejoin => out.push((f.at_s, i, "rejoin", Step::Rejoin)),
         }
     }
     // Stable: steps at the same time keep the file's order.
@@ -411,6 +421,7 @@ pub fn run_schedule(
     let mut apply = |at: f64, name: &str, target: Target, step: Step, reason: &str| {
         let r = targets.apply(&target, step, reason);
         on_event(FaultEvent {
+            time_unix_ms: clock.now_ns() / 1_000_000,
             t_s: elapsed(clock),
             planned_s: at,
             step: name.to_string(),
@@ -449,6 +460,148 @@ pub fn signal_process(pid: u32, start_ticks: Option<u64>, signal: Signal) -> Res
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal.nix())
         .map(|()| format!("pid {pid}"))
         .map_err(|e| format!("signalling pid {pid}: {e}"))
+}
+
+/// Where one target runs: its node, its process (when it is one), and the record of the pilot that holds it.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub node: String,
+    pub process: Option<crate::process::ProcessRef>,
+    pub pilot: crate::store::PilotRecord,
+}
+
+/// The targets of a running pipeline as they start (the runner's tasks, the autoscaler's pilots, the broker
+/// pilot's brokers), shared by whoever starts them and the fault injector.
+#[derive(Debug, Clone, Default)]
+pub struct Registry(std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<Target, Placed>>>);
+
+impl Registry {
+    /// Record (or replace) where `target` runs.
+    pub fn place(&self, target: Target, placed: Placed) {
+        self.0.lock().expect("registry lock").insert(target, placed);
+    }
+
+    pub fn get(&self, target: &Target) -> Option<Placed> {
+        self.0.lock().expect("registry lock").get(target).cloned()
+    }
+
+    /// Everything placed.
+    pub fn all(&self) -> Vec<(Target, Placed)> {
+        self.0
+            .lock()
+            .expect("registry lock")
+            .iter()
+            .map(|(t, p)| (*t, p.clone()))
+            .collect()
+    }
+
+    /// Everything placed on the pilot `pilot_id`.
+    pub fn on_pilot(&self, pilot_id: &str) -> Vec<(Target, Placed)> {
+        self.0
+            .lock()
+            .expect("registry lock")
+            .iter()
+            .filter(|(_, p)| p.pilot.id == pilot_id)
+            .map(|(t, p)| (*t, p.clone()))
+            .collect()
+    }
+
+    /// Every broker of `details` (a Kafka pilot's, started by `record`'s pilot) as `broker:I`.
+    pub fn place_brokers(&self, record: &crate::store::PilotRecord) {
+        let Some(k) = record.details.as_ref().and_then(|d| d.framework.kafka()) else {
+            return;
+        };
+        for (i, b) in k.brokers.iter().filter(|b| b.pilot_id == record.id).enumerate() {
+            self.place(
+                Target {
+                    role: Role::Broker,
+                    index: i as u32,
+                },
+                Placed {
+                    node: b.node.clone(),
+                    process: b.process.clone(),
+                    pilot: record.clone(),
+                },
+            );
+        }
+    }
+}
+
+impl Registry {
+    fn slurm(placed: &Placed) -> Option<crate::backend::slurm::SlurmBackend> {
+        match &placed.pilot.plan.resource {
+            crate::description::ResourceUrl::Slurm { .. } => {
+                let job = placed.pilot.details.as_ref().map(|d| d.job_id.as_str()).unwrap_or("");
+                Some(crate::backend::slurm::SlurmBackend::attached(&placed.pilot.plan, job))
+            }
+            _ => None,
+        }
+    }
+
+    fn signal(placed: &Placed, target: &Target, signal: Signal) -> Result<String, String> {
+        let p = placed
+            .process
+            .as_ref()
+            .ok_or_else(|| format!("{target} is not a process this run started"))?;
+        match Self::slurm(placed) {
+            Some(slurm) => slurm
+                .signal_step(&crate::backend::slurm::step_name(&p.label), signal)
+                .map(|d| format!("{d} on {}", placed.node))
+                .map_err(|e| e.to_string()),
+            None => signal_process(p.pid, p.start_ticks, signal),
+        }
+    }
+}
+
+/// The registry's targets, reached the way their resource reaches them: signals by pid locally and through
+/// `scancel --signal` to the step on SLURM; `cancel` ends the target's pilot's processes (SIGTERM, as a pilot
+/// cancel does; on SLURM `scancel` of its job); node states through `scontrol`. `slow` is the caller's (MASA's
+/// control file): an error here.
+impl FaultTargets for Registry {
+    fn apply(&mut self, target: &Target, step: Step, reason: &str) -> Result<String, String> {
+        let placed = self
+            .get(target)
+            .ok_or_else(|| format!("{target} is not running (nothing placed there)"))?;
+        match step {
+            Step::Signal(sig) => Self::signal(&placed, target, sig),
+            Step::Cancel => match Self::slurm(&placed) {
+                Some(slurm) => slurm
+                    .cancel_job()
+                    .map(|d| format!("pilot {}: {d}", placed.pilot.id))
+                    .map_err(|e| e.to_string()),
+                None => {
+                    let mut hit = Vec::new();
+                    for (t, p) in self.on_pilot(&placed.pilot.id) {
+                        if let Some(r) = &p.process {
+                            if crate::process::same_process_alive(r.pid, r.start_ticks) {
+                                let _ = nix::sys::signal::kill(
+                                    nix::unistd::Pid::from_raw(r.pid as i32),
+                                    nix::sys::signal::Signal::SIGTERM,
+                                );
+                                hit.push(format!("{t} (pid {})", r.pid));
+                            }
+                        }
+                    }
+                    Ok(format!(
+                        "pilot {}: SIGTERM to {}",
+                        placed.pilot.id,
+                        if hit.is_empty() { "nothing left running".into() } else { hit.join(", ") }
+                    ))
+                }
+            },
+            Step::NodeState(state) => Self::slurm(&placed)
+                .ok_or_else(|| format!("{target} runs on {}, not on SLURM", placed.pilot.plan.resource))?
+                .set_node_state(&placed.node, state, reason)
+                .map_err(|e| e.to_string()),
+            Step::Scancel => Self::slurm(&placed)
+                .ok_or_else(|| format!("{target} runs on {}, not on SLURM", placed.pilot.plan.resource))?
+                .cancel_job()
+                .map_err(|e| e.to_string()),
+            Step::Slow(_) | Step::Rejoin => Err(format!(
+                "{target}: slow and rejoin reach consumers through their control files"
+            )),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -227,6 +227,71 @@ pub fn stop(store: &Store, id: &str, timeout: Duration) -> Result<Vec<(String, S
     }
 }
 
+/// End every pilot under `store` that a dead or other manager left live: what a program killed mid-run leaves
+/// behind (its own pilots' records say they run, and on SLURM their jobs still hold nodes). A live manager that
+/// is not this process is stopped ([`stop`]); a dead one's SLURM job is cancelled and any process of its
+/// brokers still alive is ended by pid; each record is then marked Canceled with what was done. One line per
+/// pilot cleaned up.
+pub fn clean_up_orphans(store: &Store, timeout: Duration) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let ids: Vec<String> = match std::fs::read_dir(store.root()) {
+        Ok(entries) => entries
+            .flatten()
+            .filter(|e| e.path().join("pilot.json").is_file())
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect(),
+        Err(_) => return Ok(out),
+    };
+    for id in ids {
+        let r = store.load(&id)?;
+        if r.state.is_terminal() {
+            continue;
+        }
+        let me = std::process::id();
+        match r.manager_pid {
+            Some(pid) if pid != me && same_process_alive(pid, r.manager_start_ticks) => {
+                stop(store, &id, timeout)?;
+                out.push(format!("pilot {id}: its manager (pid {pid}) was still running; stopped"));
+            }
+            Some(pid) if pid == me => {}
+            manager => {
+                let mut done = Vec::new();
+                if let (crate::description::ResourceUrl::Slurm { .. }, Some(d)) = (&r.plan.resource, &r.details) {
+                    if !d.job_id.is_empty() {
+                        let slurm = crate::backend::slurm::SlurmBackend::attached(&r.plan, &d.job_id);
+                        match slurm.cancel_job() {
+                            Ok(what) => done.push(format!("{what} cancelled")),
+                            Err(e) => done.push(format!("cancelling SLURM job {}: {e}", d.job_id)),
+                        }
+                    }
+                }
+                if let Some(k) = r.details.as_ref().and_then(|d| d.framework.kafka()) {
+                    for p in k.brokers.iter().filter_map(|b| b.process.as_ref()) {
+                        if same_process_alive(p.pid, p.start_ticks) {
+                            let _ = nix::sys::signal::kill(
+                                nix::unistd::Pid::from_raw(p.pid as i32),
+                                nix::sys::signal::Signal::SIGKILL,
+                            );
+                            done.push(format!("{} (pid {}) killed", p.label, p.pid));
+                        }
+                    }
+                }
+                let mut rec = r.clone();
+                rec.state = PilotState::Canceled;
+                rec.reason = Some(format!(
+                    "orphaned: its manager{} had died; cleaned up{}",
+                    manager.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+                    if done.is_empty() { String::new() } else { format!(": {}", done.join("; ")) }
+                ));
+                rec.updated_utc = crate::store::now_utc();
+                store.save(&rec)?;
+                out.push(format!("pilot {id}: {}", rec.reason.unwrap_or_default()));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The details of pilot `id`, which must be Running.
 pub fn running_details(store: &Store, id: &str) -> Result<PilotDetails> {
     let r = store.load_reconciled(id)?;

@@ -157,6 +157,38 @@ pub fn run(
     timeout: Duration,
     stop: &dyn Fn() -> bool,
 ) -> Result<Vec<TaskResult>> {
+    run_observed(
+        details,
+        backend,
+        which,
+        processes_per_node,
+        command,
+        timeout,
+        stop,
+        &|_| {},
+    )
+}
+
+/// A task as it was launched: where a fault injector (or anything else that must reach it) finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launched {
+    pub process_index: usize,
+    pub node: String,
+    pub process: crate::process::ProcessRef,
+}
+
+/// [`run`], telling `on_launch` about each task as it starts (not for Dask tasks: the workers run them).
+#[allow(clippy::too_many_arguments)]
+pub fn run_observed(
+    details: &PilotDetails,
+    backend: &mut dyn ResourceBackend,
+    which: NodeSelection,
+    processes_per_node: usize,
+    command: &[String],
+    timeout: Duration,
+    stop: &dyn Fn() -> bool,
+    on_launch: &dyn Fn(&Launched),
+) -> Result<Vec<TaskResult>> {
     let planned = plan(details, which, processes_per_node, command)?;
     if let FrameworkDetails::Dask(d) = &details.framework {
         return run_as_dask_tasks(details, d, planned, processes_per_node, timeout, stop);
@@ -174,6 +206,11 @@ pub fn run(
             log: p.log.clone(),
         };
         let child = backend.launch(&p.node, &spec)?;
+        on_launch(&Launched {
+            process_index: p.index,
+            node: p.node.name.clone(),
+            process: crate::process::ProcessRef::of(&child, &spec.label),
+        });
         running.push((
             TaskResult {
                 node: p.node.name.clone(),

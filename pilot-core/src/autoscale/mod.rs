@@ -465,9 +465,17 @@ pub struct PilotActuator {
     slots: Vec<Slot>,
     events: Vec<String>,
     clock0: Instant,
+    /// Where each consumer is placed, for a fault injector (`consumer:I` is `{consumer_index}` I).
+    registry: Option<crate::fault::Registry>,
 }
 
 impl PilotActuator {
+    /// Place every consumer this actuator starts in `registry` (its pilot, node and process).
+    pub fn with_registry(mut self, registry: crate::fault::Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
     /// `resource` and `working_directory` as in a pilot description; `broker_pilot` the Kafka pilot's id.
     pub fn new(
         resource: &str,
@@ -500,6 +508,7 @@ impl PilotActuator {
             slots: Vec::new(),
             events: Vec::new(),
             clock0: Instant::now(),
+            registry: None,
         })
     }
 
@@ -533,8 +542,10 @@ impl PilotActuator {
             .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let registry = self.registry.clone();
+        let record = pilot.record().clone();
         let handle = std::thread::spawn(move || {
-            crate::tasks::run(
+            crate::tasks::run_observed(
                 &details,
                 backend.as_mut(),
                 NodeSelection::Own,
@@ -542,6 +553,21 @@ impl PilotActuator {
                 &command,
                 Duration::from_secs(u32::MAX as u64),
                 &|| flag.load(Ordering::SeqCst),
+                &|l| {
+                    if let Some(r) = &registry {
+                        r.place(
+                            crate::fault::Target {
+                                role: crate::fault::Role::Consumer,
+                                index,
+                            },
+                            crate::fault::Placed {
+                                node: l.node.clone(),
+                                process: Some(l.process.clone()),
+                                pilot: record.clone(),
+                            },
+                        );
+                    }
+                },
             )
         });
         let id = pilot.id().to_string();
