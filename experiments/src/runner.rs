@@ -893,8 +893,8 @@ fn control_file(run_dir: &Path, pattern: &str) -> PathBuf {
 const FAULT_SESSION_MS: u32 = 6000;
 
 /// A point's faults, and on tansu after each that takes consumers down a `rejoin` of the survivors (see
-/// [`pilot_core::fault::FaultAction::Rejoin`]) once the broker has dropped the dead member: `session_s` and 2 s
-/// later.
+/// [`pilot_core::fault::FaultAction::Rejoin`]) once the broker should have dropped the dead member: 1, 2 and 3
+/// session timeouts and 2 s later.
 fn fault_schedule(point: &Point, session_s: f64) -> Vec<pilot_core::fault::Fault> {
     use pilot_core::fault::{FaultAction, Role};
     let mut out = point.faults.clone();
@@ -902,14 +902,21 @@ fn fault_schedule(point: &Point, session_s: f64) -> Vec<pilot_core::fault::Fault
         for f in &point.faults {
             let downs = matches!(
                 f.action,
-                FaultAction::Kill | FaultAction::Cancel | FaultAction::Scancel | FaultAction::NodeDown
+                FaultAction::Kill
+                    | FaultAction::Cancel
+                    | FaultAction::Scancel
+                    | FaultAction::NodeDown
             );
             if downs && f.target.role == Role::Consumer {
-                out.push(pilot_core::fault::Fault {
-                    at_s: f.at_s + session_s + 2.0,
-                    action: FaultAction::Rejoin,
-                    ..f.clone()
-                });
+                // tansu drops a dead member only when a request of the group finds its session expired; a
+                // rejoin before that keeps the dead leader, so the survivors are told three times.
+                for k in 1..=3 {
+                    out.push(pilot_core::fault::Fault {
+                        at_s: f.at_s + k as f64 * session_s + 2.0,
+                        action: FaultAction::Rejoin,
+                        ..f.clone()
+                    });
+                }
             }
         }
     }
@@ -932,7 +939,11 @@ struct RunTargets<'a> {
 }
 
 impl RunTargets<'_> {
-    fn write_control(&mut self, index: u32, change: impl Fn(&mut ControlState)) -> Result<PathBuf, String> {
+    fn write_control(
+        &mut self,
+        index: u32,
+        change: impl Fn(&mut ControlState),
+    ) -> Result<PathBuf, String> {
         let state = self.controls.entry(index).or_default();
         change(state);
         let id = self
@@ -961,23 +972,32 @@ impl pilot_core::fault::FaultTargets for RunTargets<'_> {
     ) -> Result<String, String> {
         match step {
             pilot_core::fault::Step::Slow(ms) => {
-                let path = self.write_control(target.index, |c| c.cost_ms_per_message = Some(ms))?;
+                let path =
+                    self.write_control(target.index, |c| c.cost_ms_per_message = Some(ms))?;
                 Ok(format!("{ms} ms per message via {}", path.display()))
             }
             pilot_core::fault::Step::Rejoin => {
                 let mut told = Vec::new();
                 for (t, p) in self.registry.all() {
-                    let alive = p
-                        .process
-                        .as_ref()
-                        .is_some_and(|r| pilot_core::process::same_process_alive(r.pid, r.start_ticks))
-                        || !matches!(p.pilot.plan.resource, pilot_core::description::ResourceUrl::Local);
+                    let alive = p.process.as_ref().is_some_and(|r| {
+                        pilot_core::process::same_process_alive(r.pid, r.start_ticks)
+                    }) || !matches!(
+                        p.pilot.plan.resource,
+                        pilot_core::description::ResourceUrl::Local
+                    );
                     if t.role == pilot_core::fault::Role::Consumer && t != *target && alive {
                         self.write_control(t.index, |c| c.rejoin += 1)?;
                         told.push(t.to_string());
                     }
                 }
-                Ok(format!("told {} to rejoin", if told.is_empty() { "nobody".into() } else { told.join(", ") }))
+                Ok(format!(
+                    "told {} to rejoin",
+                    if told.is_empty() {
+                        "nobody".into()
+                    } else {
+                        told.join(", ")
+                    }
+                ))
             }
             step => self.registry.apply(target, step, reason),
         }
@@ -1442,8 +1462,7 @@ fn collect(
     let mut killed_producers: Vec<u32> = Vec::new();
     for i in 0..point.producer_processes() {
         let path = mass::producer::summary_path(&run_dir.join(format!("producer-{i}")));
-        let rows: Vec<mass::report::ProducerSummary> = match pilot_core::metrics::read_csv(&path)
-        {
+        let rows: Vec<mass::report::ProducerSummary> = match pilot_core::metrics::read_csv(&path) {
             Ok(rows) if !rows.is_empty() => rows,
             _ if faults.hit(Role::Producer, i as usize) => {
                 killed_producers.push(i);
@@ -1513,8 +1532,7 @@ fn collect(
     let mut g = Group::default();
     for (i, id) in consumer_ids.iter().enumerate() {
         let path = masa::consumer::summary_path(run_dir, id);
-        let rows: Vec<masa::report::ConsumerSummary> = match pilot_core::metrics::read_csv(&path)
-        {
+        let rows: Vec<masa::report::ConsumerSummary> = match pilot_core::metrics::read_csv(&path) {
             Ok(rows) if !rows.is_empty() => rows,
             // Killed by a fault: no summary; its messages are in its checkpoints, its latencies are lost.
             _ if faults.hit(Role::Consumer, i) => continue,

@@ -482,14 +482,22 @@ impl Experiment {
             let fault = raw_fault.get_ref().validate().map_err(|e| {
                 at(
                     raw_fault.span(),
-                    format!("faults[{n}]: {}: {}", e.key.as_deref().unwrap_or(""), e.message),
+                    format!(
+                        "faults[{n}]: {}: {}",
+                        e.key.as_deref().unwrap_or(""),
+                        e.message
+                    ),
                 )
             })?;
             for p in &mut points {
                 check_fault(p, &fault).map_err(|m| {
                     at(
                         raw_fault.span(),
-                        format!("faults[{n}] ({}): point {}/{total}: {m}", fault.describe(), p.index + 1),
+                        format!(
+                            "faults[{n}] ({}): point {}/{total}: {m}",
+                            fault.describe(),
+                            p.index + 1
+                        ),
                     )
                 })?;
                 p.faults.push(fault.clone());

@@ -21,7 +21,9 @@ use rdkafka::{ClientContext, Message, TopicPartitionList};
 use crate::accounting::{Accounting, Arrival};
 use crate::config::{ConsumerPlan, ProcessorPlan};
 use crate::decode::Decoder;
-use crate::processor::{CostDial, CostProcessor, KMeansProcessor, NoneProcessor, Processor, WindowOutput};
+use crate::processor::{
+    CostDial, CostProcessor, KMeansProcessor, NoneProcessor, Processor, WindowOutput,
+};
 use crate::report::{ConsumerInterval, ConsumerSummary};
 use crate::window::Windower;
 
@@ -84,14 +86,18 @@ pub fn apply_control(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
-    let c: Control = toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+    let c: Control =
+        toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
     if let Some(n) = c.rejoin {
         rejoin.fetch_max(n, Ordering::SeqCst);
     }
     match c.cost_ms_per_message {
         Some(ms) if ms.is_finite() && (0.0..=60_000.0).contains(&ms) => {
             dial.set(Duration::from_secs_f64(ms / 1e3));
-            Ok(Some(format!("cost set to {ms} ms per message by {}", path.display())))
+            Ok(Some(format!(
+                "cost set to {ms} ms per message by {}",
+                path.display()
+            )))
         }
         Some(ms) => Err(format!(
             "{}: cost_ms_per_message must be in [0, 60000] (got {ms})",
@@ -553,10 +559,13 @@ pub fn run(
                             return;
                         }
                         if let Some(path) = &checkpoint {
-                            let bytes = serde_json::to_vec(&h.out.accounting).expect("serialisable");
+                            let bytes =
+                                serde_json::to_vec(&h.out.accounting).expect("serialisable");
                             if let Err(e) = write_atomic(path, &bytes) {
                                 // Not stored: redelivered after a restart, never lost.
-                                h.out.errors.push(format!("checkpoint {}: {e}", path.display()));
+                                h.out
+                                    .errors
+                                    .push(format!("checkpoint {}: {e}", path.display()));
                                 return;
                             }
                         }

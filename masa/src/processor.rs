@@ -135,7 +135,10 @@ impl CostDial {
 
     /// The cost per message now.
     pub fn get(&self) -> std::time::Duration {
-        std::time::Duration::from_nanos(self.per_message_ns.load(std::sync::atomic::Ordering::Relaxed))
+        std::time::Duration::from_nanos(
+            self.per_message_ns
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     fn spend(&self) {

@@ -164,9 +164,9 @@ const MAX_S: f64 = 86_400.0;
 impl RawFault {
     /// Check every field; errors name the key (`faults[N].key` in the caller's words).
     pub fn validate(&self) -> Result<Fault, SettingError> {
-        let at_s = self
-            .at_s
-            .ok_or_else(|| SettingError::key("at_s", "a fault needs at_s (seconds into the run)"))?;
+        let at_s = self.at_s.ok_or_else(|| {
+            SettingError::key("at_s", "a fault needs at_s (seconds into the run)")
+        })?;
         if !(0.0..=MAX_S).contains(&at_s) {
             return Err(SettingError::key(
                 "at_s",
@@ -182,14 +182,23 @@ impl RawFault {
         let target: Target = self
             .target
             .as_deref()
-            .ok_or_else(|| SettingError::key("target", "a fault needs a target (broker, producer:I or consumer:I)"))?
+            .ok_or_else(|| {
+                SettingError::key(
+                    "target",
+                    "a fault needs a target (broker, producer:I or consumer:I)",
+                )
+            })?
             .parse()
             .map_err(|e: String| SettingError::key("target", e))?;
         let only = |key: &str, set: bool, for_action: FaultAction| -> Result<(), SettingError> {
             if set && action != for_action {
                 return Err(SettingError::key(
                     key,
-                    format!("{key} applies to `{}` faults, not `{}`", for_action.as_str(), action.as_str()),
+                    format!(
+                        "{key} applies to `{}` faults, not `{}`",
+                        for_action.as_str(),
+                        action.as_str()
+                    ),
                 ));
             }
             Ok(())
@@ -200,7 +209,9 @@ impl RawFault {
             self.cost_ms_per_message.is_some(),
             FaultAction::Slow,
         )?;
-        if self.reason.is_some() && !matches!(action, FaultAction::NodeDown | FaultAction::NodeDrain) {
+        if self.reason.is_some()
+            && !matches!(action, FaultAction::NodeDown | FaultAction::NodeDrain)
+        {
             return Err(SettingError::key(
                 "reason",
                 "reason applies to node-down and node-drain faults",
@@ -228,7 +239,7 @@ impl RawFault {
                     "a slow fault needs cost_ms_per_message (the consumer's new cost)",
                 ))
             }
-            (FaultAction::Slow, Some(c)) if !(c >= 0.0 && c <= 60_000.0) => {
+            (FaultAction::Slow, Some(c)) if !(0.0..=60_000.0).contains(&c) => {
                 return Err(SettingError::key(
                     "cost_ms_per_message",
                     format!("cost_ms_per_message must be in [0, 60000] ms (got {c})"),
@@ -236,7 +247,9 @@ impl RawFault {
             }
             (_, c) => c.unwrap_or(0.0),
         };
-        if matches!(action, FaultAction::Slow | FaultAction::Rejoin) && target.role != Role::Consumer {
+        if matches!(action, FaultAction::Slow | FaultAction::Rejoin)
+            && target.role != Role::Consumer
+        {
             return Err(SettingError::key(
                 "target",
                 format!("{} applies to consumers, not {target}", action.as_str()),
@@ -453,7 +466,11 @@ pub fn run_schedule(
 }
 
 /// Send `signal` to local process `pid`, provided it is still the process that started at `start_ticks`.
-pub fn signal_process(pid: u32, start_ticks: Option<u64>, signal: Signal) -> Result<String, String> {
+pub fn signal_process(
+    pid: u32,
+    start_ticks: Option<u64>,
+    signal: Signal,
+) -> Result<String, String> {
     if !crate::process::same_process_alive(pid, start_ticks) {
         return Err(format!("process {pid} is no longer running"));
     }
@@ -511,7 +528,12 @@ impl Registry {
         let Some(k) = record.details.as_ref().and_then(|d| d.framework.kafka()) else {
             return;
         };
-        for (i, b) in k.brokers.iter().filter(|b| b.pilot_id == record.id).enumerate() {
+        for (i, b) in k
+            .brokers
+            .iter()
+            .filter(|b| b.pilot_id == record.id)
+            .enumerate()
+        {
             self.place(
                 Target {
                     role: Role::Broker,
@@ -531,8 +553,16 @@ impl Registry {
     fn slurm(placed: &Placed) -> Option<crate::backend::slurm::SlurmBackend> {
         match &placed.pilot.plan.resource {
             crate::description::ResourceUrl::Slurm { .. } => {
-                let job = placed.pilot.details.as_ref().map(|d| d.job_id.as_str()).unwrap_or("");
-                Some(crate::backend::slurm::SlurmBackend::attached(&placed.pilot.plan, job))
+                let job = placed
+                    .pilot
+                    .details
+                    .as_ref()
+                    .map(|d| d.job_id.as_str())
+                    .unwrap_or("");
+                Some(crate::backend::slurm::SlurmBackend::attached(
+                    &placed.pilot.plan,
+                    job,
+                ))
             }
             _ => None,
         }
@@ -585,16 +615,30 @@ impl FaultTargets for Registry {
                     Ok(format!(
                         "pilot {}: SIGTERM to {}",
                         placed.pilot.id,
-                        if hit.is_empty() { "nothing left running".into() } else { hit.join(", ") }
+                        if hit.is_empty() {
+                            "nothing left running".into()
+                        } else {
+                            hit.join(", ")
+                        }
                     ))
                 }
             },
             Step::NodeState(state) => Self::slurm(&placed)
-                .ok_or_else(|| format!("{target} runs on {}, not on SLURM", placed.pilot.plan.resource))?
+                .ok_or_else(|| {
+                    format!(
+                        "{target} runs on {}, not on SLURM",
+                        placed.pilot.plan.resource
+                    )
+                })?
                 .set_node_state(&placed.node, state, reason)
                 .map_err(|e| e.to_string()),
             Step::Scancel => Self::slurm(&placed)
-                .ok_or_else(|| format!("{target} runs on {}, not on SLURM", placed.pilot.plan.resource))?
+                .ok_or_else(|| {
+                    format!(
+                        "{target} runs on {}, not on SLURM",
+                        placed.pilot.plan.resource
+                    )
+                })?
                 .cancel_job()
                 .map_err(|e| e.to_string()),
             Step::Slow(_) | Step::Rejoin => Err(format!(
@@ -619,26 +663,70 @@ mod tests {
     #[test]
     fn faults_are_checked_with_the_key_they_break() {
         let f = fault("at_s = 5\naction = \"stop\"\ntarget = \"broker\"\nfor_s = 10\n").unwrap();
-        assert_eq!(f.target, Target { role: Role::Broker, index: 0 });
+        assert_eq!(
+            f.target,
+            Target {
+                role: Role::Broker,
+                index: 0
+            }
+        );
         assert_eq!(f.describe(), "stop broker:0 at 5 s for 10 s");
         assert_eq!(f.end_s(), 15.0);
-        let f = fault("at_s = 1\naction = \"slow\"\ntarget = \"consumer:2\"\ncost_ms_per_message = 20\n")
-            .unwrap();
+        let f = fault(
+            "at_s = 1\naction = \"slow\"\ntarget = \"consumer:2\"\ncost_ms_per_message = 20\n",
+        )
+        .unwrap();
         assert_eq!(f.target.index, 2);
         for (text, want) in [
             ("action = \"kill\"\ntarget = \"broker\"\n", "at_s"),
-            ("at_s = -1\naction = \"kill\"\ntarget = \"broker\"\n", "at_s must be in"),
-            ("at_s = 1\naction = \"kill\"\ntarget = \"brokers\"\n", "`brokers` is not a target"),
-            ("at_s = 1\naction = \"kill\"\ntarget = \"consumer:x\"\n", "process number"),
-            ("at_s = 1\naction = \"stop\"\ntarget = \"broker\"\n", "needs for_s"),
-            ("at_s = 1\naction = \"stop\"\ntarget = \"broker\"\nfor_s = 0\n", "for_s must be in"),
-            ("at_s = 1\naction = \"kill\"\ntarget = \"broker\"\nfor_s = 3\n", "for_s applies to `stop`"),
-            ("at_s = 1\naction = \"slow\"\ntarget = \"producer\"\ncost_ms_per_message = 3\n", "slow applies to consumers"),
-            ("at_s = 1\naction = \"slow\"\ntarget = \"consumer\"\n", "needs cost_ms_per_message"),
-            ("at_s = 1\naction = \"kill\"\ntarget = \"broker\"\nreason = \"x\"\n", "reason applies"),
-            ("at_s = 1\naction = \"node-down\"\ntarget = \"consumer\"\nreason = \"a\\\"b\"\n", "without quotes"),
-            ("at_s = 1\naction = \"explode\"\ntarget = \"broker\"\n", "unknown variant"),
-            ("at_s = 1\naction = \"kill\"\ntarget = \"broker\"\nwhen = 3\n", "unknown field"),
+            (
+                "at_s = -1\naction = \"kill\"\ntarget = \"broker\"\n",
+                "at_s must be in",
+            ),
+            (
+                "at_s = 1\naction = \"kill\"\ntarget = \"brokers\"\n",
+                "`brokers` is not a target",
+            ),
+            (
+                "at_s = 1\naction = \"kill\"\ntarget = \"consumer:x\"\n",
+                "process number",
+            ),
+            (
+                "at_s = 1\naction = \"stop\"\ntarget = \"broker\"\n",
+                "needs for_s",
+            ),
+            (
+                "at_s = 1\naction = \"stop\"\ntarget = \"broker\"\nfor_s = 0\n",
+                "for_s must be in",
+            ),
+            (
+                "at_s = 1\naction = \"kill\"\ntarget = \"broker\"\nfor_s = 3\n",
+                "for_s applies to `stop`",
+            ),
+            (
+                "at_s = 1\naction = \"slow\"\ntarget = \"producer\"\ncost_ms_per_message = 3\n",
+                "slow applies to consumers",
+            ),
+            (
+                "at_s = 1\naction = \"slow\"\ntarget = \"consumer\"\n",
+                "needs cost_ms_per_message",
+            ),
+            (
+                "at_s = 1\naction = \"kill\"\ntarget = \"broker\"\nreason = \"x\"\n",
+                "reason applies",
+            ),
+            (
+                "at_s = 1\naction = \"node-down\"\ntarget = \"consumer\"\nreason = \"a\\\"b\"\n",
+                "without quotes",
+            ),
+            (
+                "at_s = 1\naction = \"explode\"\ntarget = \"broker\"\n",
+                "unknown variant",
+            ),
+            (
+                "at_s = 1\naction = \"kill\"\ntarget = \"broker\"\nwhen = 3\n",
+                "unknown field",
+            ),
         ] {
             let e = fault(text).unwrap_err();
             assert!(e.contains(want), "{text:?}: {e}");
@@ -653,7 +741,8 @@ mod tests {
     }
     impl FaultTargets for Recorder {
         fn apply(&mut self, target: &Target, step: Step, _: &str) -> Result<String, String> {
-            self.seen.push((self.clock.now_ns() / 1_000_000, *target, step));
+            self.seen
+                .push((self.clock.now_ns() / 1_000_000, *target, step));
             if target.role == Role::Producer {
                 Err("no such producer".into())
             } else {
@@ -678,17 +767,37 @@ mod tests {
             seen: Vec::new(),
         };
         let mut events = Vec::new();
-        run_schedule(&faults, clock.as_ref(), 1_000_000_000, &mut r, &|| false, &mut |e| {
-            events.push(e)
-        });
-        let broker = Target { role: Role::Broker, index: 0 };
+        run_schedule(
+            &faults,
+            clock.as_ref(),
+            1_000_000_000,
+            &mut r,
+            &|| false,
+            &mut |e| events.push(e),
+        );
+        let broker = Target {
+            role: Role::Broker,
+            index: 0,
+        };
         let times: Vec<(u64, Target)> = r.seen.iter().map(|(t, g, _)| (*t, *g)).collect();
         assert_eq!(
             times,
             vec![
                 (2000, broker),
-                (3000, Target { role: Role::Producer, index: 0 }),
-                (4000, Target { role: Role::Consumer, index: 1 }),
+                (
+                    3000,
+                    Target {
+                        role: Role::Producer,
+                        index: 0
+                    }
+                ),
+                (
+                    4000,
+                    Target {
+                        role: Role::Consumer,
+                        index: 1
+                    }
+                ),
                 (6000, broker),
             ]
         );
@@ -696,7 +805,10 @@ mod tests {
         let steps: Vec<&str> = events.iter().map(|e| e.step.as_str()).collect();
         assert_eq!(steps, ["stop", "kill", "kill", "cont"]);
         assert_eq!(events[1].outcome, "failed");
-        assert_eq!(events[1].summary(), "kill producer:0 failed: no such producer");
+        assert_eq!(
+            events[1].summary(),
+            "kill producer:0 failed: no such producer"
+        );
         assert_eq!(events[0].t_s, 1.0);
 
         // Stopped early: the stopped broker is continued at once, later steps never happen.
@@ -706,23 +818,40 @@ mod tests {
             seen: Vec::new(),
         };
         let c2 = clock.clone();
-        run_schedule(&faults, clock.as_ref(), 0, &mut r, &move || c2.now_ns() >= 2_500_000_000, &mut |_| {});
+        run_schedule(
+            &faults,
+            clock.as_ref(),
+            0,
+            &mut r,
+            &move || c2.now_ns() >= 2_500_000_000,
+            &mut |_| {},
+        );
         let steps: Vec<Step> = r.seen.iter().map(|s| s.2).collect();
         assert_eq!(
             steps,
-            vec![Step::Signal(Signal::Stop), Step::Signal(Signal::Kill), Step::Signal(Signal::Cont)]
+            vec![
+                Step::Signal(Signal::Stop),
+                Step::Signal(Signal::Kill),
+                Step::Signal(Signal::Cont)
+            ]
         );
     }
 
     #[test]
     fn a_signal_reaches_only_the_process_that_was_meant() {
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         let pid = child.id();
         let ticks = crate::process::start_ticks(pid);
         // A pid whose start time differs is another process: left alone.
         assert!(signal_process(pid, ticks.map(|t| t + 1), Signal::Kill).is_err());
         assert!(crate::process::pid_alive(pid));
-        assert_eq!(signal_process(pid, ticks, Signal::Kill).unwrap(), format!("pid {pid}"));
+        assert_eq!(
+            signal_process(pid, ticks, Signal::Kill).unwrap(),
+            format!("pid {pid}")
+        );
         let status = child.wait().unwrap();
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(status.signal(), Some(9));

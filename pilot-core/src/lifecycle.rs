@@ -251,14 +251,19 @@ pub fn clean_up_orphans(store: &Store, timeout: Duration) -> Result<Vec<String>>
         match r.manager_pid {
             Some(pid) if pid != me && same_process_alive(pid, r.manager_start_ticks) => {
                 stop(store, &id, timeout)?;
-                out.push(format!("pilot {id}: its manager (pid {pid}) was still running; stopped"));
+                out.push(format!(
+                    "pilot {id}: its manager (pid {pid}) was still running; stopped"
+                ));
             }
             Some(pid) if pid == me => {}
             manager => {
                 let mut done = Vec::new();
-                if let (crate::description::ResourceUrl::Slurm { .. }, Some(d)) = (&r.plan.resource, &r.details) {
+                if let (crate::description::ResourceUrl::Slurm { .. }, Some(d)) =
+                    (&r.plan.resource, &r.details)
+                {
                     if !d.job_id.is_empty() {
-                        let slurm = crate::backend::slurm::SlurmBackend::attached(&r.plan, &d.job_id);
+                        let slurm =
+                            crate::backend::slurm::SlurmBackend::attached(&r.plan, &d.job_id);
                         match slurm.cancel_job() {
                             Ok(what) => done.push(format!("{what} cancelled")),
                             Err(e) => done.push(format!("cancelling SLURM job {}: {e}", d.job_id)),
@@ -281,7 +286,11 @@ pub fn clean_up_orphans(store: &Store, timeout: Duration) -> Result<Vec<String>>
                 rec.reason = Some(format!(
                     "orphaned: its manager{} had died; cleaned up{}",
                     manager.map(|p| format!(" (pid {p})")).unwrap_or_default(),
-                    if done.is_empty() { String::new() } else { format!(": {}", done.join("; ")) }
+                    if done.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", done.join("; "))
+                    }
                 ));
                 rec.updated_utc = crate::store::now_utc();
                 store.save(&rec)?;

@@ -606,11 +606,38 @@ impl PilotActuator {
                 Ok(Err(e)) => format!("could not run: {e}"),
                 Err(_) => "its supervisor panicked".into(),
             };
+            // A consumer that ended on its own may have lost its node or job: the pilot says so (Failed with
+            // the scheduler's reason) before it is cleaned up. Its job gets a few seconds to show its end.
+            let mut ended = String::new();
+            if !slot.stopping {
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_secs(5) {
+                    if slot.pilot.poll().is_terminal() {
+                        ended = format!(
+                            "; pilot {} {:?}: {}",
+                            slot.pilot.id(),
+                            slot.pilot.state(),
+                            slot.pilot.record().reason.clone().unwrap_or_default()
+                        );
+                        break;
+                    }
+                    if !matches!(
+                        slot.pilot.record().plan.resource,
+                        crate::description::ResourceUrl::Slurm { .. }
+                    ) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
             slot.pilot.cancel();
             let what = if slot.stopping {
                 format!("consumer {} stopped ({outcome})", slot.index)
             } else {
-                format!("consumer {} exited on its own ({outcome})", slot.index)
+                format!(
+                    "consumer {} exited on its own ({outcome}){ended}",
+                    slot.index
+                )
             };
             self.event(what);
         }

@@ -153,7 +153,12 @@ impl SlurmBackend {
         let job = self.job().to_string();
         let listed = self.output(
             "squeue",
-            &["--steps".into(), format!("--jobs={job}"), "--noheader".into(), "--format=%i %j".into()],
+            &[
+                "--steps".into(),
+                format!("--jobs={job}"),
+                "--noheader".into(),
+                "--format=%i %j".into(),
+            ],
         )?;
         let id = listed
             .lines()
@@ -164,13 +169,21 @@ impl SlurmBackend {
                 resource: self.resource(),
                 message: format!("job {job} has no running step named {step}"),
             })?;
-        self.output("scancel", &[format!("--signal={}", signal.name()), id.clone()])?;
+        self.output(
+            "scancel",
+            &[format!("--signal={}", signal.name()), id.clone()],
+        )?;
         Ok(format!("SLURM step {id}"))
     }
 
     /// Set `node`'s state (`scontrol update nodename=N state=down|drain reason=R`): SLURM's own word for a node
     /// that failed. Needs SLURM operator rights (root on the test cluster).
-    pub fn set_node_state(&self, node: &str, state: crate::fault::NodeState, reason: &str) -> Result<String> {
+    pub fn set_node_state(
+        &self,
+        node: &str,
+        state: crate::fault::NodeState,
+        reason: &str,
+    ) -> Result<String> {
         self.output(
             "scontrol",
             &[
@@ -187,7 +200,11 @@ impl SlurmBackend {
     pub fn resume_node(&self, node: &str) -> Result<()> {
         self.output(
             "scontrol",
-            &["update".into(), format!("nodename={node}"), "state=resume".into()],
+            &[
+                "update".into(),
+                format!("nodename={node}"),
+                "state=resume".into(),
+            ],
         )
         .map(|_| ())
     }
