@@ -298,3 +298,73 @@ fn an_experiment_runs_on_slurm_through_compute_pilots() {
         "{decisions}"
     );
 }
+
+/// Issue 14: a SLURM node downed under an autoscaled processing pilot. SLURM ends the job on it, the pilot turns
+/// Failed with SLURM's reason, the controller replaces the capacity on another node, and every message is
+/// accounted for. The node is put back into service afterwards, whatever happened.
+#[test]
+fn a_downed_node_fails_its_pilot_and_the_autoscaler_replaces_it() {
+    apps();
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = SlurmCluster::start(&dir.path().join("cluster")).unwrap();
+    struct Resume<'a>(&'a SlurmCluster);
+    impl Drop for Resume<'_> {
+        fn drop(&mut self) {
+            for n in ["n3", "n4"] {
+                let _ = std::process::Command::new("scontrol")
+                    .args(["update", &format!("nodename={n}"), "state=resume"])
+                    .env("SLURM_CONF", self.0.conf())
+                    .output();
+            }
+        }
+    }
+    let _resume = Resume(&cluster);
+    let file = dir.path().join("node-down.toml");
+    std::fs::write(
+        &file,
+        "name = \"slurm-node-down\"\n[fixed]\nresource = \"slurm://localhost\"\nscaling = \"autoscaled\"\nrun_timeout_s = 200.0\n\"mass.rate_msgs_per_s\" = 50\n\"mass.duration_s\" = 20.0\n\"mass.points_per_message\" = 20\n\"masa.processor\" = \"none\"\n[autoscale]\ndecision_interval_s = 2.0\nwarmup_s = 3.0\nmax_consumers = 2\n[[faults]]\nat_s = 5.0\naction = \"node-down\"\ntarget = \"consumer:0\"\nreason = \"fault injection test\"\n",
+    )
+    .unwrap();
+    let results = dir.path().join("results");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_experiments"))
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--results",
+            results.to_str().unwrap(),
+        ])
+        .env("SLURM_CONF", cluster.conf())
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let t = experiments::results::Table::read(&results.join("slurm-node-down/results.csv")).unwrap();
+    let r = &t.rows[0];
+    assert!(o.status.success(), "{out}\n{r:?}");
+    assert_eq!(r["status"], "ok", "{r:?}");
+    assert_eq!(
+        (
+            r["produced_msgs"].as_str(),
+            r["received_msgs"].as_str(),
+            r["missing_msgs"].as_str()
+        ),
+        ("1000", "1000", "0"),
+        "{r:?}"
+    );
+    assert!(r["faults"].contains("node-down consumer:0 (node n"), "{r:?}");
+    assert!(r["consumer_processes_started"].parse::<f64>().unwrap() >= 2.0, "replaced: {r:?}");
+    let run = results
+        .join("slurm-node-down/runs")
+        .join(format!("{}-r0", r["point"]));
+    let decisions = std::fs::read_to_string(run.join("decisions.csv")).unwrap();
+    assert!(decisions.contains("consumer 0 exited on its own"), "{decisions}");
+    assert!(decisions.contains("Failed: SLURM job"), "{decisions}");
+    assert!(
+        decisions.contains("NODE_FAIL") || decisions.contains("lost its nodes"),
+        "{decisions}"
+    );
+}

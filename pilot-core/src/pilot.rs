@@ -410,7 +410,16 @@ impl Pilot {
         loop {
             let job = self.backend.job_status()?;
             let ended = match job.state.as_str() {
-                "PENDING" | "RUNNING" | "CONFIGURING" | "SUSPENDED" | "COMPLETING" => None,
+                "RUNNING" | "CONFIGURING" | "SUSPENDED" | "COMPLETING" => None,
+                // A running pilot's job back in the queue: SLURM requeued it because its nodes failed (a
+                // downed node, say). The processes on them are gone.
+                "PENDING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" => Some((
+                    PilotState::Failed,
+                    format!(
+                        "SLURM job {} lost its nodes and went back to {} ({})",
+                        job.job_id, job.state, job.reason
+                    ),
+                )),
                 "TIMEOUT" | "DEADLINE" => Some((
                     PilotState::Done,
                     format!(
