@@ -342,7 +342,8 @@ fn a_downed_node_fails_its_pilot_and_the_autoscaler_replaces_it() {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-    let t = experiments::results::Table::read(&results.join("slurm-node-down/results.csv")).unwrap();
+    let t =
+        experiments::results::Table::read(&results.join("slurm-node-down/results.csv")).unwrap();
     let r = &t.rows[0];
     assert!(o.status.success(), "{out}\n{r:?}");
     assert_eq!(r["status"], "ok", "{r:?}");
@@ -355,13 +356,22 @@ fn a_downed_node_fails_its_pilot_and_the_autoscaler_replaces_it() {
         ("1000", "1000", "0"),
         "{r:?}"
     );
-    assert!(r["faults"].contains("node-down consumer:0 (node n"), "{r:?}");
-    assert!(r["consumer_processes_started"].parse::<f64>().unwrap() >= 2.0, "replaced: {r:?}");
+    assert!(
+        r["faults"].contains("node-down consumer:0 (node n"),
+        "{r:?}"
+    );
+    assert!(
+        r["consumer_processes_started"].parse::<f64>().unwrap() >= 2.0,
+        "replaced: {r:?}"
+    );
     let run = results
         .join("slurm-node-down/runs")
         .join(format!("{}-r0", r["point"]));
     let decisions = std::fs::read_to_string(run.join("decisions.csv")).unwrap();
-    assert!(decisions.contains("consumer 0 exited on its own"), "{decisions}");
+    assert!(
+        decisions.contains("consumer 0 exited on its own"),
+        "{decisions}"
+    );
     assert!(decisions.contains("Failed: SLURM job"), "{decisions}");
     assert!(
         decisions.contains("NODE_FAIL") || decisions.contains("lost its nodes"),

@@ -237,6 +237,8 @@ pub struct Shared {
     /// processing windows: the consumer's true rate is handled / busy time.
     pub handled: AtomicU64,
     pub busy_ns: AtomicU64,
+    /// End-to-end latencies of the current interval (taken and reset by each interval row).
+    pub interval_e2e: Mutex<LatencyHistogram>,
 }
 
 /// What happened to one message.
@@ -352,6 +354,9 @@ impl<'a> MessageHandler<'a> {
         self.out.last_ns = t;
         if let Some(i) = meta.sent.intended_ns() {
             self.out.e2e.record_between_ns(i, t);
+            if let Ok(mut h) = self.shared.interval_e2e.lock() {
+                h.record_between_ns(i, t);
+            }
         }
         if let Some(a) = meta.sent.actual_ns() {
             self.out.e2e_actual.record_between_ns(a, t);
@@ -720,6 +725,15 @@ pub fn run(
                     last_busy = b;
                     d
                 },
+                e2e_latency_us_p99: shared
+                    .interval_e2e
+                    .lock()
+                    .map(|mut h| {
+                        let p99 = if h.count() > 0 { h.summary().p99_us } else { 0 };
+                        *h = LatencyHistogram::new();
+                        p99
+                    })
+                    .unwrap_or(0),
             };
             last = cur;
             last_t = now;

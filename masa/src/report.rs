@@ -109,4 +109,8 @@ pub struct ConsumerInterval {
     /// Seconds spent handling messages in the interval (all threads).
     #[serde(default)]
     pub busy_s: f64,
+    /// 99th percentile of the end-to-end latency (intended send to receipt) of the interval's messages, us
+    /// (0 when none arrived).
+    #[serde(default)]
+    pub e2e_latency_us_p99: u64,
 }
