@@ -15,14 +15,11 @@ fn root() -> PathBuf {
 }
 
 /// The soak file with `mass.*` keys replaced, written into `dir`.
-fn variant(dir: &Path, name: &str, rate: f64, duration_s: f64) -> PathBuf {
+fn variant(dir: &Path, name: &str, rate: f64, stop: &str) -> PathBuf {
     let text = std::fs::read_to_string(root().join("experiments/soak.toml")).unwrap();
     let text = text
         .replace("name = \"soak\"", &format!("name = \"{name}\""))
-        .replace(
-            "\"mass.duration_s\" = 600.0",
-            &format!("\"mass.duration_s\" = {duration_s:.1}"),
-        )
+        .replace("\"mass.duration_s\" = 600.0", stop)
         .replace(
             "\"mass.rate_msgs_per_s\" = 1000",
             &format!("\"mass.rate_msgs_per_s\" = {rate:.0}"),
@@ -145,14 +142,20 @@ fn main() {
     assert!(ok, "building the apps");
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().join("results");
-    // Capacity: the same pipeline unpaced (MASS as fast as it can) for 20 s; the consumer's rate is it.
-    let cap_file = variant(dir.path(), "soak-capacity", 1e6, 20.0);
+    // Capacity: the same pipeline unpaced (MASS as fast as it can), 5,000 messages; the group's receive rate
+    // is the pipeline's capacity.
+    let cap_file = variant(dir.path(), "soak-capacity", 1e6, "\"mass.messages\" = 5000");
     run(&cap_file, &results, &[]);
     let t = experiments::results::Table::read(&results.join("soak-capacity/results.csv")).unwrap();
     let capacity: f64 = t.rows[0]["consumer_throughput_msgs_per_s"].parse().unwrap();
     let rate = (0.7 * capacity).floor();
-    println!("capacity (unpaced, 20 s): {capacity:.0} msg/s of 500 points; soak at 70 % = {rate:.0} msg/s for {duration_s:.0} s");
-    let file = variant(dir.path(), "soak", rate, duration_s);
+    println!("capacity (unpaced, 5,000 messages): {capacity:.0} msg/s of 500 points; soak at 70 % = {rate:.0} msg/s for {duration_s:.0} s");
+    let file = variant(
+        dir.path(),
+        "soak",
+        rate,
+        &format!("\"mass.duration_s\" = {duration_s:.1}"),
+    );
     let (samples, wall) = run(&file, &results, &[15.0, 10.0 + duration_s - 5.0]);
     let t = experiments::results::Table::read(&results.join("soak/results.csv")).unwrap();
     let r = &t.rows[0];

@@ -543,6 +543,11 @@ impl Experiment {
         if !self.description.is_empty() {
             s.push_str(&format!("  {}\n", self.description));
         }
+        if let Some(p) = self.points.first() {
+            for f in &p.faults {
+                s.push_str(&format!("  fault in every run: {}\n", f.describe()));
+            }
+        }
         for p in &self.points {
             if p.layout.kind == RunKind::Startup {
                 s.push_str(&format!(
