@@ -142,14 +142,38 @@ fn main() {
     assert!(ok, "building the apps");
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().join("results");
-    // Capacity: the same pipeline unpaced (MASS as fast as it can), 5,000 messages; the group's receive rate
+    // Capacity: the same pipeline unpaced (MASS as fast as it can), 100,000 messages; the group's receive rate
     // is the pipeline's capacity.
-    let cap_file = variant(dir.path(), "soak-capacity", 1e6, "\"mass.messages\" = 5000");
+    let cap_file = variant(
+        dir.path(),
+        "soak-capacity",
+        1e6,
+        "\"mass.messages\" = 100000",
+    );
     run(&cap_file, &results, &[]);
     let t = experiments::results::Table::read(&results.join("soak-capacity/results.csv")).unwrap();
     let capacity: f64 = t.rows[0]["consumer_throughput_msgs_per_s"].parse().unwrap();
     let rate = (0.7 * capacity).floor();
-    println!("capacity (unpaced, 5,000 messages): {capacity:.0} msg/s of 500 points; soak at 70 % = {rate:.0} msg/s for {duration_s:.0} s");
+    // tansu keeps everything in memory: the soak must fit.
+    let bytes_per_msg = 1e6 * t.rows[0]["produced_mb"].parse::<f64>().unwrap()
+        / t.rows[0]["produced_msgs"].parse::<f64>().unwrap();
+    let available = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kb| kb * 1024.0)
+        .unwrap_or(f64::INFINITY);
+    let need = rate * bytes_per_msg * duration_s;
+    assert!(
+        need < available / 2.0,
+        "{rate:.0} msg/s x {bytes_per_msg:.0} B x {duration_s:.0} s = {:.1} GB would not fit in half of the {:.1} GB available (tansu keeps messages in memory): use smaller messages or a shorter soak",
+        need / 1e9,
+        available / 1e9
+    );
+    println!("capacity (unpaced, 100,000 messages): {capacity:.0} msg/s of 10 points; soak at 70 % = {rate:.0} msg/s for {duration_s:.0} s");
     let file = variant(
         dir.path(),
         "soak",

@@ -374,13 +374,13 @@ impl Manifest {
     }
 
     pub fn write_atomic(&self, path: &Path) -> Result<(), ResultsError> {
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(
-            &tmp,
-            serde_json::to_string_pretty(self).expect("serialisable"),
+        pilot_core::store::write_atomic(
+            path,
+            serde_json::to_string_pretty(self)
+                .expect("serialisable")
+                .as_bytes(),
         )
-        .map_err(io(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(io(path))
+        .map_err(io(path))
     }
 }
 

@@ -619,6 +619,8 @@ impl Executor for LocalExecutor {
         };
         if !point.faults.is_empty() {
             masa_cmd.extend([
+                s("--checkpoint-accounting"),
+                s("true"),
                 s("--control-file"),
                 control_file(run_dir, consumer_id_pattern)
                     .display()
@@ -955,9 +957,7 @@ impl RunTargets<'_> {
         if let Some(ms) = state.cost_ms_per_message {
             text.push_str(&format!("cost_ms_per_message = {ms}\n"));
         }
-        let tmp = path.with_extension("toml.tmp");
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, &path))
+        pilot_core::store::write_atomic(&path, text.as_bytes())
             .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(path)
     }

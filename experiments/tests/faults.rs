@@ -3,42 +3,42 @@
 //! resumed.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::root;
+use common::{experiments, text};
 
-fn run(file: &str, results: &Path) -> Output {
+type Row = std::collections::BTreeMap<String, String>;
+
+/// Run the fault experiment `file` (results named `name`) into a fresh directory; its one row and run
+/// directory. `succeeds`: whether the command must exit 0 (it says why not, with the row).
+fn fault_run(file: &str, name: &str, succeeds: bool) -> (tempfile::TempDir, Row, PathBuf) {
     common::apps();
-    Command::new(env!("CARGO_BIN_EXE_experiments"))
-        .args(["run", file, "--results", results.to_str().unwrap()])
-        .current_dir(root())
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// The one row of `name`'s results, and its run's directory.
-fn row(results: &Path, name: &str) -> (std::collections::BTreeMap<String, String>, PathBuf) {
-    let t = experiments::results::Table::read(&results.join(name).join("results.csv")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let o = experiments(&["run", file, "--results", out.path().to_str().unwrap()]);
+    let t = experiments::results::Table::read(&out.path().join(name).join("results.csv"))
+        .unwrap_or_else(|e| panic!("{e}\n{}", text(&o)));
     let r = t.rows[0].clone();
-    let dir = results
+    assert_eq!(o.status.success(), succeeds, "{}\n{r:?}", text(&o));
+    let dir = out
+        .path()
         .join(name)
         .join("runs")
         .join(format!("{}-r0", r["point"]));
-    (r, dir)
+    (out, r, dir)
 }
 
-fn num(r: &std::collections::BTreeMap<String, String>, k: &str) -> f64 {
+/// (produced, received, missing) messages of a row.
+fn messages(r: &Row) -> (f64, f64, f64) {
+    (
+        num(r, "produced_msgs"),
+        num(r, "received_msgs"),
+        num(r, "missing_msgs"),
+    )
+}
+
+fn num(r: &Row, k: &str) -> f64 {
     r[k].parse()
         .unwrap_or_else(|_| panic!("{k} = {:?} in {r:?}", r[k]))
 }
@@ -83,20 +83,13 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 /// messages is received at least once, none missing, duplicates counted and put down to the fault.
 #[test]
 fn a_killed_consumer_loses_nothing_and_its_duplicates_are_the_faults() {
-    let out = tempfile::tempdir().unwrap();
-    let o = run("experiments/faults/consumer-kill.toml", out.path());
-    let (r, dir) = row(out.path(), "fault-consumer-kill");
-    assert!(o.status.success(), "{}\n{r:?}", text(&o));
-    assert_eq!(r["status"], "ok", "{r:?}");
-    assert_eq!(
-        (
-            num(&r, "produced_msgs"),
-            num(&r, "received_msgs"),
-            num(&r, "missing_msgs")
-        ),
-        (2000.0, 2000.0, 0.0),
-        "{r:?}"
+    let (_out, r, dir) = fault_run(
+        "experiments/faults/consumer-kill.toml",
+        "fault-consumer-kill",
+        true,
     );
+    assert_eq!(r["status"], "ok", "{r:?}");
+    assert_eq!(messages(&r), (2000.0, 2000.0, 0.0), "{r:?}");
     assert_eq!(num(&r, "broker_msgs"), 2000.0, "{r:?}");
     assert!(r["faults"].contains("kill consumer:1 (pid"), "{r:?}");
     if num(&r, "duplicate_msgs") > 0.0 {
@@ -125,10 +118,11 @@ fn a_killed_consumer_loses_nothing_and_its_duplicates_are_the_faults() {
 /// ok, marked with the fault.
 #[test]
 fn a_killed_producer_is_accounted_for_by_what_it_delivered() {
-    let out = tempfile::tempdir().unwrap();
-    let o = run("experiments/faults/producer-kill.toml", out.path());
-    assert!(o.status.success(), "{}", text(&o));
-    let (r, dir) = row(out.path(), "fault-producer-kill");
+    let (_out, r, dir) = fault_run(
+        "experiments/faults/producer-kill.toml",
+        "fault-producer-kill",
+        true,
+    );
     assert_eq!(r["status"], "ok", "{r:?}");
     let delivered = num(&r, "killed_producers_delivered_msgs");
     assert!(delivered > 0.0 && delivered < 1200.0, "{r:?}");
@@ -149,14 +143,12 @@ fn a_killed_producer_is_accounted_for_by_what_it_delivered() {
         r["faults"].contains(&format!("the broker holds {delivered} of their messages")),
         "{r:?}"
     );
-    assert!(
-        !dir.join("producer-1/producer-summary.csv").exists()
-            || std::fs::read_to_string(dir.join("producer-1/producer-summary.csv"))
-                .unwrap()
-                .lines()
-                .count()
-                <= 1
-    );
+    // Killed before its end, it wrote no summary row.
+    let summary = dir.join("producer-1/producer-summary.csv");
+    let rows = std::fs::read_to_string(&summary)
+        .map(|t| t.lines().count())
+        .unwrap_or(0);
+    assert!(rows <= 1, "{}: {rows} lines", summary.display());
     nothing_left_running(&dir);
 }
 
@@ -164,20 +156,13 @@ fn a_killed_producer_is_accounted_for_by_what_it_delivered() {
 /// worst latency shows the stall.
 #[test]
 fn a_stalled_broker_delays_messages_and_loses_none() {
-    let out = tempfile::tempdir().unwrap();
-    let o = run("experiments/faults/broker-stop.toml", out.path());
-    assert!(o.status.success(), "{}", text(&o));
-    let (r, dir) = row(out.path(), "fault-broker-stop");
-    assert_eq!(r["status"], "ok", "{r:?}");
-    assert_eq!(
-        (
-            num(&r, "produced_msgs"),
-            num(&r, "received_msgs"),
-            num(&r, "missing_msgs")
-        ),
-        (1200.0, 1200.0, 0.0),
-        "{r:?}"
+    let (_out, r, dir) = fault_run(
+        "experiments/faults/broker-stop.toml",
+        "fault-broker-stop",
+        true,
     );
+    assert_eq!(r["status"], "ok", "{r:?}");
+    assert_eq!(messages(&r), (1200.0, 1200.0, 0.0), "{r:?}");
     assert_eq!(num(&r, "produce_failed_msgs"), 0.0, "{r:?}");
     assert!(
         num(&r, "e2e_latency_ms_max") > 5_000.0,
@@ -195,14 +180,12 @@ fn a_stalled_broker_delays_messages_and_loses_none() {
 /// incomplete, and leaves no process behind.
 #[test]
 fn a_killed_broker_ends_the_run_incomplete_with_a_clear_account() {
-    let out = tempfile::tempdir().unwrap();
-    let o = run("experiments/faults/broker-kill.toml", out.path());
-    assert!(
-        !o.status.success(),
-        "an incomplete run is not a success: {}",
-        text(&o)
+    // An incomplete run is not a success.
+    let (out, r, dir) = fault_run(
+        "experiments/faults/broker-kill.toml",
+        "fault-broker-kill",
+        false,
     );
-    let (r, dir) = row(out.path(), "fault-broker-kill");
     assert_eq!(r["status"], "incomplete", "{r:?}");
     assert!(
         r["error"].contains("the broker was taken down by a fault"),
@@ -275,16 +258,12 @@ fn a_killed_runner_resumes_and_cleans_up_after_itself() {
             && std::fs::read_to_string(p).unwrap().contains("\"Running\"")
     });
     assert!(claims_running, "the killed runner left live pilot records");
-    let o = Command::new(env!("CARGO_BIN_EXE_experiments"))
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--results",
-            results.to_str().unwrap(),
-        ])
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap();
+    let o = experiments(&[
+        "run",
+        file.to_str().unwrap(),
+        "--results",
+        results.to_str().unwrap(),
+    ]);
     let out_text = text(&o);
     assert!(o.status.success(), "{out_text}");
     assert!(

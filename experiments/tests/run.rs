@@ -5,27 +5,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 mod common;
-use common::root;
+use common::{experiments, root, text};
 
 fn ensure_apps() {
     common::apps();
-}
-
-fn experiments(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_experiments"))
-        .args(args)
-        .current_dir(root())
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn table(dir: &Path) -> experiments::results::Table {

@@ -53,6 +53,19 @@ fn pilot(cluster: &SlurmCluster, dir: &Path, role: Role) -> Pilot {
     Pilot::create(plan, &|| false).unwrap()
 }
 
+/// `experiments run FILE --results RESULTS` on `cluster`.
+fn run_on(cluster: &SlurmCluster, file: &Path, results: &Path) -> std::process::Output {
+    common::experiments_with(
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--results",
+            results.to_str().unwrap(),
+        ],
+        &[("SLURM_CONF", cluster.conf().to_str().unwrap())],
+    )
+}
+
 fn own_node(p: &Pilot) -> String {
     let d = p.details().unwrap();
     d.nodes
@@ -235,22 +248,8 @@ fn an_experiment_runs_on_slurm_through_compute_pilots() {
     let results = dir.path().join("results");
     // `experiments run FILE` on the cluster; its output on failure.
     let run = || {
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_experiments"))
-            .args([
-                "run",
-                file.to_str().unwrap(),
-                "--results",
-                results.to_str().unwrap(),
-            ])
-            .env("SLURM_CONF", cluster.conf())
-            .output()
-            .unwrap();
-        let out = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert!(o.status.success(), "{out}");
+        let o = run_on(&cluster, &file, &results);
+        assert!(o.status.success(), "{}", common::text(&o));
     };
     run();
     let t = experiments::results::Table::read(&results.join("slurm-exp/results.csv")).unwrap();
@@ -326,22 +325,8 @@ fn a_downed_node_fails_its_pilot_and_the_autoscaler_replaces_it() {
     )
     .unwrap();
     let results = dir.path().join("results");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_experiments"))
-        .args([
-            "run",
-            file.to_str().unwrap(),
-            "--results",
-            results.to_str().unwrap(),
-        ])
-        .env("SLURM_CONF", cluster.conf())
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap();
-    let out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let o = run_on(&cluster, &file, &results);
+    let out = common::text(&o);
     let t =
         experiments::results::Table::read(&results.join("slurm-node-down/results.csv")).unwrap();
     let r = &t.rows[0];

@@ -110,7 +110,8 @@ pub struct ConsumerInterval {
     #[serde(default)]
     pub busy_s: f64,
     /// 99th percentile of the end-to-end latency (intended send to receipt) of the interval's messages, us
-    /// (0 when none arrived).
+    /// (0 when none arrived; the consumer threads hand theirs over every 200 ms, so a message may count in the
+    /// next interval).
     #[serde(default)]
     pub e2e_latency_us_p99: u64,
 }

@@ -549,40 +549,6 @@ impl Registry {
     }
 }
 
-impl Registry {
-    fn slurm(placed: &Placed) -> Option<crate::backend::slurm::SlurmBackend> {
-        match &placed.pilot.plan.resource {
-            crate::description::ResourceUrl::Slurm { .. } => {
-                let job = placed
-                    .pilot
-                    .details
-                    .as_ref()
-                    .map(|d| d.job_id.as_str())
-                    .unwrap_or("");
-                Some(crate::backend::slurm::SlurmBackend::attached(
-                    &placed.pilot.plan,
-                    job,
-                ))
-            }
-            _ => None,
-        }
-    }
-
-    fn signal(placed: &Placed, target: &Target, signal: Signal) -> Result<String, String> {
-        let p = placed
-            .process
-            .as_ref()
-            .ok_or_else(|| format!("{target} is not a process this run started"))?;
-        match Self::slurm(placed) {
-            Some(slurm) => slurm
-                .signal_step(&crate::backend::slurm::step_name(&p.label), signal)
-                .map(|d| format!("{d} on {}", placed.node))
-                .map_err(|e| e.to_string()),
-            None => signal_process(p.pid, p.start_ticks, signal),
-        }
-    }
-}
-
 /// The registry's targets, reached the way their resource reaches them: signals by pid locally and through
 /// `scancel --signal` to the step on SLURM; `cancel` ends the target's pilot's processes (SIGTERM, as a pilot
 /// cancel does; on SLURM `scancel` of its job); node states through `scontrol`. `slow` is the caller's (MASA's
@@ -592,13 +558,22 @@ impl FaultTargets for Registry {
         let placed = self
             .get(target)
             .ok_or_else(|| format!("{target} is not running (nothing placed there)"))?;
+        // The pilot's own backend reaches it: local processes by pid, SLURM through the scheduler.
+        let mut backend = crate::pilot::task_backend(&placed.pilot);
+        fn on<T>(r: crate::error::Result<T>) -> Result<T, String> {
+            r.map_err(|e| e.to_string())
+        }
         match step {
-            Step::Signal(sig) => Self::signal(&placed, target, sig),
-            Step::Cancel => match Self::slurm(&placed) {
-                Some(slurm) => slurm
-                    .cancel_job()
-                    .map(|d| format!("pilot {}: {d}", placed.pilot.id))
-                    .map_err(|e| e.to_string()),
+            Step::Signal(sig) => {
+                let p = placed
+                    .process
+                    .as_ref()
+                    .ok_or_else(|| format!("{target} is not a process this run started"))?;
+                on(backend.signal(p, sig)).map(|d| format!("{d} on {}", placed.node))
+            }
+            Step::Cancel => match on(backend.cancel_job())? {
+                Some(job) => Ok(format!("pilot {}: {job} cancelled", placed.pilot.id)),
+                // No job (local): the pilot's processes end as a cancel ends them, SIGTERM.
                 None => {
                     let mut hit = Vec::new();
                     for (t, p) in self.on_pilot(&placed.pilot.id) {
@@ -623,24 +598,13 @@ impl FaultTargets for Registry {
                     ))
                 }
             },
-            Step::NodeState(state) => Self::slurm(&placed)
-                .ok_or_else(|| {
-                    format!(
-                        "{target} runs on {}, not on SLURM",
-                        placed.pilot.plan.resource
-                    )
-                })?
-                .set_node_state(&placed.node, state, reason)
-                .map_err(|e| e.to_string()),
-            Step::Scancel => Self::slurm(&placed)
-                .ok_or_else(|| {
-                    format!(
-                        "{target} runs on {}, not on SLURM",
-                        placed.pilot.plan.resource
-                    )
-                })?
-                .cancel_job()
-                .map_err(|e| e.to_string()),
+            Step::NodeState(state) => on(backend.set_node_state(&placed.node, state, reason)),
+            Step::Scancel => on(backend.cancel_job())?.ok_or_else(|| {
+                format!(
+                    "{target} runs on {}, which has no jobs to scancel",
+                    placed.pilot.plan.resource
+                )
+            }),
             Step::Slow(_) | Step::Rejoin => Err(format!(
                 "{target}: slow and rejoin reach consumers through their control files"
             )),

@@ -258,17 +258,10 @@ pub fn clean_up_orphans(store: &Store, timeout: Duration) -> Result<Vec<String>>
             Some(pid) if pid == me => {}
             manager => {
                 let mut done = Vec::new();
-                if let (crate::description::ResourceUrl::Slurm { .. }, Some(d)) =
-                    (&r.plan.resource, &r.details)
-                {
-                    if !d.job_id.is_empty() {
-                        let slurm =
-                            crate::backend::slurm::SlurmBackend::attached(&r.plan, &d.job_id);
-                        match slurm.cancel_job() {
-                            Ok(what) => done.push(format!("{what} cancelled")),
-                            Err(e) => done.push(format!("cancelling SLURM job {}: {e}", d.job_id)),
-                        }
-                    }
+                match crate::pilot::task_backend(&r).cancel_job() {
+                    Ok(Some(what)) => done.push(format!("{what} cancelled")),
+                    Ok(None) => {}
+                    Err(e) => done.push(format!("cancelling its job: {e}")),
                 }
                 if let Some(k) = r.details.as_ref().and_then(|d| d.framework.kafka()) {
                     for p in k.brokers.iter().filter_map(|b| b.process.as_ref()) {

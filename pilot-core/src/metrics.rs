@@ -51,6 +51,12 @@ impl LatencyHistogram {
         self.clamped += other.clamped;
     }
 
+    /// Forget every value (keeps the allocation).
+    pub fn reset(&mut self) {
+        self.hist.reset();
+        self.clamped = 0;
+    }
+
     /// Number of values recorded.
     pub fn count(&self) -> u64 {
         self.hist.len()

@@ -36,6 +36,16 @@ pub struct Store {
     root: PathBuf,
 }
 
+/// Write `bytes` to `path` through a temporary file beside it and a rename: a reader (or a process killed
+/// mid-write) sees the old file or the new one, whole.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
 /// Current UTC time as RFC 3339 with milliseconds.
 pub fn now_utc() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
@@ -81,10 +91,8 @@ impl Store {
         std::fs::create_dir_all(&dir)
             .map_err(|e| PilotError::io("creating pilot directory", &dir, e))?;
         let path = self.record_path(&record.id);
-        let tmp = dir.join("pilot.json.tmp");
         let text = serde_json::to_string_pretty(record).expect("records serialise");
-        std::fs::write(&tmp, text).map_err(|e| PilotError::io("writing", &tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| PilotError::io("renaming into", &path, e))
+        write_atomic(&path, text.as_bytes()).map_err(|e| PilotError::io("writing", &path, e))
     }
 
     /// Load one pilot's record.

@@ -2,11 +2,36 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// The workspace's root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `experiments ARGS` from the workspace root, with `env` added (SLURM_CONF, say).
+pub fn experiments_with(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_experiments"))
+        .args(args)
+        .current_dir(root())
+        .env("RUST_BACKTRACE", "0")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+/// `experiments ARGS` from the workspace root.
+pub fn experiments(args: &[&str]) -> Output {
+    experiments_with(args, &[])
+}
+
+/// A command's stdout and stderr, for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// `mass` and `masa` beside `experiments` (the workspace's tests build them; built here if this crate's tests run

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::description::PilotPlan;
 use crate::error::Result;
-use crate::process::{LaunchSpec, ManagedChild};
+use crate::process::{LaunchSpec, ManagedChild, ProcessRef};
 
 /// One node of an allocation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,5 +76,34 @@ pub trait ResourceBackend: Send {
     /// --signal=TERM`. Local: false (the caller signals the processes).
     fn terminate_tasks(&mut self) -> bool {
         false
+    }
+
+    /// Send `signal` to a process this backend launched (a fault): locally by pid, checked against its start
+    /// time; on SLURM through the scheduler to the process's step. Says what was hit.
+    fn signal(&mut self, process: &ProcessRef, signal: crate::fault::Signal) -> Result<String> {
+        crate::fault::signal_process(process.pid, process.start_ticks, signal)
+            .map_err(|m| crate::error::PilotError::invalid("fault", m))
+    }
+
+    /// Set a node's state in the resource manager (a fault: down or drain, with `reason`). Local nodes have none.
+    fn set_node_state(
+        &mut self,
+        node: &str,
+        state: crate::fault::NodeState,
+        _reason: &str,
+    ) -> Result<String> {
+        Err(crate::error::PilotError::invalid(
+            "fault",
+            format!(
+                "node {node} cannot be set {}: {} has no node states (SLURM has)",
+                state.as_str(),
+                self.name()
+            ),
+        ))
+    }
+
+    /// Cancel the allocation's batch job from outside its pilot; `None` where there is no job (local).
+    fn cancel_job(&mut self) -> Result<Option<String>> {
+        Ok(None)
     }
 }

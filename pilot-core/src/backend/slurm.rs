@@ -149,7 +149,7 @@ impl SlurmBackend {
 
     /// Send `signal` to the step of this backend's job named `step` (SLURM delivers it on the step's node):
     /// how a fault reaches a process that runs under SLURM. The detail names the step.
-    pub fn signal_step(&self, step: &str, signal: crate::fault::Signal) -> Result<String> {
+    fn signal_step(&self, step: &str, signal: crate::fault::Signal) -> Result<String> {
         let job = self.job().to_string();
         let listed = self.output(
             "squeue",
@@ -178,7 +178,7 @@ impl SlurmBackend {
 
     /// Set `node`'s state (`scontrol update nodename=N state=down|drain reason=R`): SLURM's own word for a node
     /// that failed. Needs SLURM operator rights (root on the test cluster).
-    pub fn set_node_state(
+    fn scontrol_node_state(
         &self,
         node: &str,
         state: crate::fault::NodeState,
@@ -196,21 +196,8 @@ impl SlurmBackend {
         Ok(format!("node {node} {}", state.as_str()))
     }
 
-    /// Put `node` back into service (`state=resume`): the clean-up after a node fault.
-    pub fn resume_node(&self, node: &str) -> Result<()> {
-        self.output(
-            "scontrol",
-            &[
-                "update".into(),
-                format!("nodename={node}"),
-                "state=resume".into(),
-            ],
-        )
-        .map(|_| ())
-    }
-
     /// `scancel` this backend's job from outside its pilot (a fault; the pilot sees its job end).
-    pub fn cancel_job(&self) -> Result<String> {
+    fn scancel_job(&self) -> Result<String> {
         let job = self.job().to_string();
         self.output("scancel", std::slice::from_ref(&job))?;
         Ok(format!("SLURM job {job}"))
@@ -533,6 +520,27 @@ impl ResourceBackend for SlurmBackend {
 
     fn run(&mut self, node: &Node, spec: &LaunchSpec, timeout: Duration) -> Result<ExitStatus> {
         process::run_to_completion(&self.step_spec(node, spec)?, timeout)
+    }
+
+    fn signal(
+        &mut self,
+        process: &crate::process::ProcessRef,
+        signal: crate::fault::Signal,
+    ) -> Result<String> {
+        self.signal_step(&step_name(&process.label), signal)
+    }
+
+    fn set_node_state(
+        &mut self,
+        node: &str,
+        state: crate::fault::NodeState,
+        reason: &str,
+    ) -> Result<String> {
+        self.scontrol_node_state(node, state, reason)
+    }
+
+    fn cancel_job(&mut self) -> Result<Option<String>> {
+        self.scancel_job().map(Some)
     }
 
     fn terminate_tasks(&mut self) -> bool {
