@@ -16,5 +16,5 @@ echo "== experiment $experiment"
 "$bin/experiments" run "$experiment" --results results
 name=$(sed -nE 's/^name *= *"([^"]+)".*/\1/p' "$experiment" | head -n 1)
 echo "== figures"
-"$bin/plots" "results/$name"
-echo "== results in results/$name (results.csv, manifest.json, figures/)"
+"$bin/plots" "results/$name" --html
+echo "== results in results/$name (results.csv, manifest.json, figures/, figures/report.html)"

@@ -3,7 +3,8 @@
 # commands (scripts/main.sh, scripts/test.sh) and so by CI. Prints what it does.
 #
 #   scripts/setup.sh               Debian packages, tansu
-#   scripts/setup.sh --frameworks  also Java 17 and the Python frameworks Spark, Dask and Flink pilots start
+#   scripts/setup.sh --frameworks  also Java 17, headless Chromium (the HTML report's test) and the
+#                                  Python frameworks Spark, Dask and Flink pilots start
 #                                  (pyspark, distributed, apache-flink-libraries:
 #                                  scripts/frameworks-requirements.txt, pinned) in one virtual
 #                                  environment outside the clone, $PILOT_FRAMEWORKS_VENV or
@@ -23,7 +24,8 @@ TANSU_VERSION=0.6.0
 APT_PACKAGES=(build-essential pkg-config cmake libcurl4-openssl-dev zlib1g-dev libssl-dev libhdf5-dev hdf5-tools
   slurmctld slurmd slurm-client munge openssh-server)  # the last five: the local SLURM test cluster and its ssh login node
 if $frameworks; then
-  APT_PACKAGES+=(openjdk-17-jre-headless python3-venv)  # Spark's JVM; venv for the frameworks' environment
+  APT_PACKAGES+=(openjdk-17-jre-headless python3-venv  # Spark's JVM; venv for the frameworks' environment
+    chromium)  # headless, for the test that `plots --html` reports render in a browser
 fi
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -14,12 +14,17 @@
 //!   the results schema the figures are drawn from.
 //! - [`elastic`]: how an elastic run followed its rate steps (decisions and seconds to converge, distance from
 //!   the optimum, lag recovery, consumer-seconds), pure arithmetic over the timeline and decisions.
-//! - [`compare`]: `experiments compare` and `experiments check` (reference bands) for regression benchmarking.
+//! - [`compare`]: `experiments compare`, `experiments baseline` (bands from a measured run: mean, sd,
+//!   repetitions, machine fingerprint) and `experiments check` (like for like: same experiment, point and
+//!   machine, each value as a ratio to the run's [`calibration`]) for regression benchmarking.
+//! - [`calibration`]: the machine-speed measurement taken before every run.
 //!
 //! Shipped experiment files are in `experiments/` beside this crate's sources: `quickstart.toml` (the README's
 //! main job), `smoke.toml` with `references.toml` and `elastic-smoke.toml` (checked in the test suite),
-//! `elastic-local.toml` (autoscaled vs static through a 4x step), and one per paper figure in a local-scale and a
+//! `elastic-local.toml` (autoscaled vs static through a 4x step), `regression.toml` with its baseline
+//! `regression-baseline.toml` (CI's regression check, under 2 minutes), and one per paper figure in a local-scale and a
 //! cluster-scale variant.
+pub mod calibration;
 pub mod compare;
 pub mod elastic;
 pub mod results;

@@ -44,6 +44,21 @@ enum Command {
         /// Results directory to compare
         current: PathBuf,
     },
+    /// Write reference bands from a measured run: per point and metric, mean +- max(SDS sd, MIN_RELATIVE x
+    /// mean), throughputs as ratios to the run's calibration, with the machine's fingerprint
+    Baseline {
+        /// Results directory of a finished run with at least 2 repetitions per point (results/<name>)
+        results: PathBuf,
+        /// Where the bands go (a references file for `check --references`); - for stdout
+        #[arg(long)]
+        out: PathBuf,
+        /// Band half-width in standard deviations of the baseline's repetitions
+        #[arg(long, default_value_t = 3.0)]
+        sds: f64,
+        /// Smallest band half-width for rates and times, as a fraction of the mean
+        #[arg(long, default_value_t = 0.10)]
+        min_relative: f64,
+    },
     /// Check a results directory against reference bands; exits 1 on a breach
     Check {
         /// Results directory (results/<name>)
@@ -117,6 +132,30 @@ fn main() -> anyhow::Result<()> {
                 "{}",
                 experiments::compare::compare(&baseline, &current).map_err(anyhow::Error::msg)?
             );
+        }
+        Command::Baseline {
+            results,
+            out,
+            sds,
+            min_relative,
+        } => {
+            let text = experiments::compare::baseline(
+                &results,
+                experiments::compare::BaselineOptions { sds, min_relative },
+            )
+            .map_err(anyhow::Error::msg)?;
+            if out.as_os_str() == "-" {
+                print!("{text}");
+            } else {
+                pilot_core::store::write_atomic(&out, text.as_bytes())
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+                let n = text.matches("[[band]]").count();
+                println!(
+                    "{n} bands from {} written to {}",
+                    results.display(),
+                    out.display()
+                );
+            }
         }
         Command::Check {
             results,

@@ -3,11 +3,13 @@
 //! - `results.csv`: tidy, long format, one row per run (point x repetition; warm-up runs tagged
 //!   `warmup = true`), the point's settings as columns, metrics with units in their names. Rewritten whole and
 //!   renamed into place after every run, so a crash never leaves half a row, and finished runs survive.
+//! - `experiment.toml`: the experiment file as run.
 //! - `manifest.json`: provenance (git commit and dirty flag, versions, rustc, build profile, host and CPU,
 //!   resource URLs, pilot ids and nodes per run, UTC start and end, the experiment file's SHA-256).
 //! - `runs/<point>-<rep>/`: each run's own MASS and MASA records and pilot logs, and `timeline.csv`
 //!   ([`TimelineRow`]): the run's rates per second across all its processes, what figures over time are drawn
-//!   from.
+//!   from, and `e2e-latency.hgrm`: the group's end-to-end latency distribution (every consumer's HdrHistogram
+//!   merged; HdrHistogram's percentile-distribution text, ms), what percentile-distribution plots are drawn from.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +33,7 @@ pub const KEY_COLUMNS: &[&str] = &[
 /// Metric columns, in order, with units in their names.
 pub const METRICS: &[&str] = &[
     "run_wall_s",
+    "calibration_kmeans_updates_per_s",
     "framework_nodes",
     "framework_startup_s",
     "framework_stop_s",
@@ -131,6 +134,25 @@ pub fn write_timeline(run_dir: &Path, rows: &[TimelineRow]) -> Result<(), Result
         })?;
     }
     Ok(())
+}
+
+/// The experiment file as it was run, kept beside its results (what a report shows; `manifest.json` has its
+/// SHA-256).
+pub const EXPERIMENT_COPY: &str = "experiment.toml";
+
+/// A run's end-to-end latency distribution, as the runner writes it (see the module's overview).
+pub const E2E_LATENCY_HGRM: &str = "e2e-latency.hgrm";
+
+/// Read a run's latency distribution (milliseconds).
+pub fn read_latency_distribution(
+    run_dir: &Path,
+) -> Result<Vec<pilot_core::metrics::PercentilePoint>, ResultsError> {
+    let path = run_dir.join(E2E_LATENCY_HGRM);
+    let text = std::fs::read_to_string(&path).map_err(|e| ResultsError::Io {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    pilot_core::metrics::parse_hgrm(&text).map_err(|message| ResultsError::Io { path, message })
 }
 
 /// Read a run's timeline.
@@ -365,6 +387,16 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The kind of machine and build the runs measured: CPU model, cores, build profile. What `baseline` and
+    /// `check` match, so bands from one kind are never held against another (host names differ between CI
+    /// machines of one kind and are left out).
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "{} | {} cores | {}",
+            self.cpu_model, self.cpu_cores, self.build_profile
+        )
+    }
+
     pub fn read(path: &Path) -> Result<Self, ResultsError> {
         let text = std::fs::read_to_string(path).map_err(io(path))?;
         serde_json::from_str(&text).map_err(|e| ResultsError::Io {

@@ -49,6 +49,11 @@ pub trait Executor {
     fn clean_up(&mut self, _dir: &Path) -> Vec<String> {
         Vec::new()
     }
+
+    /// Just before each run: the machine's calibration measurement (see [`crate::calibration`]), or None.
+    fn calibrate(&mut self) -> Option<f64> {
+        None
+    }
 }
 
 /// Options of [`run`].
@@ -143,6 +148,9 @@ pub fn run(
     resources.dedup();
     manifest.resources = resources;
     manifest.complete = false;
+    let copy = dir.join(crate::results::EXPERIMENT_COPY);
+    pilot_core::store::write_atomic(&copy, exp.text.as_bytes())
+        .map_err(|e| format!("{}: {e}", copy.display()))?;
     manifest
         .write_atomic(&manifest_path)
         .map_err(|e| e.to_string())?;
@@ -226,6 +234,7 @@ pub fn run(
         ));
         let _ = std::fs::remove_dir_all(&run_dir);
         std::fs::create_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
+        let calibration = executor.calibrate();
         let start_utc = pilot_core::store::now_utc();
         let t = Instant::now();
         let result = executor.run(point, &run_dir, shutdown);
@@ -263,6 +272,9 @@ pub fn run(
             "run_wall_s".into(),
             format!("{:.3}", t.elapsed().as_secs_f64()),
         );
+        if let Some(c) = calibration {
+            row.insert(crate::calibration::METRIC.into(), format!("{c:.1}"));
+        }
         if let Ok(o) = &result {
             for (m, v) in &o.metrics {
                 row.insert(m.to_string(), format!("{v}"));
@@ -448,6 +460,12 @@ fn toml_file(path: &Path, table: &toml::Table) -> Result<(), String> {
 }
 
 impl Executor for LocalExecutor {
+    fn calibrate(&mut self) -> Option<f64> {
+        Some(crate::calibration::kmeans_updates_per_s(
+            Duration::from_millis(300),
+        ))
+    }
+
     fn clean_up(&mut self, dir: &Path) -> Vec<String> {
         let mut out = Vec::new();
         let Ok(runs) = std::fs::read_dir(dir.join("runs")) else {
@@ -1530,6 +1548,9 @@ fn collect(
         processing_weighted: f64,
     }
     let mut g = Group::default();
+    // The group's latency distribution: every consumer's histogram merged (a percentile of the whole group, not
+    // the worst consumer's); None when a consumer left none (killed, or an older MASA).
+    let mut merged = Some(pilot_core::metrics::LatencyHistogram::new());
     for (i, id) in consumer_ids.iter().enumerate() {
         let path = masa::consumer::summary_path(run_dir, id);
         let rows: Vec<masa::report::ConsumerSummary> = match pilot_core::metrics::read_csv(&path) {
@@ -1540,6 +1561,11 @@ fn collect(
             Err(e) => return Err(format!("{}: {e}", path.display())),
         };
         let r = rows.last().expect("not empty");
+        merged = merged.and_then(|mut m| {
+            let bytes = std::fs::read(masa::consumer::latency_histogram_path(run_dir, id)).ok()?;
+            m.merge(&pilot_core::metrics::LatencyHistogram::from_v2_bytes(&bytes).ok()?);
+            Some(m)
+        });
         let w = r.received_msgs as f64;
         g.received += w;
         g.mb += r.received_mb;
@@ -1566,6 +1592,19 @@ fn collect(
         } else {
             f64::NAN
         }
+    };
+    // Percentiles of the merged distribution where every consumer left its histogram; else (a killed consumer)
+    // the message-weighted p50 and the worst consumer's higher percentiles.
+    let e2e = match merged.filter(|m| m.count() > 0) {
+        Some(m) => {
+            let path = run_dir.join(crate::results::E2E_LATENCY_HGRM);
+            pilot_core::store::write_atomic(&path, m.hgrm_ms().as_bytes())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let s = m.summary();
+            let ms = |us: u64| us as f64 / 1e3;
+            (ms(s.p50_us), ms(s.p90_us), ms(s.p99_us), ms(s.max_us))
+        }
+        None => (wmean(g.p50_weighted), g.p90, g.p99, g.max),
     };
     let mut reasons = Vec::new();
     let mut fault_notes = Vec::new();
@@ -1687,10 +1726,10 @@ fn collect(
         ("consumer_throughput_msgs_per_s", rate(g.received)),
         ("consumer_throughput_mb_per_s", rate(g.mb)),
         ("consumer_throughput_items_per_s", rate(g.items as f64)),
-        ("e2e_latency_ms_p50", wmean(g.p50_weighted)),
-        ("e2e_latency_ms_p90", g.p90),
-        ("e2e_latency_ms_p99", g.p99),
-        ("e2e_latency_ms_max", g.max),
+        ("e2e_latency_ms_p50", e2e.0),
+        ("e2e_latency_ms_p90", e2e.1),
+        ("e2e_latency_ms_p99", e2e.2),
+        ("e2e_latency_ms_max", e2e.3),
         ("processed_latency_ms_p50", wmean(g.processed_p50_weighted)),
         ("processed_latency_ms_p99", g.processed_p99),
         ("processing_ms_p50", wmean(g.processing_weighted)),

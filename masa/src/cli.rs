@@ -76,7 +76,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             quiet,
         } => {
             let (raw, origin) = args.raw()?;
-            let plan = raw.validate(&origin)?;
+            let slowdown = std::env::var(masa::config::SLOWDOWN_ENV).ok();
+            let plan = raw
+                .validate(&origin)?
+                .slowed(slowdown.as_deref())
+                .map_err(|e| anyhow::anyhow!("environment: {e}"))?;
+            if let Some(ms) = &slowdown {
+                eprintln!(
+                    "masa: {}={ms}: every message costs {ms} ms more, on purpose",
+                    masa::config::SLOWDOWN_ENV
+                );
+            }
             if dry_run {
                 print!("dry run: masa would run\n{}", plan.describe());
                 return Ok(());

@@ -292,6 +292,47 @@ impl ProcessorPlan {
     }
 }
 
+/// The environment variable that slows every message on purpose: `MASA_SLOWDOWN_MS_PER_MESSAGE=MS` adds MS of
+/// CPU-bound (busy) cost per message to whatever the settings say. What a regression check's test uses as a
+/// slower build with the same settings; MASA says on stderr when it is set.
+pub const SLOWDOWN_ENV: &str = "MASA_SLOWDOWN_MS_PER_MESSAGE";
+
+impl ConsumerPlan {
+    /// The plan slowed by `slowdown_ms` (the value of [`SLOWDOWN_ENV`], when set): its cost per message grows by
+    /// that much (busy, when the settings had no cost).
+    pub fn slowed(mut self, slowdown_ms: Option<&str>) -> Result<Self, SettingError> {
+        let Some(text) = slowdown_ms else {
+            return Ok(self);
+        };
+        let ms: f64 = text
+            .trim()
+            .parse()
+            .ok()
+            .filter(|ms: &f64| ms.is_finite() && *ms >= 0.0 && *ms <= 60_000.0)
+            .ok_or_else(|| {
+                SettingError::key(
+                    SLOWDOWN_ENV,
+                    format!("{SLOWDOWN_ENV} must be milliseconds in [0, 60000] (got `{text}`)"),
+                )
+            })?;
+        if ms == 0.0 {
+            return Ok(self);
+        }
+        let extra = Duration::from_secs_f64(ms / 1e3);
+        self.cost = Some(match self.cost {
+            Some(c) => Cost {
+                per_message: c.per_message + extra,
+                model: c.model,
+            },
+            None => Cost {
+                per_message: extra,
+                model: CostModel::Busy,
+            },
+        });
+        Ok(self)
+    }
+}
+
 /// Validated settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsumerPlan {

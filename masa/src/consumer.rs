@@ -136,6 +136,11 @@ pub fn intervals_path(dir: &Path, consumer_id: &str) -> PathBuf {
 pub fn accounting_path(dir: &Path, consumer_id: &str) -> PathBuf {
     dir.join(format!("consumer-{consumer_id}-accounting.json"))
 }
+/// The consumer's end-to-end latencies (from intended send, µs) as an HdrHistogram V2 encoding: what the
+/// experiment runner merges into a run's percentile distribution.
+pub fn latency_histogram_path(dir: &Path, consumer_id: &str) -> PathBuf {
+    dir.join(format!("consumer-{consumer_id}-e2e-latency.hdr"))
+}
 
 /// A consumer thread's accounting so far, rewritten (atomically) before the offsets of what it holds are stored
 /// for commit: what a consumer that is killed leaves behind. Removed once the final accounting file is written.
@@ -881,6 +886,11 @@ pub fn run(
                 .as_bytes(),
         )
         .map_err(|e| ConsumeError::Io {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let path = latency_histogram_path(d, &plan.consumer_id);
+        write_atomic(&path, &e2e.to_v2_bytes()).map_err(|e| ConsumeError::Io {
             path: path.clone(),
             message: e.to_string(),
         })?;

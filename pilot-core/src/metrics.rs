@@ -80,6 +80,162 @@ impl LatencyHistogram {
     }
 }
 
+/// One row of a percentile distribution (HdrHistogram's `.hgrm` text): the value at or below which
+/// `percentile` of the recorded values lie, and how many values that is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PercentilePoint {
+    /// In the unit the distribution was written in (`.hgrm` files here: milliseconds).
+    pub value: f64,
+    /// 0 to 1.
+    pub percentile: f64,
+    pub total_count: u64,
+}
+
+impl PercentilePoint {
+    /// 1/(1-percentile): the x of a percentile-distribution plot (infinite at 100 %).
+    pub fn inverse(&self) -> f64 {
+        1.0 / (1.0 - self.percentile)
+    }
+}
+
+impl LatencyHistogram {
+    /// The histogram in HdrHistogram's V2 encoding (what every HdrHistogram implementation reads); values
+    /// clamped at an hour are in it as an hour.
+    pub fn to_v2_bytes(&self) -> Vec<u8> {
+        use hdrhistogram::serialization::Serializer;
+        let mut out = Vec::new();
+        hdrhistogram::serialization::V2Serializer::new()
+            .serialize(&self.hist, &mut out)
+            .expect("serialising to memory");
+        out
+    }
+
+    /// Read a V2-encoded histogram (as [`LatencyHistogram::to_v2_bytes`] writes it).
+    pub fn from_v2_bytes(bytes: &[u8]) -> Result<Self, String> {
+        let h: Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
+            .deserialize(&mut std::io::Cursor::new(bytes))
+            .map_err(|e| format!("not an HdrHistogram V2 encoding: {e:?}"))?;
+        let mut out = LatencyHistogram::new();
+        out.hist
+            .add(&h)
+            .map_err(|e| format!("histogram outside 1 us .. 1 h: {e:?}"))?;
+        Ok(out)
+    }
+
+    /// The percentile distribution, `ticks_per_half` rows per halving of the distance to 100 % (HdrHistogram's
+    /// `outputPercentileDistribution`), values in microseconds divided by `unit_us` (1000: milliseconds).
+    pub fn percentile_distribution(
+        &self,
+        ticks_per_half: u32,
+        unit_us: f64,
+    ) -> Vec<PercentilePoint> {
+        if self.hist.is_empty() {
+            return vec![];
+        }
+        let mut out: Vec<PercentilePoint> = self
+            .hist
+            .iter_quantiles(ticks_per_half)
+            .map(|v| PercentilePoint {
+                value: self.hist.highest_equivalent(v.value_iterated_to()) as f64 / unit_us,
+                percentile: v.quantile_iterated_to(),
+                total_count: 0,
+            })
+            .collect();
+        // Counts at or below each value, as the .hgrm format has them.
+        for p in &mut out {
+            p.total_count = self.hist.count_between(0, (p.value * unit_us) as u64);
+        }
+        out
+    }
+
+    /// HdrHistogram's percentile-distribution text (`.hgrm`), values in milliseconds: what its plotter
+    /// (HdrHistogram's `plotFiles.html`) and this project's `plots` read.
+    pub fn hgrm_ms(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{:>12} {:>14} {:>10} {:>14}\n",
+            "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+        );
+        for p in self.percentile_distribution(5, 1000.0) {
+            if p.percentile < 1.0 {
+                let _ = writeln!(
+                    s,
+                    "{:>12.3} {:>2.12} {:>10} {:>14.2}",
+                    p.value,
+                    p.percentile,
+                    p.total_count,
+                    p.inverse()
+                );
+            } else {
+                let _ = writeln!(
+                    s,
+                    "{:>12.3} {:>2.12} {:>10}",
+                    p.value, p.percentile, p.total_count
+                );
+            }
+        }
+        let h = &self.hist;
+        let _ = writeln!(
+            s,
+            "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]",
+            h.mean() / 1000.0,
+            h.stdev() / 1000.0
+        );
+        let _ = writeln!(
+            s,
+            "#[Max     = {:>12.3}, Total count    = {:>12}]",
+            h.max() as f64 / 1000.0,
+            h.len()
+        );
+        let _ = writeln!(
+            s,
+            "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
+            h.buckets(),
+            h.distinct_values()
+        );
+        s
+    }
+}
+
+/// Rows of an `.hgrm` percentile-distribution text (any HdrHistogram implementation's), in the file's unit;
+/// errors name the line.
+pub fn parse_hgrm(text: &str) -> Result<Vec<PercentilePoint>, String> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') || t.starts_with("Value") {
+            continue;
+        }
+        let cols: Vec<&str> = t.split_whitespace().collect();
+        let bad = || {
+            format!(
+                "line {}: expected `value percentile total-count [1/(1-p)]`, got `{t}`",
+                i + 1
+            )
+        };
+        if cols.len() < 3 {
+            return Err(bad());
+        }
+        let value: f64 = cols[0].parse().map_err(|_| bad())?;
+        let percentile: f64 = cols[1].parse().map_err(|_| bad())?;
+        let total_count: u64 = cols[2].parse().map_err(|_| bad())?;
+        if !(value.is_finite() && value >= 0.0 && (0.0..=1.0).contains(&percentile)) {
+            return Err(bad());
+        }
+        out.push(PercentilePoint {
+            value,
+            percentile,
+            total_count,
+        });
+    }
+    if out.is_empty() {
+        return Err("no percentile rows".into());
+    }
+    Ok(out)
+}
+
 /// Percentiles of a latency distribution, microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencySummary {
@@ -197,6 +353,30 @@ pub fn read_csv<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, Met
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn histograms_travel_as_v2_and_print_as_hgrm() {
+        let mut h = LatencyHistogram::new();
+        for us in 1..=10_000u64 {
+            h.record_us(us * 10);
+        }
+        let back = LatencyHistogram::from_v2_bytes(&h.to_v2_bytes()).unwrap();
+        assert_eq!(back.summary(), h.summary());
+        assert!(LatencyHistogram::from_v2_bytes(b"nonsense").is_err());
+        let rows = parse_hgrm(&h.hgrm_ms()).unwrap();
+        assert!(rows
+            .windows(2)
+            .all(|w| w[0].percentile <= w[1].percentile && w[0].value <= w[1].value));
+        let last = rows.last().unwrap();
+        assert_eq!((last.percentile, last.total_count), (1.0, 10_000));
+        assert!((last.value - 100.0).abs() < 0.2, "{last:?}");
+        let p50 = rows.iter().find(|r| r.percentile >= 0.5).unwrap();
+        assert!((p50.value - 50.0).abs() < 0.2, "{p50:?}");
+        assert!(parse_hgrm("Value Percentile\n 1.0 1.5 3\n")
+            .unwrap_err()
+            .contains("line 2"));
+        assert!(parse_hgrm("").is_err());
+    }
+
     use super::*;
 
     #[test]

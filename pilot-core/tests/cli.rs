@@ -338,3 +338,115 @@ fn exec_runs_copies_per_node_with_their_identity() {
     let o = pilot(w, &["exec", &id, "--nodes", "compute", "--", "true"]);
     assert!(text(&o).contains("no Compute nodes"), "{}", text(&o));
 }
+
+/// The process state letter of `pid` (`T` while stopped), from /proc.
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+#[test]
+fn fault_stops_and_continues_then_kills_a_broker_and_refuses_what_it_cannot_hit() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path();
+    let id = started_id(&pilot(w, &["start"]));
+    let _guard = StopOnDrop(w, id.clone());
+    let json: serde_json::Value =
+        serde_json::from_slice(&pilot(w, &["status", &id, "--json"]).stdout).unwrap();
+    let bootstrap = json["details"]["framework"]["bootstrap_servers"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let broker = pids_with(&format!("tcp://{bootstrap}"))[0];
+
+    // What it cannot hit is refused before anything is touched, naming the flag.
+    for (args, says) in [
+        (vec!["--action", "slow"], "not `slow"),
+        (
+            vec!["--action", "kill", "--target", "consumer:0"],
+            "brokers",
+        ),
+        (vec!["--action", "node-down"], "needs a SLURM pilot"),
+        (vec!["--action", "scancel"], "needs a SLURM pilot"),
+        (
+            vec!["--action", "kill", "--target", "broker:3"],
+            "runs 1 broker(s)",
+        ),
+        (vec!["--action", "stop"], "--for-s"),
+        (vec!["--action", "kill", "--for-s", "3"], "--for-s"),
+        (vec!["--action", "kill", "--after-s=-1"], "--after-s"),
+        (vec!["--action", "kill", "--target", "brokr"], "--target"),
+    ] {
+        let mut all = vec!["fault", id.as_str()];
+        all.extend(args.iter().copied());
+        let o = pilot(w, &all);
+        let t = text(&o);
+        assert!(!o.status.success() && t.contains(says), "{args:?}: {t}");
+        assert!(!t.contains("panicked"), "{t}");
+    }
+    let o = pilot(w, &["fault", "no-such-pilot", "--action", "kill"]);
+    assert!(
+        !o.status.success() && text(&o).contains("no-such-pilot"),
+        "{}",
+        text(&o)
+    );
+    let dry = pilot(w, &["fault", &id, "--action", "kill", "--dry-run"]);
+    assert!(
+        dry.status.success() && text(&dry).contains("dry run"),
+        "{}",
+        text(&dry)
+    );
+    assert_eq!(proc_state(broker).map(|s| s != 'T'), Some(true));
+
+    // Stop for 2 s: stopped meanwhile, continued after, and still a broker.
+    let stopper = Command::new(env!("CARGO_BIN_EXE_pilot"))
+        .arg("--workdir")
+        .arg(w)
+        .args(["fault", &id, "--action", "stop", "--for-s", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while proc_state(broker) != Some('T') && t0.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        proc_state(broker),
+        Some('T'),
+        "the broker was never stopped"
+    );
+    let o = stopper.wait_with_output().unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains(&format!("stop broker:0 (pid {broker}"))
+            && t.contains(&format!("cont broker:0 (pid {broker}")),
+        "{t}"
+    );
+    assert_ne!(proc_state(broker), Some('T'));
+    let created = pilot(
+        w,
+        &["topic", "create", &id, "after-stop", "--partitions", "2"],
+    );
+    assert!(created.status.success(), "{}", text(&created));
+
+    // Kill after 0.5 s: the broker is gone and the pilot says so.
+    let o = pilot(w, &["fault", &id, "--action", "kill", "--after-s", "0.5"]);
+    let t = text(&o);
+    assert!(
+        o.status.success() && t.contains(&format!("kill broker:0 (pid {broker}")),
+        "{t}"
+    );
+    assert!(wait_gone(broker), "broker {broker} survived SIGKILL");
+    let t0 = std::time::Instant::now();
+    let mut st = String::new();
+    while t0.elapsed() < Duration::from_secs(10) {
+        st = text(&pilot(w, &["status", &id]));
+        if st.contains("Failed") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(st.contains("Failed"), "{st}");
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use experiments::compare::mean_sd;
 use experiments::results::{Table, KEY_COLUMNS, METRICS};
 
-use crate::chart::{render, Figure, Panel, Series};
+use crate::chart::{render, Figure, Look, Panel, Series};
 use crate::PlotError;
 
 /// A results directory, read.
@@ -198,14 +198,11 @@ fn figure(
     (panels, cats): (Vec<Panel>, Option<Vec<String>>),
 ) -> Figure {
     Figure {
-        file_stem: stem.into(),
-        title,
-        x_label: axis_label(x),
-        y_label: y_label.into(),
         log_x: log_x && cats.is_none(),
         log_y,
         x_categories: cats,
         panels,
+        ..Figure::new(stem, &title, &axis_label(x), y_label)
     }
 }
 
@@ -348,14 +345,17 @@ pub fn plan(r: &Results) -> Vec<Figure> {
                 "producer throughput (msg/s)",
             ),
         ] {
-            out.push(figure(
+            // As the paper drew it: a bar per source at each x, a panel per broker count.
+            let mut f = figure(
                 stem,
                 "Producer throughput (paper Fig. 8)".into(),
                 &x,
                 label,
-                (true, true),
+                (false, true),
                 r.grouped(&x, m, &others(&x, facet.as_deref()), facet.as_deref()),
-            ));
+            );
+            f.look = Look::Bars;
+            out.push(f);
         }
     } else if name.starts_with("fig9") {
         let x = first_of(
@@ -403,63 +403,74 @@ pub fn plan(r: &Results) -> Vec<Figure> {
     out
 }
 
-/// Latency percentiles (p50, p90, p99, max) per point.
+/// End-to-end latency by percentile, one line per point, as HdrHistogram's plotter draws it: x is 1/(1-p) on a
+/// log axis labelled 50 %, 90 %, 99 %, 99.9 %, ... From the first measured repetition's merged distribution
+/// (`e2e-latency.hgrm`); a run without one (older results, a killed consumer) is drawn from its p50, p90 and
+/// p99 columns, with markers.
 fn percentiles(r: &Results, varying: &[String]) -> Figure {
-    let cats: Vec<String> = ["p50", "p90", "p99", "max"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let mut by_point: BTreeMap<String, (String, Vec<Vec<f64>>)> = BTreeMap::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut series = Vec::new();
+    let mut from_hgrm = 0usize;
     for row in r.measured() {
-        let label = point_label(row, varying, "all runs");
-        let e = by_point
-            .entry(row.get("point").cloned().unwrap_or_default())
-            .or_insert((label, vec![vec![]; 4]));
-        for (k, m) in [
-            "e2e_latency_ms_p50",
-            "e2e_latency_ms_p90",
-            "e2e_latency_ms_p99",
-            "e2e_latency_ms_max",
-        ]
-        .iter()
-        .enumerate()
-        {
-            if let Some(v) = row
-                .get(*m)
-                .and_then(|v| v.parse::<f64>().ok())
-                .filter(|v| v.is_finite())
-            {
-                e.1[k].push(v);
-            }
+        let (Some(point), Some(rep)) = (row.get("point"), row.get("repetition")) else {
+            continue;
+        };
+        if !seen.insert(point.clone()) {
+            continue;
         }
-    }
-    let series = by_point
-        .into_values()
-        .map(|(name, vals)| Series {
-            name,
-            points: vals
+        let name = point_label(row, varying, "all runs");
+        let run = r.dir.join("runs").join(format!("{point}-r{rep}"));
+        let points: Vec<(f64, f64, f64)> =
+            match experiments::results::read_latency_distribution(&run) {
+                Ok(d) => {
+                    from_hgrm += 1;
+                    d.iter()
+                        .filter(|p| p.percentile < 1.0)
+                        .map(|p| (p.inverse(), p.value, 0.0))
+                        .collect()
+                }
+                Err(_) => [
+                    (2.0, "e2e_latency_ms_p50"),
+                    (10.0, "e2e_latency_ms_p90"),
+                    (100.0, "e2e_latency_ms_p99"),
+                ]
                 .iter()
-                .enumerate()
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(k, v)| {
-                    let (m, sd) = mean_sd(v);
-                    (k as f64, m, sd)
+                .filter_map(|(x, m)| {
+                    row.get(*m)
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .filter(|v| v.is_finite())
+                        .map(|v| (*x, v, 0.0))
                 })
                 .collect(),
-        })
-        .collect();
+            };
+        if !points.is_empty() {
+            series.push(Series { name, points });
+        }
+    }
     Figure {
-        file_stem: "latency-percentiles".into(),
-        title: format!("{}: end-to-end latency percentiles", r.name),
-        x_label: "percentile".into(),
-        y_label: "end-to-end latency (ms)".into(),
-        log_x: false,
+        log_x: true,
         log_y: true,
-        x_categories: Some(cats),
+        x_ticks: Some(
+            crate::style::PERCENTILE_TICKS
+                .iter()
+                .map(|(x, l)| (*x, l.to_string()))
+                .collect(),
+        ),
+        look: if from_hgrm == series.len() && !series.is_empty() {
+            Look::Curves
+        } else {
+            Look::Lines
+        },
         panels: vec![Panel {
             title: String::new(),
             series,
         }],
+        ..Figure::new(
+            "latency-percentiles",
+            &format!("{}: end-to-end latency by percentile", r.name),
+            "percentile (log scale of 1/(1-p))",
+            "end-to-end latency (ms)",
+        )
     }
 }
 
@@ -494,20 +505,20 @@ pub fn throughput_over_time(r: &Results) -> Option<Figure> {
         });
     }
     (!series.is_empty()).then(|| Figure {
-        file_stem: "throughput-over-time".into(),
-        title: format!(
-            "{}: consumer throughput over time (first repetition)",
-            r.name
-        ),
-        x_label: "time since the run's first process started (s)".into(),
-        y_label: "consumer throughput (msg/s)".into(),
-        log_x: false,
-        log_y: false,
-        x_categories: None,
+        look: Look::Curves,
         panels: vec![Panel {
             title: String::new(),
             series,
         }],
+        ..Figure::new(
+            "throughput-over-time",
+            &format!(
+                "{}: consumer throughput over time (first repetition)",
+                r.name
+            ),
+            "time since the run's first process started (s)",
+            "consumer throughput (msg/s)",
+        )
     })
 }
 
@@ -554,12 +565,25 @@ pub fn elastic_timelines(r: &Results) -> Vec<crate::timeline::TimeFigure> {
     out
 }
 
+/// Where the figures of results directory `dir` go: `out`, or `dir/figures`.
+pub fn out_dir(dir: &Path, out: Option<&Path>) -> PathBuf {
+    out.map(Path::to_path_buf)
+        .unwrap_or_else(|| dir.join("figures"))
+}
+
+/// [`plot_dir`], then the HTML report beside the figures; returns every file written, the report last.
+pub fn plot_dir_with_report(dir: &Path, out: Option<&Path>) -> Result<Vec<PathBuf>, PlotError> {
+    let mut files = plot_dir(dir, out)?;
+    let r = Results::read(dir)?;
+    let page = crate::report::write(&r, &out_dir(dir, out), &files)?;
+    files.push(page);
+    Ok(files)
+}
+
 /// Draw every figure of `dir` into `out` (default `dir/figures`); returns the files written.
 pub fn plot_dir(dir: &Path, out: Option<&Path>) -> Result<Vec<PathBuf>, PlotError> {
     let r = Results::read(dir)?;
-    let out = out
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| dir.join("figures"));
+    let out = out_dir(dir, out);
     std::fs::create_dir_all(&out).map_err(|e| PlotError::Input {
         path: out.clone(),
         message: e.to_string(),

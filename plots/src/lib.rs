@@ -10,11 +10,20 @@
 //!   each run's timeline).
 //!   Points are means over the measured repetitions with their standard deviation as error bars; warm-up runs
 //!   are left out.
-//! - [`chart`]: how to draw it (plotters), the same figure to SVG and PNG. Text uses the DejaVu Sans font
-//!   compiled into the binary, so PNGs render with no system fonts installed.
+//!   Fig. 8 is drawn as the paper drew it, a bar per source at each producer count, a panel per broker count.
+//!   The latency figure is HdrHistogram's percentile distribution (x: 1/(1-p) on a log axis, 50 % .. 99.99 %)
+//!   from each run's merged `e2e-latency.hgrm`.
+//! - [`chart`]: how to draw it (plotters), the same figure to SVG and PNG, one legend outside the data. Text uses
+//!   the DejaVu Sans font compiled into the binary, so PNGs render with no system fonts installed.
+//! - [`style`]: how every figure looks: colour-blind-safe palette, markers, ticks (whole numbers for counts),
+//!   numbers as people write them (16k).
+//! - [`report`]: `--html`, one self-contained page per experiment: figures, experiment file, provenance,
+//!   results table.
 
 pub mod chart;
 pub mod figures;
+pub mod report;
+pub mod style;
 pub mod timeline;
 
 /// Errors making figures.

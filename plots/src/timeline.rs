@@ -86,9 +86,12 @@ pub fn from_timeline(file_stem: &str, title: &str, rows: &[TimelineRow]) -> Time
 }
 
 /// Draw `fig` as `<dir>/<stem>.svg` and `.png`.
+/// The legend column beside each track.
+const LEGEND_W: u32 = 150;
+
 pub fn render(fig: &TimeFigure, dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
     crate::chart::register_font();
-    let size = (900, 220 * fig.tracks.len().max(1) as u32 + 60);
+    let size = (900 + LEGEND_W, 220 * fig.tracks.len().max(1) as u32 + 60);
     let svg = dir.join(format!("{}.svg", fig.file_stem));
     let png = dir.join(format!("{}.png", fig.file_stem));
     let err = |path: &Path| {
@@ -131,14 +134,27 @@ where
             .fold(1.0_f64, f64::max)
             * 1.1;
         let last = i + 1 == fig.tracks.len();
-        let mut chart = ChartBuilder::on(area)
+        let (w, _) = area.dim_in_pixel();
+        let (area, legend) = area.split_horizontally(w.saturating_sub(LEGEND_W));
+        let names: Vec<String> = track.lines.iter().map(|l| l.name.clone()).collect();
+        crate::chart::draw_legend(&legend, &names, crate::chart::Look::Curves)?;
+        let y_ticks = crate::style::linear_ticks(0.0, y1, 6, track.lines.iter().all(|l| l.steps));
+        let x_ticks = crate::style::linear_ticks(0.0, x1, 10, false);
+        let mut chart = ChartBuilder::on(&area)
             .margin(10)
             .x_label_area_size(if last { 40 } else { 20 })
             .y_label_area_size(70)
-            .build_cartesian_2d(0.0..x1, 0.0..y1)
+            .build_cartesian_2d(
+                crate::chart::linear_axis(0.0, x1, x_ticks),
+                crate::chart::linear_axis(0.0, y1, y_ticks),
+            )
             .map_err(|x| e(&x))?;
         let mut mesh = chart.configure_mesh();
         mesh.y_desc(&track.y_label)
+            .x_label_formatter(&|x: &f64| crate::style::si(*x))
+            .y_label_formatter(&|y: &f64| crate::style::si(*y))
+            .bold_line_style(crate::style::GRID.stroke_width(1))
+            .light_line_style(WHITE.mix(0.0))
             .label_style(("sans-serif", 12))
             .axis_desc_style(("sans-serif", 13));
         if last {
@@ -146,7 +162,12 @@ where
         }
         mesh.draw().map_err(|x| e(&x))?;
         for &(t, up) in &fig.events {
-            let color = if up { RED.mix(0.5) } else { BLUE.mix(0.5) };
+            // Scale-ups vermillion, everything else (scale-downs, faults) blue, both light.
+            let color = if up {
+                crate::style::color(3).mix(0.5)
+            } else {
+                crate::style::color(0).mix(0.5)
+            };
             chart
                 .draw_series(std::iter::once(PathElement::new(
                     vec![(t, 0.0), (t, y1)],
@@ -155,8 +176,8 @@ where
                 .map_err(|x| e(&x))?;
         }
         for (k, line) in track.lines.iter().enumerate() {
-            let (name, points) = (&line.name, &line.points);
-            let color = Palette99::pick(k).to_rgba();
+            let points = &line.points;
+            let color = crate::style::color(k);
             let path: Vec<(f64, f64)> = if line.steps {
                 // Each value holds over its second (t - 1, t].
                 points
@@ -168,20 +189,8 @@ where
             };
             chart
                 .draw_series(LineSeries::new(path, color.stroke_width(2)))
-                .map_err(|x| e(&x))?
-                .label(name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                });
+                .map_err(|x| e(&x))?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 12))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(|x| e(&x))?;
     }
     root.present().map_err(|x| e(&x))?;
     Ok(())
