@@ -36,6 +36,17 @@ fn started_id(o: &Output) -> String {
         .to_string()
 }
 
+/// The pid of the running pilot `id`'s (first) broker, found by its bootstrap address.
+fn broker_pid(w: &Path, id: &str) -> u32 {
+    let json: serde_json::Value =
+        serde_json::from_slice(&pilot(w, &["status", id, "--json"]).stdout).unwrap();
+    let bootstrap = json["details"]["framework"]["bootstrap_servers"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    pids_with(&format!("tcp://{bootstrap}"))[0]
+}
+
 /// Stops the pilot even if an assertion fails first.
 struct StopOnDrop<'a>(&'a Path, String);
 impl Drop for StopOnDrop<'_> {
@@ -106,13 +117,7 @@ fn a_killed_manager_takes_its_broker_along_and_status_says_so() {
     let id = started_id(&pilot(w, &["start"]));
     let _guard = StopOnDrop(w, id.clone());
     let agent = pids_with(&format!("agent {id}"))[0];
-    let json: serde_json::Value =
-        serde_json::from_slice(&pilot(w, &["status", &id, "--json"]).stdout).unwrap();
-    let bootstrap = json["details"]["framework"]["bootstrap_servers"][0]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let broker = pids_with(&format!("tcp://{bootstrap}"))[0];
+    let broker = broker_pid(w, &id);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(agent as i32),
         nix::sys::signal::Signal::SIGKILL,
@@ -351,13 +356,7 @@ fn fault_stops_and_continues_then_kills_a_broker_and_refuses_what_it_cannot_hit(
     let w = dir.path();
     let id = started_id(&pilot(w, &["start"]));
     let _guard = StopOnDrop(w, id.clone());
-    let json: serde_json::Value =
-        serde_json::from_slice(&pilot(w, &["status", &id, "--json"]).stdout).unwrap();
-    let bootstrap = json["details"]["framework"]["bootstrap_servers"][0]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let broker = pids_with(&format!("tcp://{bootstrap}"))[0];
+    let broker = broker_pid(w, &id);
 
     // What it cannot hit is refused before anything is touched, naming the flag.
     for (args, says) in [
