@@ -12,6 +12,7 @@
 //!   rayon over slice pairs, HDF5 and PNG output).
 //! - [`tomo`]: tomographic reconstruction numerics, no I/O (filters, FBP baseline, GridRec, ML-EM, centre search,
 //!   normalisation, quality measures).
+//! - [`simd`]: the run-time choice of AVX-512 / AVX2 / baseline code for those kernels (bit-identical).
 //! - [`consumer`]: the run loop, with busy-time measurement and the per-interval reports to a metrics topic
 //!   (`pilot_core::telemetry`) that experiments and `pilot autoscale` read; [`report`]: the result schema.
 pub mod accounting;
@@ -22,5 +23,6 @@ pub mod kmeans;
 pub mod processor;
 pub mod reconstruct;
 pub mod report;
+pub mod simd;
 pub mod tomo;
 pub mod window;

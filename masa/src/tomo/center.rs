@@ -20,6 +20,9 @@
 //! cols / 2, as TomoPy; default range a quarter of the width); a range that does not fit the detector (more than
 //! 45 % of the width on either side) is an error.
 //!
+//! Candidates are scored two to a GridRec pass ([`GridRecPlan::reconstruct_centres`]: one real sinogram, two
+//! centres as the real and imaginary parts), halving the reconstructions.
+//!
 //! [`CenterSearch`] keeps the GridRec plans and buffers for each level, so repeated searches on one geometry
 //! allocate nothing new. The candidates of a level are evaluated in parallel on the caller's rayon pool (run
 //! `find` inside `pool.install` to choose it).
@@ -33,6 +36,9 @@ use std::sync::Mutex;
 /// Histogram bins of the entropy criterion.
 const BINS: usize = 64;
 
+/// One worker's GridRec buffers and two images (candidates go two to a pass).
+type Buffers = (GridRecWork, Vec<f32>, Vec<f32>);
+
 struct Level {
     factor: usize,
     /// Columns of this level's sinogram before padding.
@@ -42,7 +48,7 @@ struct Level {
     plan: GridRecPlan,
     /// One reconstruction buffer set per worker (candidates are evaluated in parallel on the caller's rayon
     /// pool).
-    works: Vec<Mutex<(GridRecWork, Vec<f32>)>>,
+    works: Vec<Mutex<Buffers>>,
     sino: Vec<f32>,
     inside: Vec<bool>,
 }
@@ -55,7 +61,8 @@ pub struct CenterEstimate {
     /// Where the entropy search started: the sinogram's own estimate ([`centroid_estimate`], clamped into the
     /// range).
     pub start: f64,
-    /// Reconstructions computed (all levels).
+    /// Candidate centres scored, plus one reconstruction per level for the histogram limits (candidates go
+    /// two to a GridRec pass, so the passes are about half as many).
     pub evaluations: usize,
 }
 
@@ -141,7 +148,7 @@ impl CenterSearch {
             let pad = c / 4;
             let plan = GridRecPlan::new(c, c + 2 * pad, theta_rad, FilterKind::SheppLogan);
             let works = (0..workers.max(1))
-                .map(|_| Mutex::new((plan.work(), vec![0.0; c * c])))
+                .map(|_| Mutex::new((plan.work(), vec![0.0; c * c], vec![0.0; c * c])))
                 .collect();
             let inside = (0..c * c)
                 .map(|k| in_circle(k / c, k % c, c, 0.95))
@@ -206,12 +213,17 @@ impl CenterSearch {
             let level = &self.levels[li];
             let k = (range / step).round() as i64;
             let scan = |around: f64| -> Vec<(f64, f64)> {
-                (-k..=k)
+                // Two candidates per GridRec pass (`GridRecPlan::reconstruct_centres`).
+                let candidates: Vec<f64> = (-k..=k)
                     .map(|s| around + s as f64 * step)
                     .filter(|c| (lo..=hi).contains(c))
-                    .collect::<Vec<f64>>()
-                    .into_par_iter()
-                    .map(|c| (c, level.entropy(c, hmin, hmax)))
+                    .collect();
+                candidates
+                    .par_chunks(2)
+                    .flat_map_iter(|pair| {
+                        let costs = level.entropies(pair, hmin, hmax);
+                        pair.iter().copied().zip(costs).collect::<Vec<_>>()
+                    })
                     .collect()
             };
             let mut costs = scan(best);
@@ -386,10 +398,37 @@ impl Level {
         let mut guard = self.works[slot]
             .lock()
             .expect("a centre-search worker panicked");
-        let (work, img) = &mut *guard;
+        let (work, img, _) = &mut *guard;
         self.plan
             .reconstruct(work, self.scaled(center) + self.pad as f64, &self.sino, img);
         f(img)
+    }
+
+    /// The entropy at one or two candidate centres, both from one GridRec pass.
+    fn entropies(&self, centers: &[f64], hmin: f32, hmax: f32) -> [f64; 2] {
+        match *centers {
+            [c] => [self.entropy(c, hmin, hmax), f64::NAN],
+            [c1, c2] => {
+                let slot = rayon::current_thread_index().unwrap_or(0) % self.works.len();
+                let mut guard = self.works[slot]
+                    .lock()
+                    .expect("a centre-search worker panicked");
+                let (work, img1, img2) = &mut *guard;
+                let shift = self.pad as f64;
+                self.plan.reconstruct_centres(
+                    work,
+                    (self.scaled(c1) + shift, self.scaled(c2) + shift),
+                    &self.sino,
+                    img1,
+                    img2,
+                );
+                [
+                    histogram_entropy(img1, &self.inside, hmin, hmax),
+                    histogram_entropy(img2, &self.inside, hmin, hmax),
+                ]
+            }
+            _ => unreachable!("candidates come one or two at a time"),
+        }
     }
 
     /// TomoPy's histogram limits: the range of the reconstruction at `center`, widened.
@@ -407,27 +446,31 @@ impl Level {
     }
 
     fn entropy(&self, center: f64, hmin: f32, hmax: f32) -> f64 {
-        let inside = &self.inside;
         self.with_image(center, |img| {
-            let mut hist = [0u32; BINS];
-            let scale = BINS as f32 / (hmax - hmin);
-            let mut count = 0u32;
-            for (&v, &inside) in img.iter().zip(inside) {
-                if inside && v >= hmin && v <= hmax {
-                    let b = (((v - hmin) * scale) as usize).min(BINS - 1);
-                    hist[b] += 1;
-                    count += 1;
-                }
-            }
-            let total = count.max(1) as f64;
-            hist.iter()
-                .map(|&h| {
-                    let p = h as f64 / total + 1e-12;
-                    -p * p.log2()
-                })
-                .sum()
+            histogram_entropy(img, &self.inside, hmin, hmax)
         })
     }
+}
+
+/// TomoPy's criterion: the entropy of a 64-bin histogram over `[hmin, hmax]` of the pixels inside the circle.
+fn histogram_entropy(img: &[f32], inside: &[bool], hmin: f32, hmax: f32) -> f64 {
+    let mut hist = [0u32; BINS];
+    let scale = BINS as f32 / (hmax - hmin);
+    let mut count = 0u32;
+    for (&v, &inside) in img.iter().zip(inside) {
+        if inside && v >= hmin && v <= hmax {
+            let b = (((v - hmin) * scale) as usize).min(BINS - 1);
+            hist[b] += 1;
+            count += 1;
+        }
+    }
+    let total = count.max(1) as f64;
+    hist.iter()
+        .map(|&h| {
+            let p = h as f64 / total + 1e-12;
+            -p * p.log2()
+        })
+        .sum()
 }
 
 /// Average `factor` adjacent detector bins (`angles x cols` into `angles x cols / factor`).
