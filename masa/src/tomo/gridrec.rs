@@ -64,6 +64,8 @@ pub struct GridRecPlan {
     fft1: Arc<dyn Fft<f32>>,
     ifft_g: Arc<dyn Fft<f32>>,
     scratch_len: usize,
+    /// Every bin's weights, per angle and chunk, where they fit [`PRECOMPUTED_WEIGHTS_MAX_BYTES`].
+    chunks: Option<Vec<Chunk>>,
 }
 
 /// One thread's buffers for [`GridRecPlan::reconstruct_pair`].
@@ -204,7 +206,7 @@ impl GridRecPlan {
         let scratch_len = fft1
             .get_inplace_scratch_len()
             .max(ifft_g.get_inplace_scratch_len());
-        GridRecPlan {
+        let mut plan = GridRecPlan {
             n,
             cols,
             g,
@@ -218,7 +220,23 @@ impl GridRecPlan {
             fft1,
             ifft_g,
             scratch_len,
+            chunks: None,
+        };
+        let per_angle = m1.div_ceil(CHUNK);
+        if theta_rad.len() * per_angle * std::mem::size_of::<Chunk>()
+            <= PRECOMPUTED_WEIGHTS_MAX_BYTES
+        {
+            let mut chunks = vec![Chunk::default(); theta_rad.len() * per_angle];
+            for (angle, row) in chunks.chunks_mut(per_angle).enumerate() {
+                let (sx, sy) = (plan.step_x[angle], plan.step_y[angle]);
+                for (ci, chunk) in row.iter_mut().enumerate() {
+                    let k0 = ci * CHUNK;
+                    fill_chunk(&plan, sx, sy, k0, (m1 - k0).min(CHUNK), chunk);
+                }
+            }
+            plan.chunks = Some(chunks);
         }
+        plan
     }
 
     /// Output side length.
@@ -426,11 +444,55 @@ fn load_projection(
 /// Projection bins gridded per chunk.
 const CHUNK: usize = 64;
 
-/// One chunk of bins' kernel weights per tap and first grid cell (the gridding loop's scratch, on the stack).
+/// One chunk of bins' kernel weights per tap and first grid cell.
+#[derive(Clone)]
 struct Chunk {
     wx: [[f32; CHUNK]; KERNEL_WIDTH],
     wy: [[f32; CHUNK]; KERNEL_WIDTH],
     cell: [u32; CHUNK],
+}
+
+impl Default for Chunk {
+    fn default() -> Self {
+        Chunk {
+            wx: [[0.0; CHUNK]; KERNEL_WIDTH],
+            wy: [[0.0; CHUNK]; KERNEL_WIDTH],
+            cell: [0; CHUNK],
+        }
+    }
+}
+
+/// The plan keeps every bin's weights (they depend on the geometry only) up to this size: 12 MB at 640 px and
+/// 181 angles; computing them costs more than half of the gridding time. Larger geometries compute them per
+/// chunk as they go (the same values).
+const PRECOMPUTED_WEIGHTS_MAX_BYTES: usize = 64 << 20;
+
+/// Positions and kernel weights of bins `k0..k0 + len` of the angle with grid steps `sx`, `sy`.
+#[inline(always)]
+fn fill_chunk(plan: &GridRecPlan, sx: f32, sy: f32, k0: usize, len: usize, chunk: &mut Chunk) {
+    let (g, m1) = (plan.g, plan.m1);
+    let gp = g + 2 * PAD;
+    let table = KERNEL_TABLE_PER_CELL as f32;
+    let origin = (g / 2 + PAD) as f32;
+    let half_w = KERNEL_WIDTH as f32 / 2.0;
+    let last = plan.kernel.len() as i32 - 1;
+    for c in 0..len {
+        let kk = (k0 + c) as i64 - (m1 / 2) as i64;
+        let gx = origin + kk as f32 * sx;
+        let gy = origin + kk as f32 * sy;
+        let fx = (gx - half_w).ceil();
+        let fy = (gy - half_w).ceil();
+        for t in 0..KERNEL_WIDTH {
+            let dxk = (((fx + t as f32 - gx).abs() * table + 0.5) as i32).min(last);
+            let dyk = (((fy + t as f32 - gy).abs() * table + 0.5) as i32).min(last);
+            // SAFETY: 0 <= index <= last (the argument is non-negative).
+            unsafe {
+                chunk.wx[t][c] = *plan.kernel.get_unchecked(dxk.max(0) as usize);
+                chunk.wy[t][c] = *plan.kernel.get_unchecked(dyk.max(0) as usize);
+            }
+        }
+        chunk.cell[c] = (fy as usize * gp + fx as usize) as u32;
+    }
 }
 
 // The gridding loop compiled for the widest vector unit the CPU has (`crate::simd`, bit-identical).
@@ -450,14 +512,7 @@ fn spread_kernel<const D: usize>(
     let (g, m1) = (plan.g, plan.m1);
     let gp = g + 2 * PAD;
     work.grid.fill(Complex32::default());
-    let table = KERNEL_TABLE_PER_CELL as f32;
-    let origin = (g / 2 + PAD) as f32;
-    let half_w = KERNEL_WIDTH as f32 / 2.0;
-    let mut chunk = Chunk {
-        wx: [[0.0; CHUNK]; KERNEL_WIDTH],
-        wy: [[0.0; CHUNK]; KERNEL_WIDTH],
-        cell: [0; CHUNK],
-    };
+    let mut scratch_chunk = Chunk::default();
     for angle in 0..angles {
         load_projection(&mut work.proj, a, b, angle, cols);
         let proj = &mut work.proj;
@@ -475,28 +530,17 @@ fn spread_kernel<const D: usize>(
             }
             None => ((0.0, 0.0), (0.0, 0.0)),
         };
-        let last = plan.kernel.len() as i32 - 1;
         let mut k0 = 0;
         while k0 < m1 {
             let len = (m1 - k0).min(CHUNK);
-            // Pass 1, vector code: grid positions and kernel weights of the chunk's bins, one array per tap.
-            for c in 0..len {
-                let kk = (k0 + c) as i64 - (m1 / 2) as i64;
-                let gx = origin + kk as f32 * sx;
-                let gy = origin + kk as f32 * sy;
-                let fx = (gx - half_w).ceil();
-                let fy = (gy - half_w).ceil();
-                for t in 0..KERNEL_WIDTH {
-                    let dxk = (((fx + t as f32 - gx).abs() * table + 0.5) as i32).min(last);
-                    let dyk = (((fy + t as f32 - gy).abs() * table + 0.5) as i32).min(last);
-                    // SAFETY: 0 <= index <= last (the argument is non-negative).
-                    unsafe {
-                        chunk.wx[t][c] = *plan.kernel.get_unchecked(dxk.max(0) as usize);
-                        chunk.wy[t][c] = *plan.kernel.get_unchecked(dyk.max(0) as usize);
-                    }
+            // Pass 1: grid positions and kernel weights of the chunk's bins, from the plan where it holds them.
+            let chunk: &Chunk = match &plan.chunks {
+                Some(chunks) => &chunks[angle * m1.div_ceil(CHUNK) + k0 / CHUNK],
+                None => {
+                    fill_chunk(plan, sx, sy, k0, len, &mut scratch_chunk);
+                    &scratch_chunk
                 }
-                chunk.cell[c] = (fy as usize * gp + fx as usize) as u32;
-            }
+            };
             // Pass 2: each bin's filtered, phase-shifted value spread onto its 6 x 6 cells.
             for c in 0..len {
                 let kk = (k0 + c) as i64 - (m1 / 2) as i64;
@@ -534,11 +578,31 @@ fn spread_kernel<const D: usize>(
                     }
                 };
                 let base = chunk.cell[c] as usize;
+                // Each row of 6 cells as 12 floats (re, im, ...) against the x weights, each twice: one
+                // 12-lane multiply and add per row, the same operations as cell += vy * wx cell by cell.
+                let mut wx = [0f32; 2 * KERNEL_WIDTH];
+                for t in 0..KERNEL_WIDTH {
+                    wx[2 * t] = chunk.wx[t][c];
+                    wx[2 * t + 1] = chunk.wx[t][c];
+                }
                 for ty in 0..KERNEL_WIDTH {
                     let vy = v * chunk.wy[ty][c];
+                    let mut vv = [0f32; 2 * KERNEL_WIDTH];
+                    for t in 0..KERNEL_WIDTH {
+                        vv[2 * t] = vy.re;
+                        vv[2 * t + 1] = vy.im;
+                    }
                     let row = &mut work.grid[base + ty * gp..base + ty * gp + KERNEL_WIDTH];
-                    for (tx, cell) in row.iter_mut().enumerate() {
-                        *cell += vy * chunk.wx[tx][c];
+                    // SAFETY: Complex32 is repr(C) { re: f32, im: f32 }: 6 cells are 12 f32s, borrowed from
+                    // `row` for this block only.
+                    let flat = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            row.as_mut_ptr().cast::<f32>(),
+                            2 * KERNEL_WIDTH,
+                        )
+                    };
+                    for j in 0..2 * KERNEL_WIDTH {
+                        flat[j] += vv[j] * wx[j];
                     }
                 }
             }
