@@ -736,4 +736,24 @@ mod tests {
             .zip(&w2.grid)
             .all(|(x, y)| x.re.to_bits() == y.re.to_bits() && x.im.to_bits() == y.im.to_bits()));
     }
+
+    #[test]
+    fn weights_computed_on_the_fly_equal_the_plans() {
+        // Geometries over PRECOMPUTED_WEIGHTS_MAX_BYTES compute each chunk's weights as they go.
+        let (n, angles) = (40, 23);
+        let theta: Vec<f64> = (0..angles).map(|i| PI * i as f64 / angles as f64).collect();
+        let kept = GridRecPlan::new(n, n, &theta, FilterKind::SheppLogan);
+        let mut fly = GridRecPlan::new(n, n, &theta, FilterKind::SheppLogan);
+        assert!(kept.chunks.is_some());
+        fly.chunks = None;
+        let a: Vec<f32> = (0..angles * n).map(|k| ((k * 3) % 17) as f32).collect();
+        let (mut w1, mut w2) = (kept.work(), fly.work());
+        kept.spread_pair(&mut w1, 19.2, &a, None);
+        fly.spread_pair(&mut w2, 19.2, &a, None);
+        assert!(w1
+            .grid
+            .iter()
+            .zip(&w2.grid)
+            .all(|(x, y)| x.re.to_bits() == y.re.to_bits() && x.im.to_bits() == y.im.to_bits()));
+    }
 }
