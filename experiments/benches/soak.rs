@@ -1,6 +1,7 @@
 //! Soak: the KMeans pipeline at about 70 % of its measured capacity for 10 minutes (issue 14). Prints the RSS of
-//! every process of the run (tansu, MASS, MASA) per minute, after 15 s, after 3 minutes and at the end, the end-to-end latency p99 per
-//! minute (the worst and the median of MASA's 0.2-s interval p99s in that minute), and the run's accounting.
+//! every process of the run (tansu, MASS, MASA) per minute, after 15 s, after 3 minutes and at the end, the
+//! end-to-end latency p99 per minute (the worst and the median of MASA's 0.2-s interval p99s in that minute),
+//! and the run's accounting.
 //!
 //! Capacity is the consumers' receive rate while MASS produces for 20 s at 1.3x what they drained of an
 //! unpaced burst (producer, broker and consumers sharing the cores, as in the soak). tansu (memory://) holds
@@ -169,6 +170,26 @@ struct Capacity {
     held_b: f64,
 }
 
+/// MASA's interval rows of an experiment's first run, and the time of the first with a message.
+fn intervals(
+    results: &Path,
+    experiment: &str,
+    point: &str,
+) -> (Vec<masa::report::ConsumerInterval>, f64) {
+    let run_dir = results
+        .join(experiment)
+        .join("runs")
+        .join(format!("{point}-r0"));
+    let rows: Vec<masa::report::ConsumerInterval> =
+        pilot_core::metrics::read_csv(&masa::consumer::intervals_path(&run_dir, "c0")).unwrap();
+    let first = rows
+        .iter()
+        .find(|r| r.received_msgs > 0)
+        .map(|r| r.t_s)
+        .unwrap_or(0.0);
+    (rows, first)
+}
+
 /// Seconds of the capacity run under load.
 const CAPACITY_RUN_S: f64 = 20.0;
 
@@ -202,27 +223,19 @@ fn capacity(dir: &Path, results: &Path, name: &str, drive: Drive, extra: &str) -
     );
     let produced: f64 = row["produced_msgs"].parse().unwrap();
     let payload_b = 1e6 * row["produced_mb"].parse::<f64>().unwrap() / produced;
-    let run_dir = results
-        .join(name)
-        .join("runs")
-        .join(format!("{}-r0", row["point"]));
-    let rows: Vec<masa::report::ConsumerInterval> =
-        pilot_core::metrics::read_csv(&masa::consumer::intervals_path(&run_dir, "c0")).unwrap();
-    let first = rows
-        .iter()
-        .find(|r| r.received_msgs > 0)
-        .map(|r| r.t_s)
-        .unwrap_or(0.0);
-    let (mut msgs, mut secs) = (0u64, 0.0);
-    for r in rows
-        .iter()
-        .filter(|r| r.t_s > first + 2.0 && r.t_s <= first + CAPACITY_RUN_S - 2.0)
-    {
-        msgs += r.received_msgs;
-        secs += r.interval_s;
-    }
     let msgs_per_s = match drive {
-        Drive::Paced(_) => msgs as f64 / secs.max(1e-9),
+        Drive::Paced(_) => {
+            let (rows, first) = intervals(results, name, &row["point"]);
+            let (mut msgs, mut secs) = (0u64, 0.0);
+            for r in rows
+                .iter()
+                .filter(|r| r.t_s > first + 2.0 && r.t_s <= first + CAPACITY_RUN_S - 2.0)
+            {
+                msgs += r.received_msgs;
+                secs += r.interval_s;
+            }
+            msgs as f64 / secs.max(1e-9)
+        }
         Drive::Burst(_) => row["consumer_throughput_msgs_per_s"].parse().unwrap_or(0.0),
     };
     let tansu_peak_b = seen
@@ -411,15 +424,8 @@ fn main() {
         );
     }
     // Latency per minute from MASA's interval rows.
-    let run_dir = results.join("soak/runs").join(format!("{}-r0", r["point"]));
-    let rows: Vec<masa::report::ConsumerInterval> =
-        pilot_core::metrics::read_csv(&masa::consumer::intervals_path(&run_dir, "c0")).unwrap();
+    let (rows, first) = intervals(&results, "soak", &r["point"]);
     let mut minutes: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-    let first = rows
-        .iter()
-        .find(|r| r.received_msgs > 0)
-        .map(|r| r.t_s)
-        .unwrap_or(0.0);
     for row in rows.iter().filter(|r| r.received_msgs > 0) {
         minutes
             .entry(((row.t_s - first) / 60.0) as u64)

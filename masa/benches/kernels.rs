@@ -20,29 +20,15 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+mod common;
+
 use masa::kmeans::{random_centers, StreamingKMeans, TimeUnit};
 use masa::tomo::center::{CenterSearch, CenterSearchSettings};
 use masa::tomo::filter::FilterKind;
 use masa::tomo::gridrec::GridRecPlan;
 use masa::tomo::mlem::{Mlem, MlemInit};
-use masa::tomo::pipeline::row_sinogram;
 use mass::phantom::{shepp_logan, sinogram};
-use mass::source::{ClusterParams, ClusterSource, Source};
-use pilot_core::aps::{paper_theta_rad, ApsScan};
-use pilot_core::message::{decode, Encoding};
-
-fn median_ms(mut f: impl FnMut(), runs: usize) -> f64 {
-    f();
-    let mut t: Vec<f64> = (0..runs)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[runs / 2]
-}
+use pilot_core::aps::paper_theta_rad;
 
 /// 128 (f64) or 256 (f32) independent multiply-then-add chains, 16 vectors of AVX-512: enough to cover both
 /// instructions' latency on two ports.
@@ -137,22 +123,7 @@ fn main() {
 
     // KMeans: 64 MASS messages of 5,000 3-D points, k = 10.
     let (k, dims, n_pts) = (10, 3, 5_000);
-    let mut src = ClusterSource::new(
-        ClusterParams {
-            points_per_message: n_pts,
-            ..Default::default()
-        },
-        0,
-        Encoding::Envelope,
-    )
-    .unwrap();
-    let batches: Vec<Vec<f64>> = (0..64)
-        .map(|s| {
-            let mut v = Vec::new();
-            decode(src.next(s, 0)).unwrap().f64_into(&mut v).unwrap();
-            v
-        })
-        .collect();
+    let batches = common::kmeans_messages(64, n_pts);
     write_f64(&dir.path().join("kmeans.f64"), &batches.concat());
     let mut model = StreamingKMeans::new(
         random_centers(k, dims, 42),
@@ -163,7 +134,7 @@ fn main() {
     )
     .unwrap();
     let mut i = 0;
-    let kmeans_ms = median_ms(
+    let kmeans_ms = common::median_ms(
         || {
             for _ in 0..100 {
                 model.update(&batches[i % 64]).unwrap();
@@ -186,13 +157,13 @@ fn main() {
     let plan = GridRecPlan::new(n, n, &theta, FilterKind::SheppLogan);
     let mut w = plan.work();
     let (mut a, mut b) = (vec![0f32; n * n], vec![0f32; n * n]);
-    let gridrec_ms = median_ms(
+    let gridrec_ms = common::median_ms(
         || plan.reconstruct_pair(&mut w, c, &sino, Some(&sino), &mut a, Some(&mut b)),
         15,
     ) / 2.0;
-    let spread = median_ms(|| plan.spread_pair(&mut w, c, &sino, Some(&sino)), 9);
-    let proj_fft = median_ms(|| plan.projection_ffts(&mut w, &sino, Some(&sino)), 9);
-    let finish = median_ms(|| plan.finish_pair(&mut w, &mut a, Some(&mut b)), 9);
+    let spread = common::median_ms(|| plan.spread_pair(&mut w, c, &sino, Some(&sino)), 9);
+    let proj_fft = common::median_ms(|| plan.projection_ffts(&mut w, &sino, Some(&sino)), 9);
+    let finish = common::median_ms(|| plan.finish_pair(&mut w, &mut a, Some(&mut b)), 9);
     let (g, m1) = plan.sizes();
     let gridrec_flops =
         (181.0 * fft_flops(m1) + (g + n) as f64 * fft_flops(g) + 181.0 * m1 as f64 * 170.0) / 2.0;
@@ -200,7 +171,7 @@ fn main() {
     let mlem = Mlem::new(n, n, c, &theta);
     let mut w2 = mlem.projector().work::<2>();
     let (mut pa, mut pb) = (vec![0f32; n * n], vec![0f32; n * n]);
-    let mlem_ms = median_ms(
+    let mlem_ms = common::median_ms(
         || {
             mlem.reconstruct_pair(
                 &mut w2,
@@ -215,26 +186,15 @@ fn main() {
     let mlem_flops = 9.0 * mlem.projector().ray_steps() as f64 + 4.0 * (n * n) as f64;
     let mut mw = mlem.projector().work::<1>();
     let mut proj = vec![0f32; sino.len()];
-    let fwd = median_ms(|| mlem.projector().forward(&mut mw, &pa, &mut proj), 5);
-    let bwd = median_ms(|| mlem.projector().backward(&mut mw, &sino, &mut pa), 5);
+    let fwd = common::median_ms(|| mlem.projector().forward(&mut mw, &pa, &mut proj), 5);
+    let bwd = common::median_ms(|| mlem.projector().backward(&mut mw, &sino, &mut pa), 5);
 
     // The centre search on tooth.h5's first row.
-    let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/tooth.h5"))
-        .expect("data/tooth.h5");
-    let tooth = ApsScan::read_bytes(&bytes).unwrap();
-    let mut ts = vec![0f32; 181 * 640];
-    row_sinogram(
-        &tooth.data.values,
-        &tooth.white.as_ref().unwrap().mean_plane(),
-        &tooth.dark.as_ref().unwrap().mean_plane(),
-        (181, 2, 640),
-        0,
-        &mut ts,
-    );
+    let ts = common::tooth_row_sinogram(&common::tooth_bytes());
     write_f32(&dir.path().join("tooth.f32"), &ts);
     let mut search = CenterSearch::new(640, &theta, CenterSearchSettings::default(), 1).unwrap();
     let mut found = 0.0;
-    let centre_ms = median_ms(|| found = pool.install(|| search.find(&ts).center), 9);
+    let centre_ms = common::median_ms(|| found = pool.install(|| search.find(&ts).center), 9);
 
     let rows = [
         Row {

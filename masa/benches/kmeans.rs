@@ -6,27 +6,12 @@
 use std::time::Instant;
 
 use masa::kmeans::{random_centers, StreamingKMeans, TimeUnit};
-use mass::source::{ClusterParams, ClusterSource, Source};
-use pilot_core::message::{decode, Encoding};
+
+mod common;
 
 fn main() {
     let (k, dims, n) = (10, 3, 5_000);
-    let mut src = ClusterSource::new(
-        ClusterParams {
-            points_per_message: n,
-            ..Default::default()
-        },
-        0,
-        Encoding::Envelope,
-    )
-    .unwrap();
-    let batches: Vec<Vec<f64>> = (0..64)
-        .map(|s| {
-            let mut v = Vec::new();
-            decode(src.next(s, 0)).unwrap().f64_into(&mut v).unwrap();
-            v
-        })
-        .collect();
+    let batches = common::kmeans_messages(64, n);
     let mut model = StreamingKMeans::new(
         random_centers(k, dims, 42),
         vec![1.0; k],

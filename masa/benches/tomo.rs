@@ -9,7 +9,7 @@
 //!
 //!     cargo bench -p masa --bench tomo
 
-use std::time::Instant;
+mod common;
 
 use masa::decode::Payload;
 use masa::processor::Processor;
@@ -19,25 +19,11 @@ use masa::tomo::fbp::FbpPlan;
 use masa::tomo::filter::FilterKind;
 use masa::tomo::gridrec::GridRecPlan;
 use masa::tomo::mlem::{Mlem, MlemInit};
-use masa::tomo::pipeline::row_sinogram;
 use masa::tomo::quality::{rmse_in_circle, ssim_in_circle};
 use mass::phantom::{image, shepp_logan, sinogram};
+use pilot_core::aps::paper_theta_rad;
 use pilot_core::aps::AngleSource;
-use pilot_core::aps::{paper_theta_rad, ApsScan};
 use rayon::prelude::*;
-
-fn median_ms(mut f: impl FnMut(), runs: usize) -> f64 {
-    f();
-    let mut t: Vec<f64> = (0..runs)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[runs / 2]
-}
 
 fn score(img: &[f32], truth: &[f64], n: usize) -> (f64, f64) {
     let v: Vec<f64> = img.iter().map(|&x| x as f64).collect();
@@ -69,7 +55,7 @@ fn main() {
     // FBP baseline.
     let mut fbp = FbpPlan::new(n, n, c, &theta, FilterKind::SheppLogan);
     let mut out64 = vec![0.0; n * n];
-    let t = median_ms(|| fbp.reconstruct(&sino64, &mut out64), 5);
+    let t = common::median_ms(|| fbp.reconstruct(&sino64, &mut out64), 5);
     let o32: Vec<f32> = out64.iter().map(|&v| v as f32).collect();
     let (r, s) = score(&o32, &truth, n);
     println!("  FBP (linear interp.), 1 thread:      {t:7.1} ms/slice   RMSE {r:.4} SSIM {s:.3}");
@@ -78,8 +64,8 @@ fn main() {
     let plan = GridRecPlan::new(n, n, &theta, FilterKind::SheppLogan);
     let mut w = plan.work();
     let (mut a, mut b) = (vec![0f32; n * n], vec![0f32; n * n]);
-    let single = median_ms(|| plan.reconstruct(&mut w, c, &sino, &mut a), 9);
-    let pair = median_ms(
+    let single = common::median_ms(|| plan.reconstruct(&mut w, c, &sino, &mut a), 9);
+    let pair = common::median_ms(
         || plan.reconstruct_pair(&mut w, c, &sino, Some(&sino), &mut a, Some(&mut b)),
         9,
     ) / 2.0;
@@ -92,7 +78,7 @@ fn main() {
     let mut outs = vec![vec![0f32; n * n]; slices];
     let p2 = pool(2);
     let works: Vec<_> = (0..2).map(|_| std::sync::Mutex::new(plan.work())).collect();
-    let two = median_ms(
+    let two = common::median_ms(
         || {
             p2.install(|| {
                 outs.par_chunks_mut(2).for_each(|pr| {
@@ -123,7 +109,7 @@ fn main() {
     let mut mw = mlem.projector().work();
     let mut x = vec![0f32; n * n];
     mlem.init(MlemInit::Mean, &sino, &mut x);
-    let per_iter = median_ms(
+    let per_iter = common::median_ms(
         || {
             mlem.iterate(&mut mw, &sino, &mut x);
         },
@@ -135,7 +121,7 @@ fn main() {
     println!("  ML-EM, 1 thread, one slice:          {per_iter:7.1} ms/iteration/slice   after 30: RMSE {r:.4} SSIM {s:.3}");
     let mut w2 = mlem.projector().work::<2>();
     let (mut pa, mut pb) = (vec![0f32; n * n], vec![0f32; n * n]);
-    let pair = median_ms(
+    let pair = common::median_ms(
         || {
             mlem.reconstruct_pair(
                 &mut w2,
@@ -152,7 +138,7 @@ fn main() {
     let mworks: Vec<_> = (0..2)
         .map(|_| std::sync::Mutex::new(mlem.projector().work::<2>()))
         .collect();
-    let two = median_ms(
+    let two = common::median_ms(
         || {
             p2.install(|| {
                 xs.par_chunks_mut(2).for_each(|pr| {
@@ -178,24 +164,14 @@ fn main() {
     );
 
     // Centre search on tooth.
-    let tooth_path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/tooth.h5");
-    let bytes = std::fs::read(&tooth_path).expect("data/tooth.h5");
-    let tooth = ApsScan::read_bytes(&bytes).unwrap();
-    let mut ts = vec![0f32; 181 * 640];
-    row_sinogram(
-        &tooth.data.values,
-        &tooth.white.as_ref().unwrap().mean_plane(),
-        &tooth.dark.as_ref().unwrap().mean_plane(),
-        (181, 2, 640),
-        0,
-        &mut ts,
-    );
+    let bytes = common::tooth_bytes();
+    let ts = common::tooth_row_sinogram(&bytes);
     for threads in [1, 2] {
         let mut search = CenterSearch::new(640, &theta, CenterSearchSettings::default(), threads)
             .expect("a centre search for tooth");
         let p = pool(threads);
         let mut found = 0.0;
-        let t = median_ms(|| found = p.install(|| search.find(&ts).center), 7);
+        let t = common::median_ms(|| found = p.install(|| search.find(&ts).center), 7);
         println!("  centre search on tooth, {threads} thread(s):  {t:6.1} ms   centre {found:.2}");
     }
 
@@ -222,7 +198,7 @@ fn main() {
             };
             let mut p = TomoProcessor::new(cfg, "bench").unwrap();
             let msgs = 24;
-            let ms = median_ms(
+            let ms = common::median_ms(
                 || {
                     for m in 0..msgs {
                         p.add(&Payload::Hdf5File(&bytes)).unwrap();

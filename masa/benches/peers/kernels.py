@@ -73,7 +73,8 @@ def main():
     def gridrec():
         from midas_tomo import run_tomo
 
-        # Two slices as counts (white 1000, dark 0): the minus log of their normalisation is the sinogram.
+        # Two slices as counts (white 1000, dark 0) of the sinogram scaled by 1 / cols (so no count underflows):
+        # the input is for timing midas-tomo, not for comparing its image with ours.
         counts = (1000.0 * np.exp(-shepp / cols)).astype(np.float32)
         data = np.stack([counts, counts], axis=1)  # (angles, rows, cols)
         dark = np.zeros((1, 2, cols), np.float32)

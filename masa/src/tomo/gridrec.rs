@@ -12,9 +12,10 @@
 //! - The grid is about 1.5x the image (5-smooth size), the kernel 6 cells wide: gridding errors stay near 1e-4 of
 //!   the image range, far below the discretisation error of 181 angles.
 //! - The last inverse FFT pass runs only over the image's columns, not the whole padded grid.
-//! - Gridding goes in chunks of 64 bins: first their positions and kernel weights, one array per tap (vector
-//!   code, compiled for AVX-512 / AVX2 where the CPU has them: [`crate::simd`]), then the 6 x 6 scatter. The
-//!   same arithmetic in the same order as bin by bin: bit-for-bit the same image.
+//! - Gridding goes in chunks of 64 bins: their grid positions and kernel weights (geometry only) are kept in
+//!   the plan up to 64 MB (12 MB at 640 px, 181 angles; computed per chunk as it goes beyond that), then each
+//!   bin is spread onto its 6 x 6 cells; the loop is compiled for AVX-512 / AVX2 where the CPU has them
+//!   ([`crate::simd`]). The same arithmetic in the same order as bin by bin: bit-for-bit the same image.
 //! - One real slice can be reconstructed at two rotation centres in one pass ([`GridRecPlan::reconstruct_centres`],
 //!   the centre search's candidates): the second centre's phase rides in the imaginary part.
 //! - Resolution: every Fourier sample also gets sinc^2(nu), the response linear interpolation gives a
@@ -288,7 +289,7 @@ impl GridRecPlan {
         }
         assert_eq!(out_a.len(), self.n * self.n, "output is n x n");
         self.spread_pair(work, center, a, b);
-        self.fold_and_transform(work, out_a, out_b);
+        self.finish_pair(work, out_a, out_b);
     }
 
     /// The first half of [`Self::reconstruct_pair`]: every projection's FFT, filtered and spread onto the
@@ -313,17 +314,7 @@ impl GridRecPlan {
         assert_eq!(sino.len(), angles * cols, "sinogram is angles x cols");
         assert_eq!(out1.len(), self.n * self.n, "output is n x n");
         spread_dispatch::<0>(self, work, centers.0, Some(centers.1), sino, None);
-        self.fold_and_transform(work, out1, Some(out2));
-    }
-
-    /// The second half of [`Self::reconstruct_pair`]: fold the padding, inverse 2-D FFT, deapodize, crop.
-    pub fn finish_pair(
-        &self,
-        work: &mut GridRecWork,
-        out_a: &mut [f32],
-        out_b: Option<&mut [f32]>,
-    ) {
-        self.fold_and_transform(work, out_a, out_b);
+        self.finish_pair(work, out1, Some(out2));
     }
 
     /// Only the projection FFTs of [`Self::spread_pair`] (for the bench's split of FFT vs gridding time).
@@ -336,8 +327,9 @@ impl GridRecPlan {
         }
     }
 
-    /// Wrap the padding into the periodic grid, inverse-FFT, deapodize and crop.
-    fn fold_and_transform(
+    /// The second half of [`Self::reconstruct_pair`] (public so the bench can time it): wrap the padding into
+    /// the periodic grid, inverse-FFT, deapodize and crop.
+    pub fn finish_pair(
         &self,
         work: &mut GridRecWork,
         out_a: &mut [f32],
@@ -512,7 +504,7 @@ fn spread_kernel<const D: usize>(
     let (g, m1) = (plan.g, plan.m1);
     let gp = g + 2 * PAD;
     work.grid.fill(Complex32::default());
-    let mut scratch_chunk = Chunk::default();
+    let (mut scratch_chunk, mut mirror_chunk) = (Chunk::default(), Chunk::default());
     for angle in 0..angles {
         load_projection(&mut work.proj, a, b, angle, cols);
         let proj = &mut work.proj;
@@ -570,63 +562,31 @@ fn spread_kernel<const D: usize>(
                         let i = Complex32::new(0.0, 1.0);
                         if kk == -((m1 / 2) as i64) {
                             let mirror = (va.conj() + i * vb.conj()) * 0.5;
-                            spread_one(plan, &mut work.grid, -(kk as f32), sx, sy, mirror);
+                            // The mirror is bin m1 (kk = +m1 / 2), one past the last.
+                            fill_chunk(plan, sx, sy, m1, 1, &mut mirror_chunk);
+                            scatter_bin(&mut work.grid, gp, &mirror_chunk, 0, mirror);
                             (va + i * vb) * 0.5
                         } else {
                             va + i * vb
                         }
                     }
                 };
-                let base = chunk.cell[c] as usize;
-                // Each row of 6 cells as 12 floats (re, im, ...) against the x weights, each twice: one
-                // 12-lane multiply and add per row, the same operations as cell += vy * wx cell by cell.
-                let mut wx = [0f32; 2 * KERNEL_WIDTH];
-                for t in 0..KERNEL_WIDTH {
-                    wx[2 * t] = chunk.wx[t][c];
-                    wx[2 * t + 1] = chunk.wx[t][c];
-                }
-                for ty in 0..KERNEL_WIDTH {
-                    let vy = v * chunk.wy[ty][c];
-                    let mut vv = [0f32; 2 * KERNEL_WIDTH];
-                    for t in 0..KERNEL_WIDTH {
-                        vv[2 * t] = vy.re;
-                        vv[2 * t + 1] = vy.im;
-                    }
-                    let row = &mut work.grid[base + ty * gp..base + ty * gp + KERNEL_WIDTH];
-                    // SAFETY: Complex32 is repr(C) { re: f32, im: f32 }: 6 cells are 12 f32s, borrowed from
-                    // `row` for this block only.
-                    let flat = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            row.as_mut_ptr().cast::<f32>(),
-                            2 * KERNEL_WIDTH,
-                        )
-                    };
-                    for j in 0..2 * KERNEL_WIDTH {
-                        flat[j] += vv[j] * wx[j];
-                    }
-                }
+                scatter_bin(&mut work.grid, gp, chunk, c, v);
             }
             k0 += len;
         }
     }
 }
 
-/// Spread one sample at projection bin `kk` (of the angle with steps `sx`, `sy`) onto the grid, as the
-/// gridding loop does.
-fn spread_one(plan: &GridRecPlan, grid: &mut [Complex32], kk: f32, sx: f32, sy: f32, v: Complex32) {
-    let gp = plan.g + 2 * PAD;
-    let origin = (plan.g / 2 + PAD) as f32;
-    let half_w = KERNEL_WIDTH as f32 / 2.0;
-    let table = KERNEL_TABLE_PER_CELL as f32;
-    let (gx, gy) = (origin + kk * sx, origin + kk * sy);
-    let (fx, fy) = ((gx - half_w).ceil(), (gy - half_w).ceil());
-    let weight =
-        |d: f32| plan.kernel[((d.abs() * table + 0.5) as usize).min(plan.kernel.len() - 1)];
-    let base = fy as usize * gp + fx as usize;
+/// Spread bin `c` of `chunk`, value `v`, onto its 6 x 6 cells.
+#[inline(always)]
+fn scatter_bin(grid: &mut [Complex32], gp: usize, chunk: &Chunk, c: usize, v: Complex32) {
+    let base = chunk.cell[c] as usize;
     for ty in 0..KERNEL_WIDTH {
-        let vy = v * weight(fy + ty as f32 - gy);
-        for tx in 0..KERNEL_WIDTH {
-            grid[base + ty * gp + tx] += vy * weight(fx + tx as f32 - gx);
+        let vy = v * chunk.wy[ty][c];
+        let row = &mut grid[base + ty * gp..base + ty * gp + KERNEL_WIDTH];
+        for (tx, cell) in row.iter_mut().enumerate() {
+            *cell += vy * chunk.wx[tx][c];
         }
     }
 }
