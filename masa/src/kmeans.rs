@@ -162,7 +162,7 @@ impl StreamingKMeans {
     }
 
     fn check(&self, points: &[f64]) -> Result<(), KMeansError> {
-        if points.len() % self.dims != 0 {
+        if !points.len().is_multiple_of(self.dims) {
             Err(KMeansError::Ragged {
                 values: points.len(),
                 dims: self.dims,

@@ -39,7 +39,7 @@ pub trait Processor: Send {
 
 /// Points a processor can use: at least one point of at least one coordinate, whole points, finite values.
 pub fn check_points(values: &[f64], dims: usize) -> Result<usize, String> {
-    if dims == 0 || values.is_empty() || values.len() % dims != 0 {
+    if dims == 0 || values.is_empty() || !values.len().is_multiple_of(dims) {
         return Err(format!(
             "{} values are not whole points of {dims} dimensions",
             values.len()
@@ -400,7 +400,7 @@ impl Processor for KMeansProcessor {
         if self
             .cfg
             .snapshot_every_windows
-            .is_some_and(|e| self.windows % e == 0)
+            .is_some_and(|e| self.windows.is_multiple_of(e))
         {
             self.snapshot();
         }

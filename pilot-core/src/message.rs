@@ -766,7 +766,7 @@ pub fn decode_hex(text: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
         }
     }
     out.clear();
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err(DecodeError::BadHex { at: text.len() - 1 });
     }
     out.reserve(text.len() / 2);
