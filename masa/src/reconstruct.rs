@@ -318,6 +318,12 @@ impl TomoProcessor {
                 "{cols} detector columns: at most {MAX_COLS} are reconstructed"
             ));
         }
+        if matches!(self.cfg.algorithm, Algorithm::Mlem { .. }) && cols > crate::tomo::mlem::MAX_N {
+            return Err(format!(
+                "{cols} detector columns: ML-EM reconstructs at most {}",
+                crate::tomo::mlem::MAX_N
+            ));
+        }
         let want = angles.checked_mul(rows).and_then(|x| x.checked_mul(cols));
         if want != Some(b.data.len()) || b.flat.len() != rows * cols || b.dark.len() != rows * cols
         {

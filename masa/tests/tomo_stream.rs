@@ -187,6 +187,58 @@ fn mlem_runs_through_the_processor() {
     assert!(rmse < 0.08, "ML-EM through the processor: RMSE {rmse}");
 }
 
+#[test]
+fn mlem_refuses_a_detector_wider_than_its_projector_takes() {
+    // ML-EM's fixed-point ray positions bound the image side; a wider block is refused with the reason, and
+    // the same block at the bound is taken.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |c| TomoConfig {
+        center: CenterPolicy::Fixed(c),
+        write_hdf5: false,
+        preview_png: false,
+        ..config(
+            Algorithm::Mlem {
+                iterations: 1,
+                init: MlemInit::Mean,
+            },
+            dir.path(),
+        )
+    };
+    for (cols, taken) in [
+        (masa::tomo::mlem::MAX_N + 1, false),
+        (masa::tomo::mlem::MAX_N, true),
+    ] {
+        let ph = ProjectionsHeader {
+            n_angles: 2,
+            rows: 1,
+            cols: cols as u32,
+            first_row: 0,
+        };
+        let mut body = Vec::new();
+        let ones = vec![1.0f32; cols];
+        encode_projections(
+            &ph,
+            1,
+            0,
+            &vec![0.5f32; 2 * cols],
+            &ones,
+            &vec![0.0f32; cols],
+            &[0.0, 1.5],
+            &mut body,
+        );
+        let mut dec = Decoder::new();
+        let (_, payload) = dec.decode(None, &body, None).unwrap();
+        let mut p = TomoProcessor::new(cfg(cols as f64 / 2.0), "wide").unwrap();
+        let got = p.add(&payload);
+        if taken {
+            got.unwrap();
+        } else {
+            let err = got.unwrap_err();
+            assert!(err.contains("ML-EM reconstructs at most 4090"), "{err}");
+        }
+    }
+}
+
 /// MASS (`mass` settings, topic and broker filled in) into a fresh 1-node tansu pilot, then MASA (`masa`
 /// likewise, results into `dir/results`, consumer id `c`) until it is idle: MASA's summary and the results dir.
 fn through_tansu(

@@ -15,9 +15,16 @@
 //! no NaN.
 //!
 //! Several slices share one traversal: images and sinograms may be interleaved pixel by pixel (`[f32; S]`), so
-//! ray positions and weights are computed once for all of them ([`Mlem::reconstruct_pair`]).
+//! ray positions and weights are computed once for all of them ([`Mlem::reconstruct_pair`]). Pairs of slices,
+//! what MASA reconstructs, have both passes written for AVX-512 in `avx512` (eight rays or sixteen pixels a step,
+//! lanes picked with permutes; the backward pass gathered pixel by pixel instead of scattered ray by ray), used where
+//! the CPU has it, with the same bits as the portable passes here. Ray positions are 20-bit fixed point in
+//! `u32`, which bounds images to [`MAX_N`] pixels a side.
 //!
 //! [`Projector`] holds the geometry; [`MlemWork`] one thread's buffers (nothing is allocated per iteration).
+
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 /// How one angle's rays cross the image.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +57,8 @@ const EDGE: f64 = 1e-3;
 const FRAC_BITS: u32 = 20;
 const FRAC_MASK: u32 = (1 << FRAC_BITS) - 1;
 const FRAC_SCALE: f32 = 1.0 / (1u32 << FRAC_BITS) as f32;
+/// The largest image side: padded positions and one step beyond stay below 2^32 in fixed point.
+pub const MAX_N: usize = 4090;
 
 /// One line's rays: the first ray in increasing position order, the direction over rays, the fixed-point
 /// position of the first ray and the step.
@@ -66,6 +75,10 @@ struct LineRays {
 impl Projector {
     pub fn new(n: usize, cols: usize, center: f64, theta_rad: &[f64]) -> Self {
         assert!(n > 1 && cols > 0, "empty geometry");
+        assert!(
+            n <= MAX_N,
+            "images up to {MAX_N} pixels a side (fixed-point ray positions)"
+        );
         let h = (n as f64 - 1.0) / 2.0;
         let mut geom = Vec::with_capacity(theta_rad.len());
         let mut lines = Vec::with_capacity(theta_rad.len() * n);
@@ -113,13 +126,25 @@ impl Projector {
                 let reversed = g.slope < 0.0;
                 let first = if reversed { hi.max(1) - 1 } else { lo };
                 let start = (p0 + first as f64 * g.slope).clamp(0.0, n as f64 + 1.0);
-                lines.push(LineRays {
+                let mut r = LineRays {
                     lo,
                     hi,
                     reversed,
                     start: (start * one).round() as u32,
                     step: (g.slope.abs() * one).round() as u32,
-                });
+                };
+                // The fixed-point steps may drift past the line's end over many rays: the rays there touch
+                // nothing (both passes need every position below n + 1 pixels).
+                let end = ((n as u64 + 1) << FRAC_BITS) - 1;
+                while r.hi > r.lo && r.start as u64 + (r.hi - r.lo - 1) as u64 * r.step as u64 > end
+                {
+                    if reversed {
+                        r.lo += 1;
+                    } else {
+                        r.hi -= 1;
+                    }
+                }
+                lines.push(r);
             }
             geom.push(g);
         }
@@ -191,6 +216,12 @@ impl Projector {
         );
         self.load(x, &mut work.rows, &mut work.columns);
         #[cfg(target_arch = "x86_64")]
+        if S == 2 && std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: S is 2, and the CPU has the feature the function is compiled for.
+            unsafe { self.forward_pair_avx512(work, sino) };
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the CPU has the features the function is compiled for.
@@ -205,6 +236,58 @@ impl Projector {
     #[target_feature(enable = "avx2,fma")]
     unsafe fn forward_avx2<const S: usize>(&self, work: &MlemWork<S>, sino: &mut [[f32; S]]) {
         self.forward_loaded(work, sino);
+    }
+
+    /// [`Self::forward_loaded`] for a pair through [`avx512::forward_family`], which sums each row in
+    /// increasing position order into `work.ordered`.
+    ///
+    /// # Safety
+    /// `S` must be 2 and the CPU must have AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn forward_pair_avx512<const S: usize>(
+        &self,
+        work: &mut MlemWork<S>,
+        sino: &mut [[f32; S]],
+    ) {
+        let cols = self.cols;
+        let ordered = pairs_mut(&mut work.ordered);
+        ordered.fill([0.0; 2]);
+        for over_columns in [true, false] {
+            let img = if over_columns {
+                &work.columns
+            } else {
+                &work.rows
+            };
+            // SAFETY: as this function's.
+            unsafe { avx512::forward_family(self, pairs(img), ordered, over_columns) };
+        }
+        self.position_order(ordered, pairs_mut(sino));
+        for (out, g) in sino.chunks_exact_mut(cols).zip(&self.geom) {
+            for o in out.iter_mut() {
+                for v in o.iter_mut() {
+                    *v *= g.weight;
+                }
+            }
+        }
+    }
+
+    /// `to` = `from` with the rows of angles whose ray positions run against the ray index reversed: from the
+    /// sinogram's order to increasing position order along each line, and back.
+    fn position_order<T: Copy>(&self, from: &[T], to: &mut [T]) {
+        let cols = self.cols;
+        for ((row, out), g) in from
+            .chunks_exact(cols)
+            .zip(to.chunks_exact_mut(cols))
+            .zip(&self.geom)
+        {
+            if g.slope < 0.0 {
+                for (o, v) in out.iter_mut().zip(row.iter().rev()) {
+                    *o = *v;
+                }
+            } else {
+                out.copy_from_slice(row);
+            }
+        }
     }
 
     /// Angles of one family (rays stepping over columns, or over rows) in order.
@@ -272,7 +355,16 @@ impl Projector {
             "sinogram is angles x cols"
         );
         let n = self.n;
-        backward_dispatch::<S>(self, work, sino);
+        #[allow(unused_mut)]
+        let mut family: FamilyKernel<S> = backward_dispatch::<S>;
+        #[cfg(target_arch = "x86_64")]
+        if S == 2 && std::arch::is_x86_feature_detected!("avx512f") {
+            family = |p, ordered, img, over_columns| {
+                // SAFETY: S is 2 here, and the CPU has AVX-512F.
+                unsafe { avx512::backward_family(p, pairs(ordered), pairs_mut(img), over_columns) }
+            };
+        }
+        backward_layouts(self, work, sino, family);
         let l = n + 2;
         for i in 0..n {
             x[i * n..(i + 1) * n].copy_from_slice(&work.rows[i * l + 1..i * l + 1 + n]);
@@ -295,6 +387,7 @@ impl Projector {
             rows: vec![[0.0; S]; n * l],
             columns: vec![[0.0; S]; n * l],
             sino: vec![[0.0; S]; a * c],
+            ordered: vec![[0.0; S]; a * c],
             image: vec![[0.0; S]; n * n],
             y: vec![[0.0; S]; a * c],
             x: vec![[0.0; S]; n * n],
@@ -306,38 +399,77 @@ impl Projector {
 /// beside the sinogram while every angle of the family passes over them.
 const LINE_BLOCK: usize = 32;
 
-// The backward pass compiled for the widest vector unit the CPU has (`crate::simd`, bit-identical).
-crate::multiversion!(backward_dispatch, backward_kernel,
-    (p: &Projector, work: &mut MlemWork<D>, sino: &[[f32; D]]) -> ());
+/// One family's lines of `A^T sino`, from the position-ordered sinogram into its padded layout.
+type FamilyKernel<const S: usize> = fn(&Projector, &[[f32; S]], &mut [[f32; S]], bool);
 
-/// `A^T sino` into the two padded layouts, tiled over lines as [`Projector::forward_loaded`].
-#[inline(always)]
-fn backward_kernel<const S: usize>(p: &Projector, work: &mut MlemWork<S>, sino: &[[f32; S]]) {
-    let (n, l, cols) = (p.n, p.n + 2, p.cols);
+/// `A^T sino` into the two padded layouts with `family` doing each family's lines. Each line takes its rays in
+/// increasing position order, from `work.ordered` ([`Projector::position_order`]).
+fn backward_layouts<const S: usize>(
+    p: &Projector,
+    work: &mut MlemWork<S>,
+    sino: &[[f32; S]],
+    family: FamilyKernel<S>,
+) {
+    p.position_order(sino, &mut work.ordered);
     work.rows.fill([0.0; S]);
     work.columns.fill([0.0; S]);
-    for over_columns in [true, false] {
-        let img = if over_columns {
-            &mut work.columns
-        } else {
-            &mut work.rows
-        };
-        for l0 in (0..n).step_by(LINE_BLOCK) {
-            for (a, g) in p.family(over_columns) {
-                let src = &sino[a * cols..(a + 1) * cols];
-                for line in l0..(l0 + LINE_BLOCK).min(n) {
-                    let r = p.lines[a * n + line];
-                    let data = &mut img[line * l..(line + 1) * l];
-                    let span = &src[r.lo as usize..r.hi as usize];
-                    if r.reversed {
-                        backward_line(data, span.iter().rev(), r.start, r.step, g.weight, n);
-                    } else {
-                        backward_line(data, span.iter(), r.start, r.step, g.weight, n);
-                    }
-                }
+    family(p, &work.ordered, &mut work.columns, true);
+    family(p, &work.ordered, &mut work.rows, false);
+}
+
+// The backward pass compiled for the widest vector unit the CPU has (`crate::simd`, bit-identical). The
+// sinogram and the layout come in as separate slices: the compiler then knows they do not overlap, which the
+// gathers of the vector loop need.
+crate::multiversion!(backward_dispatch, backward_kernel,
+    (p: &Projector, ordered: &[[f32; D]], img: &mut [[f32; D]], over_columns: bool) -> ());
+
+/// One family's lines of `A^T sino` (see [`backward_layouts`]), tiled over lines as
+/// [`Projector::forward_loaded`].
+#[inline(always)]
+fn backward_kernel<const S: usize>(
+    p: &Projector,
+    ordered: &[[f32; S]],
+    img: &mut [[f32; S]],
+    over_columns: bool,
+) {
+    let (n, l, cols) = (p.n, p.n + 2, p.cols);
+    for l0 in (0..n).step_by(LINE_BLOCK) {
+        for (a, g) in p.family(over_columns) {
+            let src = &ordered[a * cols..(a + 1) * cols];
+            for line in l0..(l0 + LINE_BLOCK).min(n) {
+                let r = p.lines[a * n + line];
+                let (lo, hi) = (r.lo as usize, r.hi as usize);
+                let span = if r.reversed {
+                    &src[cols - hi..cols - lo]
+                } else {
+                    &src[lo..hi]
+                };
+                backward_line(
+                    &mut img[line * l..(line + 1) * l],
+                    span,
+                    r.start,
+                    r.step,
+                    g.weight,
+                    n,
+                );
             }
         }
     }
+}
+
+/// `[f32; S]` groups as pairs (the caller makes sure `S` is 2).
+#[cfg(target_arch = "x86_64")]
+fn pairs<const S: usize>(v: &[[f32; S]]) -> &[[f32; 2]] {
+    assert_eq!(S, 2, "pairs of slices");
+    // SAFETY: with S = 2 the types are the same.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), v.len()) }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn pairs_mut<const S: usize>(v: &mut [[f32; S]]) -> &mut [[f32; 2]] {
+    assert_eq!(S, 2, "pairs of slices");
+    // SAFETY: as above; the borrow is carried over.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), v.len()) }
 }
 
 /// A slice of values as one-lane groups (the `S = 1` case of the interleaved functions).
@@ -378,9 +510,9 @@ fn forward_line<'a, const S: usize>(
 /// land 1 or 2 pixels apart, so the share for the pixel after a ray's is carried in a register and every pixel
 /// is read and written once per line (no read-modify-write chains between rays).
 #[inline(always)]
-fn backward_line<'a, const S: usize>(
+fn backward_line<const S: usize>(
     data: &mut [[f32; S]],
-    src: impl Iterator<Item = &'a [f32; S]>,
+    src: &[[f32; S]],
     start: u32,
     step: u32,
     weight: f32,
@@ -426,6 +558,8 @@ pub struct MlemWork<const S: usize> {
     rows: Vec<[f32; S]>,
     columns: Vec<[f32; S]>,
     sino: Vec<[f32; S]>,
+    /// The backward pass's sinogram with every row in increasing position order.
+    ordered: Vec<[f32; S]>,
     image: Vec<[f32; S]>,
     /// Interleaved data and image of [`Mlem::reconstruct_pair`].
     y: Vec<[f32; S]>,
@@ -705,6 +839,76 @@ mod tests {
         assert!(x.iter().all(|v| v.is_finite()));
     }
 
+    fn layout_bits<const S: usize>(w: &MlemWork<S>) -> Vec<u32> {
+        w.rows
+            .iter()
+            .chain(&w.columns)
+            .flatten()
+            .map(|v| v.to_bits())
+            .collect()
+    }
+
+    #[test]
+    fn every_ray_position_stays_inside_its_padded_line() {
+        // Both passes rely on it (the pair passes' arithmetic too): at the largest side, and with many rays
+        // per line, where the fixed-point steps drift furthest.
+        for (n, cols) in [(MAX_N, MAX_N), (64, 4096), (300, 300)] {
+            let theta: Vec<f64> = (0..24).map(|i| 0.1309 * i as f64 + 1e-3).collect();
+            let p = Projector::new(n, cols, cols as f64 / 2.0 - 0.3, &theta);
+            for r in &p.lines {
+                assert!(r.lo <= r.hi && r.hi as usize <= cols);
+                if r.hi > r.lo {
+                    let last = r.start as u64 + (r.hi - r.lo - 1) as u64 * r.step as u64;
+                    assert!(last < ((n as u64 + 1) << FRAC_BITS), "{n}: {r:?}");
+                    assert!(last + 3 * r.step as u64 <= u32::MAX as u64, "{n}: {r:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_pair_passes_give_the_portable_bits() {
+        // Where the CPU has AVX-512 the pair passes go through `avx512`; they must give the portable passes'
+        // bits. Square and wide detectors, off-centre axes, angles on and off the diagonals, lines of one
+        // ray, and values of both signs and far apart in size.
+        for (n, cols, center, angles, span) in [
+            (50, 71, 36.3, 37, 1.0),
+            (33, 33, 15.7, 181, 1.0),
+            (64, 64, 32.0, 45, 1.0),
+            (97, 120, 40.2, 60, 0.8),
+            (8, 8, 4.0, 7, 1.0),
+            (130, 40, 20.5, 16, 1.0),
+        ] {
+            let theta: Vec<f64> = (0..angles)
+                .map(|i| span * std::f64::consts::PI * i as f64 / angles as f64 + 0.01)
+                .collect();
+            let p = Projector::new(n, cols, center, &theta);
+            let mut seed = n as u64;
+            let y: Vec<[f32; 2]> = (0..angles * cols)
+                .map(|_| [lcg(&mut seed) - 0.3, 1e3 * lcg(&mut seed)])
+                .collect();
+            let x: Vec<[f32; 2]> = (0..n * n)
+                .map(|_| [lcg(&mut seed), 1e-3 * lcg(&mut seed) - 2e-4])
+                .collect();
+            let (mut portable, mut w) = (p.work::<2>(), p.work::<2>());
+            backward_layouts(&p, &mut portable, &y, backward_kernel::<2>);
+            let mut image = vec![[0.0f32; 2]; n * n];
+            p.backward_interleaved(&mut w, &y, &mut image);
+            assert_eq!(
+                layout_bits(&portable),
+                layout_bits(&w),
+                "{n} x {cols}: backward"
+            );
+            let mut s1 = vec![[0.0f32; 2]; angles * cols];
+            p.load(&x, &mut portable.rows, &mut portable.columns);
+            p.forward_loaded(&portable, &mut s1);
+            let mut s2 = vec![[0.0f32; 2]; angles * cols];
+            p.forward_interleaved(&mut w, &x, &mut s2);
+            let bits = |v: &[[f32; 2]]| v.iter().flatten().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&s1), bits(&s2), "{n} x {cols}: forward");
+        }
+    }
+
     #[test]
     fn the_vector_paths_give_the_baseline_bits() {
         let (n, cols, angles) = (50, 71, 37);
@@ -717,17 +921,9 @@ mod tests {
             .map(|_| [lcg(&mut seed), lcg(&mut seed)])
             .collect();
         let (mut w1, mut w2) = (p.work::<2>(), p.work::<2>());
-        backward_kernel::<2>(&p, &mut w1, &y);
-        backward_dispatch::<2>(&p, &mut w2, &y);
-        let bits = |w: &MlemWork<2>| -> Vec<u32> {
-            w.rows
-                .iter()
-                .chain(&w.columns)
-                .flatten()
-                .map(|v| v.to_bits())
-                .collect()
-        };
-        assert_eq!(bits(&w1), bits(&w2));
+        backward_layouts(&p, &mut w1, &y, backward_kernel::<2>);
+        backward_layouts(&p, &mut w2, &y, backward_dispatch::<2>);
+        assert_eq!(layout_bits(&w1), layout_bits(&w2));
         // Forward: dispatched (AVX2 where the CPU has it) against the baseline build.
         let mut s2 = vec![[0.0f32; 2]; angles * cols];
         p.forward_interleaved(&mut w2, &vec![[0.5, 0.25]; n * n], &mut s2);
