@@ -22,11 +22,10 @@ use std::time::Instant;
 
 mod common;
 
-use masa::kmeans::{random_centers, StreamingKMeans, TimeUnit};
 use masa::tomo::center::{CenterSearch, CenterSearchSettings};
 use masa::tomo::filter::FilterKind;
 use masa::tomo::gridrec::GridRecPlan;
-use masa::tomo::mlem::{Mlem, MlemInit};
+use masa::tomo::mlem::Mlem;
 use mass::phantom::{shepp_logan, sinogram};
 use pilot_core::aps::paper_theta_rad;
 
@@ -125,14 +124,7 @@ fn main() {
     let (k, dims, n_pts) = (10, 3, 5_000);
     let batches = common::kmeans_messages(64, n_pts);
     write_f64(&dir.path().join("kmeans.f64"), &batches.concat());
-    let mut model = StreamingKMeans::new(
-        random_centers(k, dims, 42),
-        vec![1.0; k],
-        dims,
-        1.0,
-        TimeUnit::Batches,
-    )
-    .unwrap();
+    let mut model = common::kmeans_model(k, dims);
     let mut i = 0;
     let kmeans_ms = common::median_ms(
         || {
@@ -169,28 +161,18 @@ fn main() {
         (181.0 * fft_flops(m1) + (g + n) as f64 * fft_flops(g) + 181.0 * m1 as f64 * 170.0) / 2.0;
 
     let mlem = Mlem::new(n, n, c, &theta);
-    let mut w2 = mlem.projector().work::<2>();
-    let (mut pa, mut pb) = (vec![0f32; n * n], vec![0f32; n * n]);
-    let mlem_ms = common::median_ms(
-        || {
-            mlem.reconstruct_pair(
-                &mut w2,
-                (&sino, &sino),
-                MlemInit::Mean,
-                2,
-                (&mut pa, &mut pb),
-            )
-        },
-        5,
-    ) / 4.0;
+    let mlem_ms = common::mlem_pair_iteration_ms(&mlem, &sino, 5);
     let mlem_flops = 9.0 * mlem.projector().ray_steps() as f64 + 4.0 * (n * n) as f64;
     let mut mw = mlem.projector().work::<1>();
     let mut proj = vec![0f32; sino.len()];
-    let fwd = common::median_ms(|| mlem.projector().forward(&mut mw, &pa, &mut proj), 5);
-    let bwd = common::median_ms(|| mlem.projector().backward(&mut mw, &sino, &mut pa), 5);
+    // The passes' time does not depend on the values: a uniform image.
+    let (x1, mut img1) = (vec![1f32; n * n], vec![0f32; n * n]);
+    let fwd = common::median_ms(|| mlem.projector().forward(&mut mw, &x1, &mut proj), 5);
+    let bwd = common::median_ms(|| mlem.projector().backward(&mut mw, &sino, &mut img1), 5);
     // The pair passes, which the iteration above runs.
+    let mut w2 = mlem.projector().work::<2>();
     let (x2, y2): (Vec<[f32; 2]>, Vec<[f32; 2]>) = (
-        pa.iter().zip(&pb).map(|(&a, &b)| [a, b]).collect(),
+        vec![[1.0; 2]; n * n],
         sino.iter().map(|&v| [v, v]).collect(),
     );
     let (mut proj2, mut img2) = (vec![[0f32; 2]; sino.len()], vec![[0f32; 2]; n * n]);

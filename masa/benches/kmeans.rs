@@ -5,21 +5,12 @@
 
 use std::time::Instant;
 
-use masa::kmeans::{random_centers, StreamingKMeans, TimeUnit};
-
 mod common;
 
 fn main() {
     let (k, dims, n) = (10, 3, 5_000);
     let batches = common::kmeans_messages(64, n);
-    let mut model = StreamingKMeans::new(
-        random_centers(k, dims, 42),
-        vec![1.0; k],
-        dims,
-        1.0,
-        TimeUnit::Batches,
-    )
-    .unwrap();
+    let mut model = common::kmeans_model(k, dims);
     let mut labels = Vec::new();
     for b in &batches {
         model.update(b).unwrap();

@@ -119,20 +119,7 @@ fn main() {
     mlem.reconstruct(&mut mw, &sino, MlemInit::Mean, 30, &mut x30);
     let (r, s) = score(&x30, &truth, n);
     println!("  ML-EM, 1 thread, one slice:          {per_iter:7.1} ms/iteration/slice   after 30: RMSE {r:.4} SSIM {s:.3}");
-    let mut w2 = mlem.projector().work::<2>();
-    let (mut pa, mut pb) = (vec![0f32; n * n], vec![0f32; n * n]);
-    let pair = common::median_ms(
-        || {
-            mlem.reconstruct_pair(
-                &mut w2,
-                (&sino, &sino),
-                MlemInit::Mean,
-                2,
-                (&mut pa, &mut pb),
-            )
-        },
-        3,
-    ) / 4.0;
+    let pair = common::mlem_pair_iteration_ms(&mlem, &sino, 3);
     println!("  ML-EM, 1 thread, slices in pairs:    {pair:7.1} ms/iteration/slice");
     let mut xs = vec![vec![0f32; n * n]; 4];
     let mworks: Vec<_> = (0..2)

@@ -1,8 +1,11 @@
-//! What the MASA benches share: timing, and their inputs (MASS's KMeans messages, tooth.h5's first row).
+//! What the MASA benches share: timing, their inputs (MASS's KMeans messages, tooth.h5's first row), the
+//! KMeans model they update and the ML-EM pair iteration they time.
 #![allow(dead_code)] // each bench uses its own part
 
 use std::time::Instant;
 
+use masa::kmeans::{random_centers, StreamingKMeans, TimeUnit};
+use masa::tomo::mlem::{Mlem, MlemInit};
 use masa::tomo::pipeline::row_sinogram;
 use mass::source::{ClusterParams, ClusterSource, Source};
 use pilot_core::aps::ApsScan;
@@ -61,4 +64,28 @@ pub fn tooth_row_sinogram(bytes: &[u8]) -> Vec<f32> {
         &mut ts,
     );
     ts
+}
+
+/// The benches' KMeans model: `k` random centres in `dims` dimensions (seed 42), decay 1 per batch.
+pub fn kmeans_model(k: usize, dims: usize) -> StreamingKMeans {
+    StreamingKMeans::new(
+        random_centers(k, dims, 42),
+        vec![1.0; k],
+        dims,
+        1.0,
+        TimeUnit::Batches,
+    )
+    .unwrap()
+}
+
+/// One ML-EM iteration per slice, slices in pairs (both slices from `sino`), ms: the median of `runs` pair
+/// reconstructions of two iterations each, divided by four.
+pub fn mlem_pair_iteration_ms(mlem: &Mlem, sino: &[f32], runs: usize) -> f64 {
+    let n = mlem.projector().n();
+    let mut w2 = mlem.projector().work::<2>();
+    let (mut pa, mut pb) = (vec![0f32; n * n], vec![0f32; n * n]);
+    median_ms(
+        || mlem.reconstruct_pair(&mut w2, (sino, sino), MlemInit::Mean, 2, (&mut pa, &mut pb)),
+        runs,
+    ) / 4.0
 }

@@ -249,7 +249,6 @@ impl Projector {
         work: &mut MlemWork<S>,
         sino: &mut [[f32; S]],
     ) {
-        let cols = self.cols;
         let ordered = pairs_mut(&mut work.ordered);
         ordered.fill([0.0; 2]);
         for over_columns in [true, false] {
@@ -262,13 +261,7 @@ impl Projector {
             unsafe { avx512::forward_family(self, pairs(img), ordered, over_columns) };
         }
         self.position_order(ordered, pairs_mut(sino));
-        for (out, g) in sino.chunks_exact_mut(cols).zip(&self.geom) {
-            for o in out.iter_mut() {
-                for v in o.iter_mut() {
-                    *v *= g.weight;
-                }
-            }
-        }
+        self.weigh(sino);
     }
 
     /// `to` = `from` with the rows of angles whose ray positions run against the ray index reversed: from the
@@ -286,6 +279,27 @@ impl Projector {
                 }
             } else {
                 out.copy_from_slice(row);
+            }
+        }
+    }
+
+    /// Line `line` of angle `a`: its rays, and their range in a position-ordered sinogram
+    /// ([`Self::position_order`]).
+    #[inline(always)]
+    fn line_rays(&self, a: usize, line: usize) -> (LineRays, std::ops::Range<usize>) {
+        let r = self.lines[a * self.n + line];
+        let (lo, hi, cols) = (r.lo as usize, r.hi as usize, self.cols);
+        let off = a * cols + if r.reversed { cols - hi } else { lo };
+        (r, off..off + (hi - lo))
+    }
+
+    /// Each row of `sino` times its angle's path length per line (the forward pass's last step).
+    fn weigh<const S: usize>(&self, sino: &mut [[f32; S]]) {
+        for (out, g) in sino.chunks_exact_mut(self.cols).zip(&self.geom) {
+            for o in out.iter_mut() {
+                for v in o.iter_mut() {
+                    *v *= g.weight;
+                }
             }
         }
     }
@@ -327,13 +341,7 @@ impl Projector {
                 }
             }
         }
-        for (a, g) in self.geom.iter().enumerate() {
-            for o in sino[a * cols..(a + 1) * cols].iter_mut() {
-                for v in o.iter_mut() {
-                    *v *= g.weight;
-                }
-            }
-        }
+        self.weigh(sino);
     }
 
     /// `x = A^T sino` (the exact adjoint of [`Self::forward`]).
@@ -432,26 +440,13 @@ fn backward_kernel<const S: usize>(
     img: &mut [[f32; S]],
     over_columns: bool,
 ) {
-    let (n, l, cols) = (p.n, p.n + 2, p.cols);
+    let (n, l) = (p.n, p.n + 2);
     for l0 in (0..n).step_by(LINE_BLOCK) {
         for (a, g) in p.family(over_columns) {
-            let src = &ordered[a * cols..(a + 1) * cols];
             for line in l0..(l0 + LINE_BLOCK).min(n) {
-                let r = p.lines[a * n + line];
-                let (lo, hi) = (r.lo as usize, r.hi as usize);
-                let span = if r.reversed {
-                    &src[cols - hi..cols - lo]
-                } else {
-                    &src[lo..hi]
-                };
-                backward_line(
-                    &mut img[line * l..(line + 1) * l],
-                    span,
-                    r.start,
-                    r.step,
-                    g.weight,
-                    n,
-                );
+                let (r, rays) = p.line_rays(a, line);
+                let data = &mut img[line * l..(line + 1) * l];
+                backward_line(data, &ordered[rays], r.start, r.step, g.weight, n);
             }
         }
     }

@@ -51,20 +51,18 @@ pub(super) unsafe fn forward_family(
     out: &mut [[f32; 2]],
     over_columns: bool,
 ) {
-    let (n, l, cols) = (p.n, p.n + 2, p.cols);
+    let (n, l) = (p.n, p.n + 2);
     assert!(
-        img.len() == n * l && out.len() == p.geom.len() * cols,
+        img.len() == n * l && out.len() == p.geom.len() * p.cols,
         "layout sizes"
     );
     for l0 in (0..n).step_by(LINE_BLOCK) {
         for (a, _) in p.family(over_columns) {
             for line in l0..(l0 + LINE_BLOCK).min(n) {
-                let r = p.lines[a * n + line];
-                let (lo, hi) = (r.lo as usize, r.hi as usize);
-                let off = if r.reversed { cols - hi } else { lo };
-                let span = &mut out[a * cols + off..a * cols + off + (hi - lo)];
-                // SAFETY: AVX-512F as this function; the line is n + 2 pixels.
-                unsafe { forward_line(&img[line * l..(line + 1) * l], span, r.start, r.step) };
+                let (r, rays) = p.line_rays(a, line);
+                let data = &img[line * l..(line + 1) * l];
+                // SAFETY: AVX-512F as this function.
+                unsafe { forward_line(data, &mut out[rays], r.start, r.step) };
             }
         }
     }
@@ -149,25 +147,18 @@ pub(super) unsafe fn backward_family(
     img: &mut [[f32; 2]],
     over_columns: bool,
 ) {
-    let (n, l, cols) = (p.n, p.n + 2, p.cols);
+    let (n, l) = (p.n, p.n + 2);
     assert!(
-        img.len() == n * l && ordered.len() == p.geom.len() * cols,
+        img.len() == n * l && ordered.len() == p.geom.len() * p.cols,
         "layout sizes"
     );
     for l0 in (0..n).step_by(LINE_BLOCK) {
         for (a, g) in p.family(over_columns) {
-            let src = &ordered[a * cols..(a + 1) * cols];
             for line in l0..(l0 + LINE_BLOCK).min(n) {
-                let r = p.lines[a * n + line];
-                let (lo, hi) = (r.lo as usize, r.hi as usize);
-                let span = if r.reversed {
-                    &src[cols - hi..cols - lo]
-                } else {
-                    &src[lo..hi]
-                };
+                let (r, rays) = p.line_rays(a, line);
                 let data = &mut img[line * l..(line + 1) * l];
                 // SAFETY: AVX-512F as this function.
-                unsafe { backward_line(data, span, r.start, r.step, g.weight) };
+                unsafe { backward_line(data, &ordered[rays], r.start, r.step, g.weight) };
             }
         }
     }
