@@ -181,7 +181,8 @@ fn intervals(
         .join("runs")
         .join(format!("{point}-r0"));
     let rows: Vec<masa::report::ConsumerInterval> =
-        pilot_core::metrics::read_csv(&masa::consumer::intervals_path(&run_dir, "c0")).unwrap();
+        pilot_core::contract::metrics::read_csv(&masa::consumer::intervals_path(&run_dir, "c0"))
+            .unwrap();
     let first = rows
         .iter()
         .find(|r| r.received_msgs > 0)

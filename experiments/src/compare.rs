@@ -373,7 +373,7 @@ pub fn baseline(results: &Path, o: BaselineOptions) -> Result<String, String> {
             host: manifest.host.clone(),
             git_commit: manifest.git_commit.clone(),
             file_sha256: manifest.file_sha256.clone(),
-            created_utc: pilot_core::store::now_utc(),
+            created_utc: pilot_core::contract::clock::now_utc(),
             results_started_utc: manifest.started_utc.clone(),
             sds: o.sds,
             min_relative: o.min_relative,

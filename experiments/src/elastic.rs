@@ -4,7 +4,7 @@
 //! consumer-seconds spent. Static runs get the same figures (no decisions), so the two compare row by row.
 //! Pure arithmetic: the runner reads the files.
 
-use pilot_core::autoscale::PolicyConfig;
+use pilot_core::ops::autoscale::PolicyConfig;
 
 use crate::results::TimelineRow;
 

@@ -87,7 +87,7 @@ fn main() -> anyhow::Result<()> {
             let e = Experiment::from_file(&file)?;
             print!("{}", e.describe());
             let mut exec = LocalExecutor::locate().map_err(anyhow::Error::msg)?;
-            let shutdown = pilot_core::signals::shutdown_flag()?;
+            let shutdown = pilot_core::contract::signals::shutdown_flag()?;
             let repo = file
                 .parent()
                 .map(|p| {
@@ -147,7 +147,7 @@ fn main() -> anyhow::Result<()> {
             if out.as_os_str() == "-" {
                 print!("{text}");
             } else {
-                pilot_core::store::write_atomic(&out, text.as_bytes())
+                pilot_core::contract::files::write_atomic(&out, text.as_bytes())
                     .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
                 let n = text.matches("[[band]]").count();
                 println!(

@@ -123,10 +123,11 @@ pub fn timeline_path(run_dir: &Path) -> PathBuf {
 /// Write a run's timeline (replacing any).
 pub fn write_timeline(run_dir: &Path, rows: &[TimelineRow]) -> Result<(), ResultsError> {
     let path = timeline_path(run_dir);
-    let mut w = pilot_core::metrics::CsvWriter::create(&path).map_err(|e| ResultsError::Io {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
+    let mut w =
+        pilot_core::contract::metrics::CsvWriter::create(&path).map_err(|e| ResultsError::Io {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
     for r in rows {
         w.write(r).map_err(|e| ResultsError::Io {
             path: path.clone(),
@@ -146,19 +147,20 @@ pub const E2E_LATENCY_HGRM: &str = "e2e-latency.hgrm";
 /// Read a run's latency distribution (milliseconds).
 pub fn read_latency_distribution(
     run_dir: &Path,
-) -> Result<Vec<pilot_core::metrics::PercentilePoint>, ResultsError> {
+) -> Result<Vec<pilot_core::contract::metrics::PercentilePoint>, ResultsError> {
     let path = run_dir.join(E2E_LATENCY_HGRM);
     let text = std::fs::read_to_string(&path).map_err(|e| ResultsError::Io {
         path: path.clone(),
         message: e.to_string(),
     })?;
-    pilot_core::metrics::parse_hgrm(&text).map_err(|message| ResultsError::Io { path, message })
+    pilot_core::contract::metrics::parse_hgrm(&text)
+        .map_err(|message| ResultsError::Io { path, message })
 }
 
 /// Read a run's timeline.
 pub fn read_timeline(run_dir: &Path) -> Result<Vec<TimelineRow>, ResultsError> {
     let path = timeline_path(run_dir);
-    pilot_core::metrics::read_csv(&path).map_err(|e| ResultsError::Io {
+    pilot_core::contract::metrics::read_csv(&path).map_err(|e| ResultsError::Io {
         path: path.clone(),
         message: e.to_string(),
     })
@@ -406,7 +408,7 @@ impl Manifest {
     }
 
     pub fn write_atomic(&self, path: &Path) -> Result<(), ResultsError> {
-        pilot_core::store::write_atomic(
+        pilot_core::contract::files::write_atomic(
             path,
             serde_json::to_string_pretty(self)
                 .expect("serialisable")
@@ -445,13 +447,15 @@ pub fn environment(repo: &Path) -> Manifest {
         .unwrap_or("unknown")
         .trim()
         .to_string();
-    let broker_version =
-        pilot_core::description::find_tansu(None, &pilot_core::description::ProcessEnvironment)
-            .ok()
-            .and_then(|t| std::process::Command::new(t).arg("--version").output().ok())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "tansu (version unknown)".into());
+    let broker_version = pilot_core::pilots::description::find_tansu(
+        None,
+        &pilot_core::pilots::description::ProcessEnvironment,
+    )
+    .ok()
+    .and_then(|t| std::process::Command::new(t).arg("--version").output().ok())
+    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    .filter(|s| !s.is_empty())
+    .unwrap_or_else(|| "tansu (version unknown)".into());
     Manifest {
         git_commit: git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into()),
         git_dirty: git(&["status", "--porcelain", "--untracked-files=no"])
@@ -465,7 +469,7 @@ pub fn environment(repo: &Path) -> Manifest {
         } else {
             "release".into()
         },
-        host: pilot_core::metrics::hostname(),
+        host: pilot_core::contract::metrics::hostname(),
         cpu_model,
         cpu_cores: std::thread::available_parallelism()
             .map(|n| n.get())

@@ -12,17 +12,17 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use pilot_core::description::{
+use pilot_core::pilots::description::{
     Environment, FrameworkKind, PilotPlan, ProcessEnvironment, RawDescription,
 };
-use pilot_core::pilot::Pilot;
-use pilot_core::tasks::NodeSelection;
+use pilot_core::pilots::pilot::Pilot;
+use pilot_core::pilots::tasks::NodeSelection;
 
 use crate::results::{
     environment, sha256_hex, Manifest, RunProvenance, RunStatus, Table, KEY_COLUMNS, METRICS,
 };
 use crate::spec::{human_duration, show, Experiment, Point, RunKind, Scaling};
-use pilot_core::autoscale::DecisionRow;
+use pilot_core::ops::autoscale::DecisionRow;
 
 /// What one run produced.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -135,7 +135,7 @@ pub fn run(
             description: exp.description.clone(),
             file: exp.path.display().to_string(),
             file_sha256: file_sha,
-            started_utc: pilot_core::store::now_utc(),
+            started_utc: pilot_core::contract::clock::now_utc(),
             ..environment(&options.repo)
         },
     };
@@ -149,7 +149,7 @@ pub fn run(
     manifest.resources = resources;
     manifest.complete = false;
     let copy = dir.join(crate::results::EXPERIMENT_COPY);
-    pilot_core::store::write_atomic(&copy, exp.text.as_bytes())
+    pilot_core::contract::files::write_atomic(&copy, exp.text.as_bytes())
         .map_err(|e| format!("{}: {e}", copy.display()))?;
     manifest
         .write_atomic(&manifest_path)
@@ -235,10 +235,10 @@ pub fn run(
         let _ = std::fs::remove_dir_all(&run_dir);
         std::fs::create_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
         let calibration = executor.calibrate();
-        let start_utc = pilot_core::store::now_utc();
+        let start_utc = pilot_core::contract::clock::now_utc();
         let t = Instant::now();
         let result = executor.run(point, &run_dir, shutdown);
-        let end_utc = pilot_core::store::now_utc();
+        let end_utc = pilot_core::contract::clock::now_utc();
         remaining_estimate -= point.estimate_s();
         let mut row: BTreeMap<String, String> = BTreeMap::new();
         row.insert("experiment".into(), exp.name.clone());
@@ -311,7 +311,7 @@ pub fn run(
         .iter()
         .all(|(p, r, w)| table.status(&p.id, *r, *w) == Some(RunStatus::Ok));
     manifest.complete = all_done;
-    manifest.finished_utc = pilot_core::store::now_utc();
+    manifest.finished_utc = pilot_core::contract::clock::now_utc();
     manifest
         .write_atomic(&manifest_path)
         .map_err(|e| e.to_string())?;
@@ -401,9 +401,11 @@ pub fn framework_plan(
         nodes: Some(nodes),
         walltime_min: Some(walltime_min(point)),
         working_directory: Some(dir.to_path_buf()),
-        kafka: (framework == FrameworkKind::Kafka).then(|| pilot_core::description::RawKafka {
-            distribution: Some(l.distribution.clone()),
-            ..Default::default()
+        kafka: (framework == FrameworkKind::Kafka).then(|| {
+            pilot_core::pilots::description::RawKafka {
+                distribution: Some(l.distribution.clone()),
+                ..Default::default()
+            }
         }),
         ..Default::default()
     }
@@ -440,7 +442,7 @@ fn start(plan: PilotPlan, shutdown: &AtomicBool) -> Result<Pilot, String> {
 /// `settings` with `recommended` librdkafka properties added to its `kafka` table where it has none of its own.
 fn with_kafka_defaults(
     settings: &toml::Table,
-    recommended: pilot_core::client::KafkaProperties,
+    recommended: pilot_core::contract::client::KafkaProperties,
 ) -> toml::Table {
     let mut out = settings.clone();
     let kafka = out
@@ -472,8 +474,8 @@ impl Executor for LocalExecutor {
             return out;
         };
         for run in runs.flatten() {
-            let store = pilot_core::store::Store::new(run.path().join("pilots"));
-            match pilot_core::lifecycle::clean_up_orphans(&store, Duration::from_secs(30)) {
+            let store = pilot_core::pilots::store::Store::new(run.path().join("pilots"));
+            match pilot_core::pilots::lifecycle::clean_up_orphans(&store, Duration::from_secs(30)) {
                 Ok(lines) => out.extend(lines),
                 Err(e) => out.push(format!("{}: {e}", store.root().display())),
             }
@@ -514,7 +516,7 @@ impl Executor for LocalExecutor {
             )?);
         }
         // Where every broker, producer and consumer runs, for the faults this point injects.
-        let registry = pilot_core::fault::Registry::default();
+        let registry = pilot_core::ops::fault::Registry::default();
         registry.place_brokers(pilots.broker.record());
         let producers_pilot = pilots.producers.as_ref().expect("started above");
         let details: Vec<_> = [
@@ -531,7 +533,7 @@ impl Executor for LocalExecutor {
             .connection()
             .ok_or("the broker pilot has no connection")?;
         // The cluster as clients see it: exactly the broker pilot's brokers (the compute pilots add none).
-        let brokers_in_metadata = pilot_core::admin::KafkaAdmin::new(
+        let brokers_in_metadata = pilot_core::contract::admin::KafkaAdmin::new(
             &conn.bootstrap,
             &conn.client,
             Duration::from_secs(10),
@@ -541,9 +543,13 @@ impl Executor for LocalExecutor {
         .len();
         let partitions = l.partitions_per_broker_node * l.broker_nodes;
         let topic = format!("exp-{}", point.id);
-        pilot_core::admin::KafkaAdmin::new(&conn.bootstrap, &conn.client, Duration::from_secs(10))
-            .create_topic(&topic, partitions, 1)
-            .map_err(|e| format!("creating topic {topic}: {e}"))?;
+        pilot_core::contract::admin::KafkaAdmin::new(
+            &conn.bootstrap,
+            &conn.client,
+            Duration::from_secs(10),
+        )
+        .create_topic(&topic, partitions, 1)
+        .map_err(|e| format!("creating topic {topic}: {e}"))?;
         let mass_toml = run_dir.join("mass.toml");
         let masa_toml = run_dir.join("masa.toml");
         // The broker's recommended client properties go to MASS and MASA explicitly (they are handed brokers by
@@ -583,10 +589,11 @@ impl Executor for LocalExecutor {
         // The consumers report to a metrics topic: how the runner learns that their group has formed (and what an
         // autoscaler reads), without a shared file system.
         let metrics_topic = format!("exp-{}-metrics", point.id);
-        pilot_core::telemetry::ensure_topic(&conn, &metrics_topic)
+        pilot_core::contract::telemetry::ensure_topic(&conn, &metrics_topic)
             .map_err(|e| format!("creating topic {metrics_topic}: {e}"))?;
-        let mut reports = pilot_core::telemetry::TelemetryReader::new(&conn, &metrics_topic)
-            .map_err(|e| format!("reading topic {metrics_topic}: {e}"))?;
+        let mut reports =
+            pilot_core::contract::telemetry::TelemetryReader::new(&conn, &metrics_topic)
+                .map_err(|e| format!("reading topic {metrics_topic}: {e}"))?;
         let group = format!("exp-{}", point.id);
         let run_id = run_dir
             .file_name()
@@ -669,8 +676,9 @@ impl Executor for LocalExecutor {
         let mut consumer_backend = pilots
             .processing
             .as_ref()
-            .map(|p| pilot_core::pilot::task_backend(p.record()));
-        let mut producer_backend = pilot_core::pilot::task_backend(producers_pilot.record());
+            .map(|p| pilot_core::pilots::pilot::task_backend(p.record()));
+        let mut producer_backend =
+            pilot_core::pilots::pilot::task_backend(producers_pilot.record());
         let per_node = l.consumer_processes_per_node as usize;
         let resource = details[0].resource.clone();
         let stop = || shutdown.load(Ordering::SeqCst);
@@ -679,18 +687,18 @@ impl Executor for LocalExecutor {
         let consumers_stop = || stop() || shutdown_consumers.load(Ordering::SeqCst);
         let producers_done = AtomicBool::new(false);
         let faults_stop = AtomicBool::new(false);
-        let fault_events: std::sync::Mutex<Vec<pilot_core::fault::FaultEvent>> =
+        let fault_events: std::sync::Mutex<Vec<pilot_core::ops::fault::FaultEvent>> =
             std::sync::Mutex::new(Vec::new());
-        let place = |role: pilot_core::fault::Role, pilot: &Pilot| {
+        let place = |role: pilot_core::ops::fault::Role, pilot: &Pilot| {
             let record = pilot.record().clone();
             let registry = registry.clone();
-            move |l: &pilot_core::tasks::Launched| {
+            move |l: &pilot_core::pilots::tasks::Launched| {
                 registry.place(
-                    pilot_core::fault::Target {
+                    pilot_core::ops::fault::Target {
                         role,
                         index: l.process_index as u32,
                     },
-                    pilot_core::fault::Placed {
+                    pilot_core::ops::fault::Placed {
                         node: l.node.clone(),
                         process: Some(l.process.clone()),
                         pilot: record.clone(),
@@ -701,12 +709,12 @@ impl Executor for LocalExecutor {
         let place_consumer = pilots
             .processing
             .as_ref()
-            .map(|p| place(pilot_core::fault::Role::Consumer, p));
-        let place_producer = place(pilot_core::fault::Role::Producer, producers_pilot);
+            .map(|p| place(pilot_core::ops::fault::Role::Consumer, p));
+        let place_producer = place(pilot_core::ops::fault::Role::Producer, producers_pilot);
         let (producers, consumers) = std::thread::scope(|scope| {
             let consumers = scope.spawn(|| -> Result<Consumers, String> {
                 match (&consumers_details, consumer_backend.as_mut()) {
-                    (Some(d), Some(backend)) => pilot_core::tasks::run_observed(
+                    (Some(d), Some(backend)) => pilot_core::pilots::tasks::run_observed(
                         d,
                         backend.as_mut(),
                         NodeSelection::Own,
@@ -754,7 +762,7 @@ impl Executor for LocalExecutor {
             let wait = deadline
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_secs(60));
-            let producers = pilot_core::telemetry::wait_for_group(
+            let producers = pilot_core::contract::telemetry::wait_for_group(
                 &mut reports,
                 &group,
                 &ids,
@@ -768,24 +776,24 @@ impl Executor for LocalExecutor {
                     let (registry, faults_stop, fault_events, schedule) =
                         (registry.clone(), &faults_stop, &fault_events, &schedule);
                     scope.spawn(move || {
-                        let clock = pilot_core::clock::SystemClock::new();
+                        let clock = pilot_core::contract::clock::SystemClock::new();
                         let mut targets = RunTargets {
                             registry,
                             run_dir,
                             consumer_id_pattern,
                             controls: BTreeMap::new(),
                         };
-                        pilot_core::fault::run_schedule(
+                        pilot_core::ops::fault::run_schedule(
                             schedule,
                             &clock,
-                            pilot_core::clock::Clock::now_ns(&clock),
+                            pilot_core::contract::clock::Clock::now_ns(&clock),
                             &mut targets,
                             &|| faults_stop.load(Ordering::SeqCst),
                             &mut |e| fault_events.lock().expect("fault events").push(e),
                         );
                     });
                 }
-                pilot_core::tasks::run_observed(
+                pilot_core::pilots::tasks::run_observed(
                     &details[1],
                     producer_backend.as_mut(),
                     NodeSelection::Own,
@@ -827,7 +835,7 @@ impl Executor for LocalExecutor {
         for t in &producers {
             // A producer a fault killed, or one that could not deliver because a fault took the broker down, is
             // the fault's effect: its records say what it delivered.
-            let hit = faults.hit(pilot_core::fault::Role::Producer, t.process_index)
+            let hit = faults.hit(pilot_core::ops::fault::Role::Producer, t.process_index)
                 || faults.broker_down();
             if !t.success() && !hit {
                 return Err(format!(
@@ -913,10 +921,10 @@ fn control_file(run_dir: &Path, pattern: &str) -> PathBuf {
 const FAULT_SESSION_MS: u32 = 6000;
 
 /// A point's faults, and on tansu after each that takes consumers down a `rejoin` of the survivors (see
-/// [`pilot_core::fault::FaultAction::Rejoin`]) once the broker should have dropped the dead member: 1, 2 and 3
+/// [`pilot_core::ops::fault::FaultAction::Rejoin`]) once the broker should have dropped the dead member: 1, 2 and 3
 /// session timeouts and 2 s later.
-fn fault_schedule(point: &Point, session_s: f64) -> Vec<pilot_core::fault::Fault> {
-    use pilot_core::fault::{FaultAction, Role};
+fn fault_schedule(point: &Point, session_s: f64) -> Vec<pilot_core::ops::fault::Fault> {
+    use pilot_core::ops::fault::{FaultAction, Role};
     let mut out = point.faults.clone();
     if point.layout.distribution == "tansu" {
         for f in &point.faults {
@@ -931,7 +939,7 @@ fn fault_schedule(point: &Point, session_s: f64) -> Vec<pilot_core::fault::Fault
                 // tansu drops a dead member only when a request of the group finds its session expired; a
                 // rejoin before that keeps the dead leader, so the survivors are told three times.
                 for k in 1..=3 {
-                    out.push(pilot_core::fault::Fault {
+                    out.push(pilot_core::ops::fault::Fault {
                         at_s: f.at_s + k as f64 * session_s + 2.0,
                         action: FaultAction::Rejoin,
                         ..f.clone()
@@ -952,7 +960,7 @@ struct ControlState {
 
 /// The faults' targets in a run: the registry's, and `slow` and `rejoin` through the consumers' control files.
 struct RunTargets<'a> {
-    registry: pilot_core::fault::Registry,
+    registry: pilot_core::ops::fault::Registry,
     run_dir: &'a Path,
     consumer_id_pattern: &'a str,
     controls: BTreeMap<u32, ControlState>,
@@ -975,35 +983,35 @@ impl RunTargets<'_> {
         if let Some(ms) = state.cost_ms_per_message {
             text.push_str(&format!("cost_ms_per_message = {ms}\n"));
         }
-        pilot_core::store::write_atomic(&path, text.as_bytes())
+        pilot_core::contract::files::write_atomic(&path, text.as_bytes())
             .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(path)
     }
 }
 
-impl pilot_core::fault::FaultTargets for RunTargets<'_> {
+impl pilot_core::ops::fault::FaultTargets for RunTargets<'_> {
     fn apply(
         &mut self,
-        target: &pilot_core::fault::Target,
-        step: pilot_core::fault::Step,
+        target: &pilot_core::ops::fault::Target,
+        step: pilot_core::ops::fault::Step,
         reason: &str,
     ) -> Result<String, String> {
         match step {
-            pilot_core::fault::Step::Slow(ms) => {
+            pilot_core::ops::fault::Step::Slow(ms) => {
                 let path =
                     self.write_control(target.index, |c| c.cost_ms_per_message = Some(ms))?;
                 Ok(format!("{ms} ms per message via {}", path.display()))
             }
-            pilot_core::fault::Step::Rejoin => {
+            pilot_core::ops::fault::Step::Rejoin => {
                 let mut told = Vec::new();
                 for (t, p) in self.registry.all() {
                     let alive = p.process.as_ref().is_some_and(|r| {
-                        pilot_core::process::same_process_alive(r.pid, r.start_ticks)
+                        pilot_core::pilots::process::same_process_alive(r.pid, r.start_ticks)
                     }) || !matches!(
                         p.pilot.plan.resource,
-                        pilot_core::description::ResourceUrl::Local
+                        pilot_core::pilots::description::ResourceUrl::Local
                     );
-                    if t.role == pilot_core::fault::Role::Consumer && t != *target && alive {
+                    if t.role == pilot_core::ops::fault::Role::Consumer && t != *target && alive {
                         self.write_control(t.index, |c| c.rejoin += 1)?;
                         told.push(t.to_string());
                     }
@@ -1025,8 +1033,8 @@ impl pilot_core::fault::FaultTargets for RunTargets<'_> {
 /// What the faults of a run did: the events, and which targets they took down (a kill hits its process; a
 /// cancel, scancel or node-down everything on the same pilot).
 struct FaultOutcome {
-    events: Vec<pilot_core::fault::FaultEvent>,
-    hit: std::collections::BTreeSet<pilot_core::fault::Target>,
+    events: Vec<pilot_core::ops::fault::FaultEvent>,
+    hit: std::collections::BTreeSet<pilot_core::ops::fault::Target>,
     /// Faults planned but never reached (the run ended first).
     unreached: Vec<String>,
 }
@@ -1034,10 +1042,10 @@ struct FaultOutcome {
 impl FaultOutcome {
     fn new(
         point: &Point,
-        registry: &pilot_core::fault::Registry,
-        events: &[pilot_core::fault::FaultEvent],
+        registry: &pilot_core::ops::fault::Registry,
+        events: &[pilot_core::ops::fault::FaultEvent],
     ) -> Self {
-        use pilot_core::fault::Target;
+        use pilot_core::ops::fault::Target;
         let mut hit = std::collections::BTreeSet::new();
         for e in events.iter().filter(|e| e.outcome == "applied") {
             let Ok(t) = e.target.parse::<Target>() else {
@@ -1073,8 +1081,8 @@ impl FaultOutcome {
         }
     }
 
-    fn hit(&self, role: pilot_core::fault::Role, index: usize) -> bool {
-        self.hit.contains(&pilot_core::fault::Target {
+    fn hit(&self, role: pilot_core::ops::fault::Role, index: usize) -> bool {
+        self.hit.contains(&pilot_core::ops::fault::Target {
             role,
             index: index as u32,
         })
@@ -1083,15 +1091,15 @@ impl FaultOutcome {
     fn broker_down(&self) -> bool {
         self.hit
             .iter()
-            .any(|t| t.role == pilot_core::fault::Role::Broker)
+            .any(|t| t.role == pilot_core::ops::fault::Role::Broker)
     }
 
     /// `faults.csv` in the run's directory (only when the point has faults).
-    fn write(&self, run_dir: &Path) -> Result<(), pilot_core::metrics::MetricsError> {
+    fn write(&self, run_dir: &Path) -> Result<(), pilot_core::contract::metrics::MetricsError> {
         if self.events.is_empty() && self.unreached.is_empty() {
             return Ok(());
         }
-        let mut w = pilot_core::metrics::CsvWriter::create(&run_dir.join("faults.csv"))?;
+        let mut w = pilot_core::contract::metrics::CsvWriter::create(&run_dir.join("faults.csv"))?;
         for e in &self.events {
             w.write(e)?;
         }
@@ -1118,14 +1126,14 @@ impl FaultOutcome {
 /// and the controller's decisions (autoscaled runs).
 struct Consumers {
     ids: Vec<String>,
-    tasks: Vec<pilot_core::tasks::TaskResult>,
+    tasks: Vec<pilot_core::pilots::tasks::TaskResult>,
     decisions: Vec<DecisionRow>,
 }
 
 /// What an autoscaled run's controller needs.
 struct Autoscaled<'a> {
     point: &'a Point,
-    conn: &'a pilot_core::client::Connection,
+    conn: &'a pilot_core::contract::client::Connection,
     broker_id: &'a str,
     pilots_dir: &'a Path,
     run_dir: &'a Path,
@@ -1138,14 +1146,14 @@ struct Autoscaled<'a> {
     producers_done: &'a AtomicBool,
     stop: &'a (dyn Fn() -> bool + Sync),
     deadline: Instant,
-    registry: &'a pilot_core::fault::Registry,
+    registry: &'a pilot_core::ops::fault::Registry,
 }
 
 /// Run `pilot autoscale`'s controller for a run: 1-node processing pilots running MASA, started and stopped by
 /// the policy, until the producers are done and the group has consumed everything they wrote (then every
 /// consumer is stopped gracefully). Decisions go to `decisions.csv` in the run's directory.
 fn autoscaled_consumers(a: &Autoscaled) -> Result<Consumers, String> {
-    use pilot_core::autoscale::{Controller, KafkaReportSource, PilotActuator};
+    use pilot_core::ops::autoscale::{Controller, KafkaReportSource, PilotActuator};
     let plan = &a.point.autoscale;
     let mut actuator = PilotActuator::new(
         &a.point.layout.resource,
@@ -1160,7 +1168,7 @@ fn autoscaled_consumers(a: &Autoscaled) -> Result<Consumers, String> {
         .map_err(|e| format!("autoscale: {e}"))?;
     let mut controller = Controller::new(plan, a.group, a.partitions);
     let path = a.run_dir.join("decisions.csv");
-    let mut csv = pilot_core::metrics::CsvWriter::create(&path)
+    let mut csv = pilot_core::contract::metrics::CsvWriter::create(&path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let mut rows: Vec<DecisionRow> = Vec::new();
     let mut write_error = None;
@@ -1168,10 +1176,10 @@ fn autoscaled_consumers(a: &Autoscaled) -> Result<Consumers, String> {
     // cover everything produced (a fresh topic's end offsets count its messages).
     let drained_rows = std::sync::atomic::AtomicU32::new(0);
     let produced = std::sync::atomic::AtomicI64::new(-1);
-    let clock = pilot_core::clock::SystemClock::new();
+    let clock = pilot_core::contract::clock::SystemClock::new();
     let stop =
         || (a.stop)() || drained_rows.load(Ordering::SeqCst) >= 2 || Instant::now() >= a.deadline;
-    let result = pilot_core::autoscale::run(
+    let result = pilot_core::ops::autoscale::run(
         &mut controller,
         &mut source,
         &mut actuator,
@@ -1216,7 +1224,7 @@ fn autoscaled_consumers(a: &Autoscaled) -> Result<Consumers, String> {
 fn produced_msgs(point: &Point, run_dir: &Path) -> u64 {
     (0..point.producer_processes())
         .filter_map(|i| {
-            pilot_core::metrics::read_csv::<mass::report::ProducerSummary>(
+            pilot_core::contract::metrics::read_csv::<mass::report::ProducerSummary>(
                 &mass::producer::summary_path(&run_dir.join(format!("producer-{i}"))),
             )
             .ok()
@@ -1273,7 +1281,7 @@ fn epoch_s(utc: &str) -> Option<f64> {
 /// The consumers' reports read from the run's metrics topic, and their group.
 struct Reports<'a> {
     group: &'a str,
-    reports: &'a [pilot_core::telemetry::ConsumerReport],
+    reports: &'a [pilot_core::contract::telemetry::ConsumerReport],
 }
 
 /// A consumer process's life, from its summary.
@@ -1300,19 +1308,19 @@ fn write_run_timeline(
     consumer_ids: &[String],
     decisions: &[DecisionRow],
     reports: &Reports,
-    fault_events: &[pilot_core::fault::FaultEvent],
+    fault_events: &[pilot_core::ops::fault::FaultEvent],
 ) -> Result<RunTimeline, String> {
     let mut produced = Vec::new();
     let mut target = Vec::new();
     for i in 0..point.producer_processes() {
         let dir = run_dir.join(format!("producer-{i}"));
-        let start = pilot_core::metrics::read_csv::<mass::report::ProducerSummary>(
+        let start = pilot_core::contract::metrics::read_csv::<mass::report::ProducerSummary>(
             &mass::producer::summary_path(&dir),
         )
         .ok()
         .and_then(|r| r.last().and_then(|s| epoch_s(&s.start_utc)));
         let rows: Vec<mass::report::IntervalRow> =
-            pilot_core::metrics::read_csv(&mass::producer::intervals_path(&dir))
+            pilot_core::contract::metrics::read_csv(&mass::producer::intervals_path(&dir))
                 .unwrap_or_default();
         if let Some(start) = start {
             produced.extend(rows.iter().map(|r| (start, r.t_s, r.delivered_msgs as f64)));
@@ -1325,13 +1333,13 @@ fn write_run_timeline(
     let mut consumed = Vec::new();
     let mut lives = Vec::new();
     for id in consumer_ids {
-        let summary = pilot_core::metrics::read_csv::<masa::report::ConsumerSummary>(
+        let summary = pilot_core::contract::metrics::read_csv::<masa::report::ConsumerSummary>(
             &masa::consumer::summary_path(run_dir, id),
         )
         .ok()
         .and_then(|r| r.last().cloned());
         let rows: Vec<masa::report::ConsumerInterval> =
-            pilot_core::metrics::read_csv(&masa::consumer::intervals_path(run_dir, id))
+            pilot_core::contract::metrics::read_csv(&masa::consumer::intervals_path(run_dir, id))
                 .unwrap_or_default();
         if let Some(s) = summary {
             if let Some(start) = epoch_s(&s.start_utc) {
@@ -1345,7 +1353,7 @@ fn write_run_timeline(
             }
         } else {
             // No summary: the consumer was killed. Its life and what it received, from its reports.
-            let mine: Vec<&pilot_core::telemetry::ConsumerReport> = reports
+            let mine: Vec<&pilot_core::contract::telemetry::ConsumerReport> = reports
                 .reports
                 .iter()
                 .filter(|r| &r.consumer_id == id && r.group == reports.group)
@@ -1413,7 +1421,7 @@ fn write_run_timeline(
     // Lag from the reports where there are any; else produced minus received so far (which a message
     // received twice, by two consumers across a rebalance, understates).
     let replayed = (!reports.reports.is_empty()).then(|| {
-        pilot_core::telemetry::lag_per_second(
+        pilot_core::contract::telemetry::lag_per_second(
             reports.reports,
             reports.group,
             point.autoscale.report_timeout_s,
@@ -1464,7 +1472,7 @@ fn collect(
     reports: &Reports,
     faults: &FaultOutcome,
 ) -> Result<RunOutcome, String> {
-    use pilot_core::fault::Role;
+    use pilot_core::ops::fault::Role;
     let timeline = write_run_timeline(
         point,
         run_dir,
@@ -1480,15 +1488,16 @@ fn collect(
     let mut killed_producers: Vec<u32> = Vec::new();
     for i in 0..point.producer_processes() {
         let path = mass::producer::summary_path(&run_dir.join(format!("producer-{i}")));
-        let rows: Vec<mass::report::ProducerSummary> = match pilot_core::metrics::read_csv(&path) {
-            Ok(rows) if !rows.is_empty() => rows,
-            _ if faults.hit(Role::Producer, i as usize) => {
-                killed_producers.push(i);
-                continue;
-            }
-            Ok(_) => return Err(format!("{}: empty", path.display())),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        };
+        let rows: Vec<mass::report::ProducerSummary> =
+            match pilot_core::contract::metrics::read_csv(&path) {
+                Ok(rows) if !rows.is_empty() => rows,
+                _ if faults.hit(Role::Producer, i as usize) => {
+                    killed_producers.push(i);
+                    continue;
+                }
+                Ok(_) => return Err(format!("{}: empty", path.display())),
+                Err(e) => return Err(format!("{}: {e}", path.display())),
+            };
         let r = rows.last().expect("not empty");
         produced += r.delivered_msgs;
         delivered_ok += r.delivered_msgs;
@@ -1550,20 +1559,21 @@ fn collect(
     let mut g = Group::default();
     // The group's latency distribution: every consumer's histogram merged (a percentile of the whole group, not
     // the worst consumer's); None when a consumer left none (killed, or an older MASA).
-    let mut merged = Some(pilot_core::metrics::LatencyHistogram::new());
+    let mut merged = Some(pilot_core::contract::metrics::LatencyHistogram::new());
     for (i, id) in consumer_ids.iter().enumerate() {
         let path = masa::consumer::summary_path(run_dir, id);
-        let rows: Vec<masa::report::ConsumerSummary> = match pilot_core::metrics::read_csv(&path) {
-            Ok(rows) if !rows.is_empty() => rows,
-            // Killed by a fault: no summary; its messages are in its checkpoints, its latencies are lost.
-            _ if faults.hit(Role::Consumer, i) => continue,
-            Ok(_) => return Err(format!("{}: empty", path.display())),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        };
+        let rows: Vec<masa::report::ConsumerSummary> =
+            match pilot_core::contract::metrics::read_csv(&path) {
+                Ok(rows) if !rows.is_empty() => rows,
+                // Killed by a fault: no summary; its messages are in its checkpoints, its latencies are lost.
+                _ if faults.hit(Role::Consumer, i) => continue,
+                Ok(_) => return Err(format!("{}: empty", path.display())),
+                Err(e) => return Err(format!("{}: {e}", path.display())),
+            };
         let r = rows.last().expect("not empty");
         merged = merged.and_then(|mut m| {
             let bytes = std::fs::read(masa::consumer::latency_histogram_path(run_dir, id)).ok()?;
-            m.merge(&pilot_core::metrics::LatencyHistogram::from_v2_bytes(&bytes).ok()?);
+            m.merge(&pilot_core::contract::metrics::LatencyHistogram::from_v2_bytes(&bytes).ok()?);
             Some(m)
         });
         let w = r.received_msgs as f64;
@@ -1598,7 +1608,7 @@ fn collect(
     let e2e = match merged.filter(|m| m.count() > 0) {
         Some(m) => {
             let path = run_dir.join(crate::results::E2E_LATENCY_HGRM);
-            pilot_core::store::write_atomic(&path, m.hgrm_ms().as_bytes())
+            pilot_core::contract::files::write_atomic(&path, m.hgrm_ms().as_bytes())
                 .map_err(|e| format!("{}: {e}", path.display()))?;
             let s = m.summary();
             let ms = |us: u64| us as f64 / 1e3;
@@ -1758,7 +1768,7 @@ mod tests {
         let point: toml::Table =
             toml::from_str("processor = \"kmeans\"\n[kafka]\n\"fetch.wait.max.ms\" = \"50\"\n")
                 .unwrap();
-        let tansu = pilot_core::client::ClientProperties::for_distribution("tansu");
+        let tansu = pilot_core::contract::client::ClientProperties::for_distribution("tansu");
         let out = with_kafka_defaults(&point, tansu.consumer_properties());
         let k = out["kafka"].as_table().unwrap();
         assert_eq!(

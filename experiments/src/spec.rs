@@ -28,9 +28,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use pilot_core::autoscale::{AutoscalePlan, AutoscaleSettings};
-use pilot_core::config::{ConfigError, Settings};
-use pilot_core::description::FrameworkKind;
+use pilot_core::contract::config::{ConfigError, Settings};
+use pilot_core::ops::autoscale::{AutoscalePlan, AutoscaleSettings};
+use pilot_core::pilots::description::FrameworkKind;
 use serde::{Deserialize, Serialize};
 use toml::{Spanned, Table, Value};
 
@@ -68,7 +68,7 @@ struct RawFile {
     autoscale: BTreeMap<String, Spanned<Value>>,
     /// Faults injected into every run (`[[faults]]`), seconds after the producers start.
     #[serde(default)]
-    faults: Vec<Spanned<pilot_core::fault::RawFault>>,
+    faults: Vec<Spanned<pilot_core::ops::fault::RawFault>>,
 }
 
 /// How a pipeline run's processing is sized.
@@ -184,7 +184,7 @@ pub struct Point {
     /// what every run's optimum consumer count is computed from.
     pub autoscale: AutoscalePlan,
     /// Faults injected into each run (the file's `[[faults]]`).
-    pub faults: Vec<pilot_core::fault::Fault>,
+    pub faults: Vec<pilot_core::ops::fault::Fault>,
 }
 
 impl Point {
@@ -801,8 +801,8 @@ fn build_point(
 }
 
 /// Whether `fault` can hit a run of `point`: SLURM-only actions on SLURM, targets that the layout has.
-fn check_fault(point: &Point, fault: &pilot_core::fault::Fault) -> Result<(), String> {
-    use pilot_core::fault::Role;
+fn check_fault(point: &Point, fault: &pilot_core::ops::fault::Fault) -> Result<(), String> {
+    use pilot_core::ops::fault::Role;
     let l = &point.layout;
     if l.kind == RunKind::Startup {
         return Err("faults apply to pipeline runs, not start-up runs".into());
@@ -852,7 +852,8 @@ fn check_layout(l: &Layout) -> Result<(), (Option<String>, String)> {
         ("run_timeout_s", l.run_timeout_s),
         ("consumer_idle_s", l.consumer_idle_s),
     ] {
-        pilot_core::config::seconds(key, Some(v)).map_err(|e| (Some(key.into()), e.message))?;
+        pilot_core::contract::config::seconds(key, Some(v))
+            .map_err(|e| (Some(key.into()), e.message))?;
     }
     if !["tansu", "apache-kafka"].contains(&l.distribution.as_str()) {
         return Err((

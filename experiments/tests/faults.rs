@@ -47,13 +47,13 @@ fn num(r: &Row, k: &str) -> f64 {
 fn nothing_left_running(dir: &Path) {
     for entry in walk(dir) {
         if entry.file_name().is_some_and(|n| n == "pilot.json") {
-            let r: pilot_core::store::PilotRecord =
+            let r: pilot_core::pilots::record::PilotRecord =
                 serde_json::from_str(&std::fs::read_to_string(&entry).unwrap()).unwrap();
             assert!(r.state.is_terminal(), "{}: {:?}", entry.display(), r.state);
             if let Some(k) = r.details.as_ref().and_then(|d| d.framework.kafka()) {
                 for p in k.brokers.iter().filter_map(|b| b.process.as_ref()) {
                     assert!(
-                        !pilot_core::process::same_process_alive(p.pid, p.start_ticks),
+                        !pilot_core::pilots::process::same_process_alive(p.pid, p.start_ticks),
                         "{} (pid {}) still runs",
                         p.label,
                         p.pid

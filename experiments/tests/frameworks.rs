@@ -16,13 +16,13 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pilot_core::description::{
+use pilot_core::pilots::description::{
     FrameworkKind, PilotPlan, ProcessEnvironment, RawDescription, RawSlurm,
 };
-use pilot_core::framework::FrameworkDetails;
-use pilot_core::pilot::{task_backend, Pilot};
+use pilot_core::pilots::framework::details::FrameworkDetails;
+use pilot_core::pilots::pilot::{task_backend, Pilot};
+use pilot_core::pilots::tasks::NodeSelection;
 use pilot_core::slurm_cluster::SlurmCluster;
-use pilot_core::tasks::NodeSelection;
 
 fn plan(
     dir: &Path,
@@ -63,7 +63,7 @@ print("SUM", rdd.sum(), "HOSTS", ",".join(hosts))
 spark.stop()
 "#;
 
-fn alive_spark_workers(d: &pilot_core::framework::spark::SparkDetails) -> Vec<String> {
+fn alive_spark_workers(d: &pilot_core::pilots::framework::details::SparkDetails) -> Vec<String> {
     let body = ureq_get(&format!("{}/json/", d.webui_url));
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let mut hosts: Vec<String> = v["workers"]
@@ -106,7 +106,7 @@ fn spark_pilot_runs_a_job_on_every_worker(slurm: Option<&SlurmCluster>) {
     assert_eq!(alive_spark_workers(sd), sorted);
     let job = dir.path().join("sum.py");
     std::fs::write(&job, SUM_JOB).unwrap();
-    let r = pilot_core::tasks::spark_submit(
+    let r = pilot_core::pilots::tasks::spark_submit(
         &d,
         task_backend(spark.record()).as_mut(),
         &[job.display().to_string(), "1000000".into()],
@@ -154,7 +154,7 @@ fn pids_under(dir: &Path) -> Vec<u32> {
             };
             if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
                 let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-                if cmd.contains(&needle) && pilot_core::process::pid_alive(pid) {
+                if cmd.contains(&needle) && pilot_core::pilots::process::pid_alive(pid) {
                     out.push(pid);
                 }
             }
@@ -182,9 +182,13 @@ fn mass_as_dask_tasks(slurm: Option<&SlurmCluster>) {
     )
     .expect("a 2-node Dask pilot");
     let conn = broker.connection().unwrap();
-    pilot_core::admin::KafkaAdmin::new(&conn.bootstrap, &conn.client, Duration::from_secs(10))
-        .create_topic("dask-mass", 4, 1)
-        .unwrap();
+    pilot_core::contract::admin::KafkaAdmin::new(
+        &conn.bootstrap,
+        &conn.client,
+        Duration::from_secs(10),
+    )
+    .create_topic("dask-mass", 4, 1)
+    .unwrap();
     let d = dask.details().unwrap().clone();
     assert_eq!(
         d.kafka().unwrap().bootstrap(),
@@ -210,7 +214,7 @@ fn mass_as_dask_tasks(slurm: Option<&SlurmCluster>) {
         results.join("p{process_index}").display().to_string(),
     ]
     .to_vec();
-    let tasks = pilot_core::tasks::run(
+    let tasks = pilot_core::pilots::tasks::run(
         &d,
         task_backend(dask.record()).as_mut(),
         NodeSelection::Own,
@@ -320,7 +324,7 @@ fn flink_pilot_starts_extends_and_stops(slurm: Option<&SlurmCluster>) {
         h.sort();
         h
     };
-    let tms = |fd: &pilot_core::framework::flink::FlinkDetails| -> serde_json::Value {
+    let tms = |fd: &pilot_core::pilots::framework::details::FlinkDetails| -> serde_json::Value {
         serde_json::from_str(&ureq_get(&format!("{}/taskmanagers", fd.rest_url))).unwrap()
     };
     let mut want: Vec<String> = d.nodes.iter().map(|n| n.address.to_string()).collect();
@@ -405,7 +409,7 @@ fn compute_pilots_never_become_brokers() {
     )
     .unwrap();
     struct Env(PathBuf);
-    impl pilot_core::description::Environment for Env {
+    impl pilot_core::pilots::description::Environment for Env {
         fn var(&self, name: &str) -> Option<String> {
             (name == "KAFKA_HOME").then(|| self.0.display().to_string())
         }
@@ -426,15 +430,16 @@ fn compute_pilots_never_become_brokers() {
         assert_eq!(p.broker_pilot.as_deref(), Some("pilot-b"));
     }
     // The files Kafka would be started with: one server.properties per broker node, nothing for the others.
-    let nodes: Vec<pilot_core::backend::Node> = (0..3)
-        .map(|i| pilot_core::backend::Node {
+    let nodes: Vec<pilot_core::pilots::backend::Node> = (0..3)
+        .map(|i| pilot_core::pilots::backend::Node {
             name: format!("c{i}"),
             address: format!("10.0.0.{}", i + 1).parse().unwrap(),
         })
         .collect();
     let k = broker.kafka().unwrap();
-    let (cluster, kraft) = pilot_core::framework::kafka::apache::root_layout("pilot-b", &nodes, k);
-    let launches = pilot_core::framework::kafka::apache::node_launches(
+    let (cluster, kraft) =
+        pilot_core::pilots::framework::kafka::apache::root_layout("pilot-b", &nodes, k);
+    let launches = pilot_core::pilots::framework::kafka::apache::node_launches(
         "pilot-b",
         &PathBuf::from("/w/pilot-b"),
         &home,

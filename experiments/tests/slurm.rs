@@ -7,10 +7,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use pilot_core::description::{ProcessEnvironment, RawDescription, RawSlurm};
-use pilot_core::pilot::{task_backend, Pilot};
+use pilot_core::pilots::description::{ProcessEnvironment, RawDescription, RawSlurm};
+use pilot_core::pilots::pilot::{task_backend, Pilot};
+use pilot_core::pilots::tasks::NodeSelection;
 use pilot_core::slurm_cluster::SlurmCluster;
-use pilot_core::tasks::NodeSelection;
 
 mod common;
 use common::apps;
@@ -32,7 +32,7 @@ fn pilot(cluster: &SlurmCluster, dir: &Path, role: Role) -> Pilot {
         working_directory: Some(dir.join("pilots")),
         framework: match role {
             Role::Broker => None,
-            _ => Some(pilot_core::description::FrameworkKind::None),
+            _ => Some(pilot_core::pilots::description::FrameworkKind::None),
         },
         parent: match role {
             Role::Extends(p) => Some(p.to_string()),
@@ -92,10 +92,13 @@ fn mass_and_masa_on_slurm_pilots_account_for_every_message() {
     assert_eq!(nodes, vec!["n1", "n2", "n3", "n4"]);
     let conn = broker.connection().unwrap();
     // Three more pilots, one broker: compute pilots never add brokers.
-    let brokers =
-        pilot_core::admin::KafkaAdmin::new(&conn.bootstrap, &conn.client, Duration::from_secs(10))
-            .brokers()
-            .unwrap();
+    let brokers = pilot_core::contract::admin::KafkaAdmin::new(
+        &conn.bootstrap,
+        &conn.client,
+        Duration::from_secs(10),
+    )
+    .brokers()
+    .unwrap();
     assert_eq!(brokers.len(), 1, "{brokers:?}");
     for p in [&producers, &consumers, &more_consumers] {
         assert_eq!(
@@ -107,13 +110,17 @@ fn mass_and_masa_on_slurm_pilots_account_for_every_message() {
     assert!(conn
         .bootstrap
         .starts_with(&cluster.addresses()[0].to_string()));
-    pilot_core::admin::KafkaAdmin::new(&conn.bootstrap, &conn.client, Duration::from_secs(10))
-        .create_topic("pipeline", 4, 1)
-        .unwrap();
+    pilot_core::contract::admin::KafkaAdmin::new(
+        &conn.bootstrap,
+        &conn.client,
+        Duration::from_secs(10),
+    )
+    .create_topic("pipeline", 4, 1)
+    .unwrap();
     let results = dir.path().join("results");
     std::fs::create_dir_all(&results).unwrap();
     let mut reports =
-        pilot_core::telemetry::TelemetryReader::new(&conn, "pipeline-metrics").unwrap();
+        pilot_core::contract::telemetry::TelemetryReader::new(&conn, "pipeline-metrics").unwrap();
     let masa_cmd: Vec<String> = [
         masa.display().to_string(),
         "run".into(),
@@ -147,7 +154,7 @@ fn mass_and_masa_on_slurm_pilots_account_for_every_message() {
             masa_cmd.clone(),
         );
         std::thread::spawn(move || {
-            pilot_core::tasks::run(
+            pilot_core::pilots::tasks::run(
                 &d,
                 backend.as_mut(),
                 NodeSelection::Own,
@@ -162,7 +169,7 @@ fn mass_and_masa_on_slurm_pilots_account_for_every_message() {
     let c3 = spawn(&consumers);
     let c4 = spawn(&more_consumers);
     // Producers start once both consumers hold partitions.
-    pilot_core::telemetry::wait_for_group(
+    pilot_core::contract::telemetry::wait_for_group(
         &mut reports,
         "g",
         &["c-n3".into(), "c-n4".into()],
@@ -187,7 +194,7 @@ fn mass_and_masa_on_slurm_pilots_account_for_every_message() {
         dir.path().join("producer").display().to_string(),
     ];
     let pd = producers.details().unwrap().clone();
-    let produced = pilot_core::tasks::run(
+    let produced = pilot_core::pilots::tasks::run(
         &pd,
         task_backend(producers.record()).as_mut(),
         NodeSelection::Own,

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use masa::config::RawConfig as MasaConfig;
 use mass::config::{RawConfig as MassConfig, Settings};
-use pilot_core::client::Connection;
-use pilot_core::clock::SystemClock;
-use pilot_core::pilot::Pilot;
+use pilot_core::contract::client::Connection;
+use pilot_core::contract::clock::SystemClock;
+use pilot_core::pilots::pilot::Pilot;
 
 fn fresh(dir: &std::path::Path) -> anyhow::Result<(Pilot, Connection)> {
     let p = Pilot::create_local(dir)?;
@@ -110,7 +110,7 @@ fn main() -> anyhow::Result<()> {
         let label = rate.map_or("unlimited".to_string(), |r| format!("at {r} msg/s"));
         println!("== together: MASS {label} for {secs} s, MASA (kmeans) consuming");
         let (mut p, conn) = fresh(dir.path())?;
-        pilot_core::admin::KafkaAdmin::new(
+        pilot_core::contract::admin::KafkaAdmin::new(
             &conn.bootstrap,
             &conn.client,
             std::time::Duration::from_secs(10),

@@ -27,7 +27,7 @@ use masa::tomo::filter::FilterKind;
 use masa::tomo::gridrec::GridRecPlan;
 use masa::tomo::mlem::Mlem;
 use mass::phantom::{shepp_logan, sinogram};
-use pilot_core::aps::paper_theta_rad;
+use pilot_core::contract::aps::paper_theta_rad;
 
 /// 128 (f64) or 256 (f32) independent multiply-then-add chains, 16 vectors of AVX-512: enough to cover both
 /// instructions' latency on two ports.

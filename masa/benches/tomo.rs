@@ -21,8 +21,8 @@ use masa::tomo::gridrec::GridRecPlan;
 use masa::tomo::mlem::{Mlem, MlemInit};
 use masa::tomo::quality::{rmse_in_circle, ssim_in_circle};
 use mass::phantom::{image, shepp_logan, sinogram};
-use pilot_core::aps::paper_theta_rad;
-use pilot_core::aps::AngleSource;
+use pilot_core::contract::aps::paper_theta_rad;
+use pilot_core::contract::aps::AngleSource;
 use rayon::prelude::*;
 
 fn score(img: &[f32], truth: &[f64], n: usize) -> (f64, f64) {
@@ -174,7 +174,7 @@ fn main() {
                     range_px: None,
                 },
                 angles: AngleSource::Paper,
-                theta_units: pilot_core::aps::ThetaUnits::Auto,
+                theta_units: pilot_core::contract::aps::ThetaUnits::Auto,
                 open_beam_counts: None,
                 hdf5_timeout_s: 30.0,
                 mask_ratio: 0.95,

@@ -50,7 +50,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub settings: RawConfig,
     /// A librdkafka consumer property, KEY=VALUE (repeatable; over the config file's [kafka] table)
-    #[arg(long = "kafka", value_name = "KEY=VALUE", value_parser = pilot_core::client::parse_property_flag)]
+    #[arg(long = "kafka", value_name = "KEY=VALUE", value_parser = pilot_core::contract::client::parse_property_flag)]
     pub kafka: Vec<(String, String)>,
 }
 
@@ -91,8 +91,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 print!("dry run: masa would run\n{}", plan.describe());
                 return Ok(());
             }
-            let shutdown = pilot_core::signals::shutdown_flag()?;
-            let conn = pilot_core::connect::resolve(&plan.target)?;
+            let shutdown = pilot_core::contract::signals::shutdown_flag()?;
+            let conn = pilot_core::pilots::connect::resolve(&plan.target)?;
             let show = !quiet && std::io::stderr().is_terminal();
             let mut progress = |r: &masa::report::ConsumerInterval| {
                 if show {
@@ -102,7 +102,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let out = consumer::run(
                 &plan,
                 &conn,
-                Arc::new(pilot_core::clock::SystemClock::new()),
+                Arc::new(pilot_core::contract::clock::SystemClock::new()),
                 &shutdown,
                 &mut progress,
             )?;

@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::ValueEnum;
-use pilot_core::aps::{AngleSource, ThetaUnits};
-use pilot_core::client::KafkaProperties;
-use pilot_core::config::{check_topic, default_run_id, positive, seconds, SettingError};
-pub use pilot_core::config::{ConfigError, Settings};
-use pilot_core::connect::Target;
+use pilot_core::contract::aps::{AngleSource, ThetaUnits};
+use pilot_core::contract::client::KafkaProperties;
+use pilot_core::contract::config::{check_topic, default_run_id, positive, seconds, SettingError};
+pub use pilot_core::contract::config::{ConfigError, Settings};
+use pilot_core::pilots::connect::Target;
 use serde::{Deserialize, Serialize};
 
 use crate::kmeans::TimeUnit;
@@ -253,7 +253,7 @@ pub struct RawConfig {
     /// fetch.wait.max.ms=10).
     #[serde(
         default,
-        deserialize_with = "pilot_core::client::deserialize_properties",
+        deserialize_with = "pilot_core::contract::client::deserialize_properties",
         skip_serializing_if = "Option::is_none"
     )]
     #[arg(skip)]
@@ -658,7 +658,7 @@ impl Settings for RawConfig {
             ));
         }
         let kafka = self.kafka.clone().unwrap_or_default();
-        pilot_core::client::check_properties(&kafka, RESERVED_CONSUMER_PROPERTIES)
+        pilot_core::contract::client::check_properties(&kafka, RESERVED_CONSUMER_PROPERTIES)
             .map_err(|m| err("kafka", m))?;
         let run_id = self
             .run_id

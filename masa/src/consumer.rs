@@ -10,11 +10,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pilot_core::client::Connection;
-use pilot_core::clock::Clock;
-use pilot_core::metrics::{CsvWriter, LatencyHistogram, MetricsError};
-use pilot_core::store::write_atomic;
-use pilot_core::telemetry::{ConsumerReport, PartitionOffsets, TelemetryWriter, REPORT_VERSION};
+use pilot_core::contract::client::Connection;
+use pilot_core::contract::clock::Clock;
+use pilot_core::contract::files::write_atomic;
+use pilot_core::contract::metrics::{CsvWriter, LatencyHistogram, MetricsError};
+use pilot_core::contract::telemetry::{
+    ConsumerReport, PartitionOffsets, TelemetryWriter, REPORT_VERSION,
+};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Message, TopicPartitionList};
@@ -71,7 +73,7 @@ pub struct Control {
     /// The emulated cost per message from now on, ms (0: none).
     pub cost_ms_per_message: Option<f64>,
     /// Raised by one each time every consumer thread is to leave its group and join again (after a member
-    /// died on a broker that keeps a dead leader: see `pilot_core::fault::FaultAction::Rejoin`).
+    /// died on a broker that keeps a dead leader: see `pilot_core::ops::fault::FaultAction::Rejoin`).
     pub rejoin: Option<u64>,
 }
 
@@ -524,8 +526,11 @@ pub fn run(
         client: conn.client.with_consumer(&plan.kafka),
         ..conn.clone()
     };
-    let admin =
-        pilot_core::admin::KafkaAdmin::new(&conn.bootstrap, &conn.client, Duration::from_secs(10));
+    let admin = pilot_core::contract::admin::KafkaAdmin::new(
+        &conn.bootstrap,
+        &conn.client,
+        Duration::from_secs(10),
+    );
     admin.brokers().map_err(|e| {
         kafka_err(
             conn,
@@ -594,13 +599,13 @@ pub fn run(
         )),
         None => None,
     };
-    let start_utc = pilot_core::store::now_utc();
+    let start_utc = pilot_core::contract::clock::now_utc();
     let shared = Shared::default();
-    let idle_ns = pilot_core::config::seconds_to_ns(plan.idle_timeout_s);
-    let start_timeout_ns = pilot_core::config::seconds_to_ns(plan.start_timeout_s);
+    let idle_ns = pilot_core::contract::config::seconds_to_ns(plan.idle_timeout_s);
+    let start_timeout_ns = pilot_core::contract::config::seconds_to_ns(plan.start_timeout_s);
     let end_ns = plan
         .duration_s
-        .map(|d| start_ns + pilot_core::config::seconds_to_ns(d));
+        .map(|d| start_ns + pilot_core::contract::config::seconds_to_ns(d));
     let stop_all = AtomicBool::new(false);
     let mut intervals = Vec::new();
     let mut telemetry_errors: Vec<String> = Vec::new();
@@ -733,7 +738,7 @@ pub fn run(
                 consumer_id: plan.consumer_id.clone(),
                 group: plan.group.clone(),
                 topic: plan.topic.clone(),
-                host: pilot_core::metrics::hostname(),
+                host: pilot_core::contract::metrics::hostname(),
                 pid: std::process::id(),
                 seq: report_seq,
                 time_unix_ms: std::time::SystemTime::now()
@@ -811,10 +816,10 @@ pub fn run(
             }
             r
         };
-        intervals = pilot_core::metrics::report_intervals(
+        intervals = pilot_core::contract::metrics::report_intervals(
             clock.as_ref(),
             start_ns,
-            pilot_core::config::seconds_to_ns(plan.interval_s),
+            pilot_core::contract::config::seconds_to_ns(plan.interval_s),
             || handles.iter().all(|h| h.is_finished()),
             &mut row,
             writers.as_mut().map(|(_, w)| w),
@@ -962,7 +967,7 @@ pub fn run(
             .unwrap_or_default(),
         pid: std::process::id(),
         start_utc,
-        end_utc: pilot_core::store::now_utc(),
+        end_utc: pilot_core::contract::clock::now_utc(),
         complete: reasons.is_empty(),
         incomplete_reason: reasons.join("; "),
         bootstrap_servers: conn.bootstrap.clone(),

@@ -10,7 +10,7 @@
 //! Anything malformed, including degenerate shapes (points of zero dimensions, empty blocks), is a [`Rejected`]
 //! with a short reason, never a panic or a stopped consumer.
 
-use pilot_core::message::{
+use pilot_core::contract::message::{
     self, decode_hex, parse_points_text, AccountingKey, Dtype, Encoding, PayloadKind, Projections,
 };
 
@@ -246,7 +246,9 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pilot_core::message::{encode_f64, encode_hex, encode_points_text, header, HDF5_SIGNATURE};
+    use pilot_core::contract::message::{
+        encode_f64, encode_hex, encode_points_text, header, HDF5_SIGNATURE,
+    };
 
     fn mass_key() -> [u8; 32] {
         AccountingKey {
@@ -346,7 +348,7 @@ mod tests {
         let mut d = Decoder::new();
         let h = header(PayloadKind::Points, Dtype::F32, 1, 2, &[2, 2]);
         let mut env = Vec::new();
-        pilot_core::message::encode_f32(&h, &[0.5, 1.5, -2.0, 4.0], &mut env);
+        pilot_core::contract::message::encode_f32(&h, &[0.5, 1.5, -2.0, 4.0], &mut env);
         let (_, p) = d.decode(None, &env, None).unwrap();
         assert_eq!(
             p,

@@ -14,7 +14,7 @@
 //!   normalisation, quality measures).
 //! - [`simd`]: the run-time choice of AVX-512 / AVX2 / baseline code for those kernels (bit-identical).
 //! - [`consumer`]: the run loop, with busy-time measurement and the per-interval reports to a metrics topic
-//!   (`pilot_core::telemetry`) that experiments and `pilot autoscale` read; [`report`]: the result schema.
+//!   (`pilot_core::contract::telemetry`) that experiments and `pilot autoscale` read; [`report`]: the result schema.
 pub mod accounting;
 pub mod config;
 pub mod consumer;

@@ -6,12 +6,12 @@
 //! every N messages if asked); then per window every queued slice is reconstructed (GridRec two slices per pass,
 //! ML-EM two per traversal, slices in parallel on this processor's rayon pool) and masked to the field of view.
 //!
-//! Whole files are read by the HDF5 library in a helper process ([`pilot_core::aps::ImageReader`]): a corrupt file
+//! Whole files are read by the HDF5 library in a helper process ([`pilot_core::contract::aps::ImageReader`]): a corrupt file
 //! that crashes the library is a rejected message, not a dead consumer.
 //!
 //! Files as detectors write them: integer counts are read as f32, angles in degrees or radians
-//! ([`pilot_core::aps::ThetaUnits`]), and a file without flat or dark fields is normalised with stated
-//! assumptions ([`pilot_core::aps::ApsScan::fields`]); [`Processor::notes`] reports them for the run's summary.
+//! ([`pilot_core::contract::aps::ThetaUnits`]), and a file without flat or dark fields is normalised with stated
+//! assumptions ([`pilot_core::contract::aps::ApsScan::fields`]); [`Processor::notes`] reports them for the run's summary.
 //!
 //! A message changes the processor's state only once it has passed every check (shape, angles, finite counts,
 //! a centre search that fits the detector): a bad message is rejected with its reason and leaves the queued slices,
@@ -28,7 +28,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use pilot_core::aps::{paper_theta_rad, AngleSource, ImageReader, ThetaUnits};
+use pilot_core::contract::aps::{paper_theta_rad, AngleSource, ImageReader, ThetaUnits};
 use rayon::prelude::*;
 
 use crate::decode::Payload;
@@ -195,7 +195,7 @@ pub struct TomoProcessor {
     done: Vec<Slice>,
     spare: Vec<Slice>,
     messages: usize,
-    writers: Vec<pilot_core::aps::ReconFile>,
+    writers: Vec<pilot_core::contract::aps::ReconFile>,
     preview: Option<(usize, Vec<f32>)>,
     /// The current message's angles, radians.
     theta: Vec<f64>,
@@ -534,7 +534,7 @@ impl TomoProcessor {
                         format!("recon-{}-{n}px.h5", self.label)
                     };
                     self.writers.push(
-                        pilot_core::aps::ReconFile::create(&dir.join(name), n)
+                        pilot_core::contract::aps::ReconFile::create(&dir.join(name), n)
                             .map_err(|e| e.to_string())?,
                     );
                     self.writers.len() - 1

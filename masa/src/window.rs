@@ -23,12 +23,16 @@ impl WindowPolicy {
                 _ => Err(format!("window `{s}`: count must be a positive integer")),
             },
             Some(("time", t)) => match t.parse::<f64>() {
-                Ok(t) if t.is_finite() && t > 0.0 && t <= pilot_core::config::MAX_SECONDS => {
+                Ok(t)
+                    if t.is_finite()
+                        && t > 0.0
+                        && t <= pilot_core::contract::config::MAX_SECONDS =>
+                {
                     Ok(WindowPolicy::Time(Duration::from_secs_f64(t)))
                 }
                 _ => Err(format!(
                     "window `{s}`: time must be positive seconds, at most {:e}",
-                    pilot_core::config::MAX_SECONDS
+                    pilot_core::contract::config::MAX_SECONDS
                 )),
             },
             _ => Err(format!(

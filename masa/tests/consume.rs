@@ -7,16 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use masa::config::{RawConfig, Settings};
-use pilot_core::client::Connection;
-use pilot_core::clock::SystemClock;
-use pilot_core::message::{encode_f64, header, Dtype, PayloadKind};
-use pilot_core::pilot::Pilot;
+use pilot_core::contract::client::Connection;
+use pilot_core::contract::clock::SystemClock;
+use pilot_core::contract::message::{encode_f64, header, Dtype, PayloadKind};
+use pilot_core::pilots::pilot::Pilot;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 fn pilot(dir: &std::path::Path) -> (Pilot, Connection) {
     let p = Pilot::create_local(dir).expect("tansu installed (scripts/setup.sh)");
     let c = p.connection().unwrap();
-    pilot_core::admin::KafkaAdmin::new(&c.bootstrap, &c.client, Duration::from_secs(10))
+    pilot_core::contract::admin::KafkaAdmin::new(&c.bootstrap, &c.client, Duration::from_secs(10))
         .create_topic("t", 3, 1)
         .unwrap();
     (p, c)
@@ -149,7 +149,8 @@ fn an_interrupt_writes_an_incomplete_summary() {
     t.join().unwrap();
     assert!(!out.summary.complete && out.summary.incomplete_reason.contains("SIGINT/SIGTERM"));
     let rows: Vec<masa::report::ConsumerSummary> =
-        pilot_core::metrics::read_csv(&masa::consumer::summary_path(&results, "x")).unwrap();
+        pilot_core::contract::metrics::read_csv(&masa::consumer::summary_path(&results, "x"))
+            .unwrap();
     assert_eq!(rows.len(), 1);
     assert!(!rows[0].complete);
     assert!(masa::consumer::accounting_path(&results, "x").exists());
@@ -221,8 +222,11 @@ fn empty_time_windows_do_not_keep_an_idle_consumer_alive() {
 fn messages_from_a_plain_kafka_producer_are_processed_as_unaccounted() {
     let dir = tempfile::tempdir().unwrap();
     let (_p, conn) = pilot(dir.path());
-    let admin =
-        pilot_core::admin::KafkaAdmin::new(&conn.bootstrap, &conn.client, Duration::from_secs(10));
+    let admin = pilot_core::contract::admin::KafkaAdmin::new(
+        &conn.bootstrap,
+        &conn.client,
+        Duration::from_secs(10),
+    );
     admin.create_topic("points", 2, 1).unwrap();
     admin.create_topic("light", 2, 1).unwrap();
     let producer: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
@@ -349,8 +353,9 @@ fn a_consumer_that_falls_behind_reports_its_lag_on_tansu() {
     assert_eq!(s.lag_msgs, 200 - s.received_msgs as i64, "{s:?}");
     assert!(s.busy_s >= 0.04 * s.handled_msgs as f64, "{s:?}");
     // The reports say the same: a view of them has the lag, and the true rate near 25 msg/s.
-    let mut reader = pilot_core::telemetry::TelemetryReader::new(&conn, "t-metrics").unwrap();
-    let mut view = pilot_core::telemetry::GroupView::new("slow", 1e9);
+    let mut reader =
+        pilot_core::contract::telemetry::TelemetryReader::new(&conn, "t-metrics").unwrap();
+    let mut view = pilot_core::contract::telemetry::GroupView::new("slow", 1e9);
     let (mut handled, mut busy, mut last_lag, mut leaving) = (0u64, 0.0, -1i64, false);
     let t = std::time::Instant::now();
     while !leaving && t.elapsed() < Duration::from_secs(20) {

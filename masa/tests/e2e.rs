@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mass::config::{RawConfig as MassConfig, Settings};
-use pilot_core::client::Connection;
-use pilot_core::clock::SystemClock;
-use pilot_core::pilot::Pilot;
+use pilot_core::contract::client::Connection;
+use pilot_core::contract::clock::SystemClock;
+use pilot_core::pilots::pilot::Pilot;
 
 #[test]
 fn two_consumer_processes_account_for_every_message_exactly_once() {
@@ -50,13 +50,14 @@ fn two_consumer_processes_account_for_every_message_exactly_once() {
     .map(|s| s.to_string())
     .chain([results.display().to_string()])
     .collect();
-    let mut reports = pilot_core::telemetry::TelemetryReader::new(&conn, "e2e-metrics").unwrap();
+    let mut reports =
+        pilot_core::contract::telemetry::TelemetryReader::new(&conn, "e2e-metrics").unwrap();
     let consumers = std::thread::spawn(move || {
-        let mut backend = pilot_core::backend::local::LocalBackend::new();
-        pilot_core::tasks::run(
+        let mut backend = pilot_core::pilots::backend::local::LocalBackend::new();
+        pilot_core::pilots::tasks::run(
             &details,
             &mut backend,
-            pilot_core::tasks::NodeSelection::Own,
+            pilot_core::pilots::tasks::NodeSelection::Own,
             2,
             &command,
             Duration::from_secs(120),
@@ -64,7 +65,7 @@ fn two_consumer_processes_account_for_every_message_exactly_once() {
         )
         .unwrap()
     });
-    pilot_core::telemetry::wait_for_group(
+    pilot_core::contract::telemetry::wait_for_group(
         &mut reports,
         "g",
         &["c0".into(), "c1".into()],
@@ -119,7 +120,8 @@ fn two_consumer_processes_account_for_every_message_exactly_once() {
     );
     for id in ["c0", "c1"] {
         let rows: Vec<masa::report::ConsumerSummary> =
-            pilot_core::metrics::read_csv(&masa::consumer::summary_path(&results, id)).unwrap();
+            pilot_core::contract::metrics::read_csv(&masa::consumer::summary_path(&results, id))
+                .unwrap();
         assert!(rows[0].received_msgs > 0, "consumer {id} got a share");
         assert!(rows[0].e2e_latency_us_p50 > 0);
     }
@@ -141,7 +143,11 @@ fn two_consumer_processes_account_for_every_message_exactly_once() {
 }
 
 fn conn_topic(conn: &Connection, topic: &str) {
-    pilot_core::admin::KafkaAdmin::new(&conn.bootstrap, &conn.client, Duration::from_secs(10))
-        .create_topic(topic, conn.default_partitions, 1)
-        .unwrap();
+    pilot_core::contract::admin::KafkaAdmin::new(
+        &conn.bootstrap,
+        &conn.client,
+        Duration::from_secs(10),
+    )
+    .create_topic(topic, conn.default_partitions, 1)
+    .unwrap();
 }

@@ -10,7 +10,7 @@ use masa::config::{ProcessorPlan, RawConfig, Settings};
 use masa::consumer::{make_processor, Handled, MessageHandler, Shared};
 use masa::processor::{KMeansConfig, KMeansProcessor, Processor};
 use masa::window::WindowPolicy;
-use pilot_core::message::{
+use pilot_core::contract::message::{
     encode_bytes, encode_f32, encode_f64, encode_hex, encode_points_text, encode_projections,
     header, AccountingKey, Dtype, PayloadKind, ProjectionsHeader,
 };
@@ -76,7 +76,7 @@ fn seeds() -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
     let fields = s.scan.fields(None);
     let theta: Vec<f32> = s
         .scan
-        .theta_rad(pilot_core::aps::ThetaUnits::Auto)
+        .theta_rad(pilot_core::contract::aps::ThetaUnits::Auto)
         .unwrap()
         .iter()
         .map(|&t| t as f32)

@@ -9,7 +9,7 @@ use masa::tomo::pipeline::row_sinogram;
 use masa::tomo::quality::rmse_in_circle;
 use mass::phantom::{image, shepp_logan, sinogram};
 use mass::phantom::{scan, ScanParams};
-use pilot_core::aps::ThetaUnits;
+use pilot_core::contract::aps::ThetaUnits;
 
 fn setup(n: usize, angles: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let theta: Vec<f64> = (0..angles)
@@ -215,7 +215,7 @@ fn centre_search_is_right_for_every_width_and_offset() {
 
 #[test]
 fn a_search_range_that_does_not_fit_the_detector_is_an_error() {
-    let theta = pilot_core::aps::paper_theta_rad(181);
+    let theta = pilot_core::contract::aps::paper_theta_rad(181);
     let e = CenterSearch::new(
         256,
         &theta,
@@ -265,7 +265,7 @@ fn centroid_estimate_is_exact_for_an_object_in_the_field_of_view() {
         masa::tomo::center::centroid_estimate(
             &[0.0; 64 * 5],
             64,
-            &pilot_core::aps::paper_theta_rad(5)
+            &pilot_core::contract::aps::paper_theta_rad(5)
         ),
         None,
         "an empty sinogram has no centroid"

@@ -13,9 +13,9 @@ use masa::tomo::filter::FilterKind;
 use masa::tomo::mlem::MlemInit;
 use masa::tomo::quality::rmse_in_circle;
 use mass::phantom::{image, scan, shepp_logan, ScanParams};
-use pilot_core::aps::AngleSource;
-use pilot_core::aps::ReconFile;
-use pilot_core::message::{encode_projections, ProjectionsHeader};
+use pilot_core::contract::aps::AngleSource;
+use pilot_core::contract::aps::ReconFile;
+use pilot_core::contract::message::{encode_projections, ProjectionsHeader};
 
 fn tooth() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/tooth.h5")
@@ -29,7 +29,7 @@ fn config(algorithm: Algorithm, dir: &Path) -> TomoConfig {
             range_px: None,
         },
         angles: AngleSource::File,
-        theta_units: pilot_core::aps::ThetaUnits::Auto,
+        theta_units: pilot_core::contract::aps::ThetaUnits::Auto,
         open_beam_counts: None,
         hdf5_timeout_s: 30.0,
         mask_ratio: 0.95,
@@ -246,12 +246,16 @@ fn through_tansu(
     mass: mass::config::RawConfig,
     masa: masa::config::RawConfig,
 ) -> (masa::report::ConsumerSummary, PathBuf) {
-    let pilot = pilot_core::pilot::Pilot::create_local(&dir.join("pilots"))
+    let pilot = pilot_core::pilots::pilot::Pilot::create_local(&dir.join("pilots"))
         .expect("tansu installed (scripts/setup.sh)");
     let conn = pilot.connection().unwrap();
-    pilot_core::admin::KafkaAdmin::new(&conn.bootstrap, &conn.client, Duration::from_secs(10))
-        .create_topic("light", 2, 1)
-        .unwrap();
+    pilot_core::contract::admin::KafkaAdmin::new(
+        &conn.bootstrap,
+        &conn.client,
+        Duration::from_secs(10),
+    )
+    .create_topic("light", 2, 1)
+    .unwrap();
     let mplan = mass::config::RawConfig {
         bootstrap_servers: Some(conn.bootstrap.clone()),
         topic: Some("light".into()),
@@ -262,7 +266,7 @@ fn through_tansu(
     let out = mass::producer::run(
         &mplan,
         &conn,
-        Arc::new(pilot_core::clock::SystemClock::new()),
+        Arc::new(pilot_core::contract::clock::SystemClock::new()),
         &AtomicBool::new(false),
         &mut |_| {},
     )
@@ -283,7 +287,7 @@ fn through_tansu(
     let got = masa::consumer::run(
         &plan,
         &conn,
-        Arc::new(pilot_core::clock::SystemClock::new()),
+        Arc::new(pilot_core::contract::clock::SystemClock::new()),
         &AtomicBool::new(false),
         &mut |_| {},
     )
@@ -305,7 +309,7 @@ fn tooth_files_stream_through_tansu_into_gridrec() {
         },
         masa::config::RawConfig {
             processor: Some(masa::config::ProcessorKind::Gridrec),
-            angles: Some(pilot_core::aps::AngleSource::Paper),
+            angles: Some(pilot_core::contract::aps::AngleSource::Paper),
             write_hdf5: Some(true),
             ..Default::default()
         },
@@ -417,7 +421,7 @@ fn a_bare_detector_file_reconstructs_with_stated_assumptions() {
     // Write it by hand: uint16 data, radians, nothing else.
     let path = dir.path().join("bare.h5");
     {
-        let f = pilot_core::aps::create_unlocked(&path).unwrap();
+        let f = pilot_core::contract::aps::create_unlocked(&path).unwrap();
         let g = f.create_group("exchange").unwrap();
         let counts: Vec<u16> = s
             .scan
@@ -432,7 +436,7 @@ fn a_bare_detector_file_reconstructs_with_stated_assumptions() {
             .unwrap()
             .write_raw(&counts)
             .unwrap();
-        let theta = pilot_core::aps::paper_theta_rad(181);
+        let theta = pilot_core::contract::aps::paper_theta_rad(181);
         g.new_dataset::<f64>()
             .shape([181])
             .create("theta")

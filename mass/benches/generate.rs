@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use mass::source::{ClusterParams, ClusterSource, Source, StaticSource};
-use pilot_core::message::Encoding;
+use pilot_core::contract::message::Encoding;
 
 fn rate(name: &str, src: &mut dyn Source, seconds: f64) {
     // Warm up, then measure for `seconds`.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use mass::config::{RawConfig, Settings};
 use mass::producer::{self, Connection};
-use pilot_core::pilot::Pilot;
+use pilot_core::pilots::pilot::Pilot;
 
 fn fresh_pilot(dir: &std::path::Path) -> anyhow::Result<(Pilot, Connection)> {
     let p = Pilot::create_local(dir)?;
@@ -35,7 +35,7 @@ fn ours(conn: &Connection, raw: RawConfig) -> anyhow::Result<mass::report::Produ
     let out = producer::run(
         &plan,
         conn,
-        Arc::new(pilot_core::clock::SystemClock::new()),
+        Arc::new(pilot_core::contract::clock::SystemClock::new()),
         &stop,
         &mut |_| {},
     )?;
@@ -102,7 +102,7 @@ fn settle(p: &mut Pilot) {
 
 fn python_bytes(dir: &std::path::Path, n: u64, linger: u32) -> anyhow::Result<Option<f64>> {
     let (mut p, conn) = fresh_pilot(dir)?;
-    pilot_core::admin::KafkaAdmin::new(
+    pilot_core::contract::admin::KafkaAdmin::new(
         &conn.bootstrap,
         &conn.client,
         std::time::Duration::from_secs(10),
@@ -182,7 +182,7 @@ fn main() -> anyhow::Result<()> {
             settle(&mut p);
             if peers && rep <= 2 {
                 let (mut p, conn) = fresh_pilot(dir.path())?;
-                pilot_core::admin::KafkaAdmin::new(
+                pilot_core::contract::admin::KafkaAdmin::new(
                     &conn.bootstrap,
                     &conn.client,
                     std::time::Duration::from_secs(10),

@@ -80,7 +80,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub settings: RawConfig,
     /// A librdkafka producer property, KEY=VALUE (repeatable; over the config file's [kafka] table)
-    #[arg(long = "kafka", value_name = "KEY=VALUE", value_parser = pilot_core::client::parse_property_flag)]
+    #[arg(long = "kafka", value_name = "KEY=VALUE", value_parser = pilot_core::contract::client::parse_property_flag)]
     pub kafka: Vec<(String, String)>,
 }
 
@@ -113,7 +113,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 print!("dry run: mass would run\n{}", plan.describe());
                 return Ok(());
             }
-            let shutdown = pilot_core::signals::shutdown_flag()?;
+            let shutdown = pilot_core::contract::signals::shutdown_flag()?;
             let conn = producer::connect(&plan.target)?;
             let show = !quiet && std::io::stderr().is_terminal();
             let mut progress = |row: &mass::report::IntervalRow| {
@@ -132,7 +132,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let out = producer::run(
                 &plan,
                 &conn,
-                Arc::new(pilot_core::clock::SystemClock::new()),
+                Arc::new(pilot_core::contract::clock::SystemClock::new()),
                 &shutdown,
                 &mut progress,
             )?;

@@ -8,10 +8,10 @@
 use std::path::PathBuf;
 
 use clap::ValueEnum;
-use pilot_core::aps::{AngleSource, ThetaUnits};
-use pilot_core::config::{check_topic, default_run_id, positive, seconds, SettingError};
-pub use pilot_core::config::{ConfigError, Settings};
-use pilot_core::message::Encoding;
+use pilot_core::contract::aps::{AngleSource, ThetaUnits};
+use pilot_core::contract::config::{check_topic, default_run_id, positive, seconds, SettingError};
+pub use pilot_core::contract::config::{ConfigError, Settings};
+use pilot_core::contract::message::Encoding;
 use serde::{Deserialize, Serialize};
 
 use crate::profile::Profile;
@@ -268,7 +268,7 @@ pub struct RawConfig {
     /// broker's recommended ones. Properties with a setting of their own (acks, linger_ms, ...) are refused.
     #[serde(
         default,
-        deserialize_with = "pilot_core::client::deserialize_properties",
+        deserialize_with = "pilot_core::contract::client::deserialize_properties",
         skip_serializing_if = "Option::is_none"
     )]
     #[arg(skip)]
@@ -295,8 +295,8 @@ pub const RESERVED_PRODUCER_PROPERTIES: &[(&str, &str)] = &[
     ("delivery.timeout.ms", "`message_timeout_ms`"),
 ];
 
-pub use pilot_core::client::KafkaProperties;
-pub use pilot_core::connect::Target;
+pub use pilot_core::contract::client::KafkaProperties;
+pub use pilot_core::pilots::connect::Target;
 
 /// A validated template source.
 #[derive(Debug, Clone, PartialEq)]
@@ -632,14 +632,14 @@ impl Settings for RawConfig {
                     ));
                 }
                 let bytes = (cluster.points_per_message as u128) * (cluster.dims as u128) * 8;
-                if bytes > (pilot_core::client::MAX_MESSAGE_BYTES - 1024) as u128 {
+                if bytes > (pilot_core::contract::client::MAX_MESSAGE_BYTES - 1024) as u128 {
                     return Err(err(
                         "points_per_message",
                         format!(
                             "{} points x {} dims is {bytes} bytes, more than the brokers' message limit ({} B)",
                             cluster.points_per_message,
                             cluster.dims,
-                            pilot_core::client::MAX_MESSAGE_BYTES
+                            pilot_core::contract::client::MAX_MESSAGE_BYTES
                         ),
                     ));
                 }
@@ -657,12 +657,12 @@ impl Settings for RawConfig {
                     ));
                 }
                 let bytes = self.message_bytes.unwrap_or(1_000_000);
-                if bytes == 0 || bytes > pilot_core::client::MAX_MESSAGE_BYTES - 1024 {
+                if bytes == 0 || bytes > pilot_core::contract::client::MAX_MESSAGE_BYTES - 1024 {
                     return Err(err(
                         "message_bytes",
                         format!(
                             "message_bytes must be 1..={} (the brokers' message limit less the header)",
-                            pilot_core::client::MAX_MESSAGE_BYTES - 1024
+                            pilot_core::contract::client::MAX_MESSAGE_BYTES - 1024
                         ),
                     ));
                 }
@@ -750,13 +750,15 @@ impl Settings for RawConfig {
                 let p = Profile::parse(spec, None).map_err(|m| err("points_profile", m))?;
                 let peak = p.max_value().round().max(1.0) as u128;
                 let dims = self.dims.unwrap_or(3) as u128;
-                if peak * dims * 8 > (pilot_core::client::MAX_MESSAGE_BYTES - 1024) as u128 {
+                if peak * dims * 8
+                    > (pilot_core::contract::client::MAX_MESSAGE_BYTES - 1024) as u128
+                {
                     return Err(err(
                         "points_profile",
                         format!(
                             "points_profile peaks at {peak} points x {dims} dims, {} bytes, more than the brokers' message limit ({} B)",
                             peak * dims * 8,
-                            pilot_core::client::MAX_MESSAGE_BYTES
+                            pilot_core::contract::client::MAX_MESSAGE_BYTES
                         ),
                     ));
                 }
@@ -829,7 +831,7 @@ impl Settings for RawConfig {
             ));
         }
         let kafka = self.kafka.clone().unwrap_or_default();
-        pilot_core::client::check_properties(&kafka, RESERVED_PRODUCER_PROPERTIES)
+        pilot_core::contract::client::check_properties(&kafka, RESERVED_PRODUCER_PROPERTIES)
             .map_err(|m| err("kafka", m))?;
         let run_id = self
             .run_id

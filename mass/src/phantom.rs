@@ -12,7 +12,7 @@
 //! spans `cols` pixels. Image pixel (i, j) of an N x N grid has its centre at x = j - (N - 1) / 2,
 //! y = (N - 1) / 2 - i.
 
-use pilot_core::aps::{ApsScan, Volume};
+use pilot_core::contract::aps::{ApsScan, Volume};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Poisson};
 use rand_xoshiro::Xoshiro256PlusPlus;

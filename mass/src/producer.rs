@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pilot_core::clock::Clock;
-use pilot_core::message::{self, AccountingKey, Encoding};
-use pilot_core::metrics::{CsvWriter, LatencyHistogram, MetricsError};
+use pilot_core::contract::clock::Clock;
+use pilot_core::contract::message::{self, AccountingKey, Encoding};
+use pilot_core::contract::metrics::{CsvWriter, LatencyHistogram, MetricsError};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
@@ -42,11 +42,11 @@ pub enum ProduceError {
     },
 }
 
-pub use pilot_core::client::Connection;
+pub use pilot_core::contract::client::Connection;
 
 /// Resolve the plan's target (a pilot's details, or plain brokers).
 pub fn connect(target: &Target) -> Result<Connection, ProduceError> {
-    Ok(pilot_core::connect::resolve(target)?)
+    Ok(pilot_core::pilots::connect::resolve(target)?)
 }
 
 /// Build the source for one producer thread.
@@ -229,8 +229,11 @@ fn kafka_err(conn: &Connection, what: &str, e: impl ToString) -> ProduceError {
 
 /// Make sure the topic exists (creating it if the plan says so) and return its partition count.
 pub fn prepare_topic(plan: &ProducerPlan, conn: &Connection) -> Result<u32, ProduceError> {
-    let admin =
-        pilot_core::admin::KafkaAdmin::new(&conn.bootstrap, &conn.client, Duration::from_secs(10));
+    let admin = pilot_core::contract::admin::KafkaAdmin::new(
+        &conn.bootstrap,
+        &conn.client,
+        Duration::from_secs(10),
+    );
     // Reaching the brokers at all comes first: a clear error instead of a run that silently queues.
     admin.brokers().map_err(|e| {
         kafka_err(
@@ -298,13 +301,13 @@ pub fn run(
     };
 
     let counters = Arc::new(Counters::default());
-    let start_utc = pilot_core::store::now_utc();
+    let start_utc = pilot_core::contract::clock::now_utc();
     let start_ns = clock.now_ns() + 20_000_000; // a common start slightly ahead, so threads begin together
-    let warmup_end_ns = start_ns + pilot_core::config::seconds_to_ns(plan.warmup_s);
+    let warmup_end_ns = start_ns + pilot_core::contract::config::seconds_to_ns(plan.warmup_s);
     let end_ns = plan
         .stop
         .duration_s
-        .map(|d| start_ns + pilot_core::config::seconds_to_ns(d));
+        .map(|d| start_ns + pilot_core::contract::config::seconds_to_ns(d));
     let mut producers = Vec::new();
     for _ in 0..plan.threads {
         let ctx = DeliveryContext {
@@ -458,7 +461,7 @@ pub fn run(
             rate: &rate,
             points_at: &points_at,
         };
-        intervals = pilot_core::metrics::report_intervals(
+        intervals = pilot_core::contract::metrics::report_intervals(
             clock.as_ref(),
             start_ns,
             (plan.interval_s * 1e9) as u64,
@@ -565,7 +568,7 @@ pub fn run(
             .unwrap_or_default(),
         pid: std::process::id(),
         start_utc,
-        end_utc: pilot_core::store::now_utc(),
+        end_utc: pilot_core::contract::clock::now_utc(),
         complete: incomplete_reason.is_empty(),
         incomplete_reason,
         bootstrap_servers: conn.bootstrap.clone(),

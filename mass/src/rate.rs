@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use pilot_core::clock::Clock;
+use pilot_core::contract::clock::Clock;
 
 use crate::profile::Profile;
 
@@ -100,7 +100,7 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pilot_core::clock::ManualClock;
+    use pilot_core::contract::clock::ManualClock;
 
     #[test]
     fn slots_follow_the_schedule_exactly() {

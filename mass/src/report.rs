@@ -1,5 +1,5 @@
 //! MASS's result schema: one [`ProducerSummary`] row per run (with its full configuration) and one
-//! [`IntervalRow`] per reporting interval, written as CSV through `pilot_core::metrics::CsvWriter`. Column names
+//! [`IntervalRow`] per reporting interval, written as CSV through `pilot_core::contract::metrics::CsvWriter`. Column names
 //! carry their units; columns that mean the same as MASA's have the same names.
 
 use serde::{Deserialize, Serialize};

@@ -11,10 +11,10 @@
 
 use std::path::PathBuf;
 
-use pilot_core::aps::{paper_theta_rad, AngleSource, ApsScan, Fields};
+use pilot_core::contract::aps::{paper_theta_rad, AngleSource, ApsScan, Fields};
 
 use crate::config::TemplatePlan;
-use pilot_core::message::{
+use pilot_core::contract::message::{
     self, encode_hex, encode_points_text, set_sequence, write_header, Dtype, Encoding, PayloadKind,
     ProjectionsHeader, HEADER_BYTES,
 };

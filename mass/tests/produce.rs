@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use mass::config::{RawConfig, Settings};
 use mass::producer::{self, Connection};
-use pilot_core::clock::{ManualClock, SystemClock};
-use pilot_core::message::{self, AccountingKey, Encoding};
-use pilot_core::pilot::Pilot;
+use pilot_core::contract::clock::{ManualClock, SystemClock};
+use pilot_core::contract::message::{self, AccountingKey, Encoding};
+use pilot_core::pilots::pilot::Pilot;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::Message;
 
@@ -114,14 +114,16 @@ fn two_threads_every_producer_sequence_arrives_once() {
     assert_eq!(unique, expect);
     // The summary row on disk says the same.
     let rows: Vec<mass::report::ProducerSummary> =
-        pilot_core::metrics::read_csv(&producer::summary_path(&results)).unwrap();
+        pilot_core::contract::metrics::read_csv(&producer::summary_path(&results)).unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].delivered_msgs, 301);
-    assert!(!pilot_core::metrics::read_csv::<mass::report::IntervalRow>(
-        &producer::intervals_path(&results)
-    )
-    .unwrap()
-    .is_empty());
+    assert!(
+        !pilot_core::contract::metrics::read_csv::<mass::report::IntervalRow>(
+            &producer::intervals_path(&results)
+        )
+        .unwrap()
+        .is_empty()
+    );
 }
 
 #[test]
@@ -150,7 +152,7 @@ fn paper_text_encoding_is_accounted_through_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let (_p, conn) = pilot(dir.path());
     let plan = RawConfig {
-        encoding: Some(pilot_core::message::Encoding::PointsText),
+        encoding: Some(pilot_core::contract::message::Encoding::PointsText),
         messages: Some(20),
         points_per_message: Some(50),
         ..raw(&conn, "text")
@@ -202,7 +204,7 @@ fn interrupt_flushes_and_writes_an_incomplete_summary() {
     assert!(s.sent_msgs > 50 && s.sent_msgs < 1000, "{}", s.sent_msgs);
     assert_eq!(s.delivered_msgs, s.sent_msgs, "flushed before returning");
     let rows: Vec<mass::report::ProducerSummary> =
-        pilot_core::metrics::read_csv(&producer::summary_path(&results)).unwrap();
+        pilot_core::contract::metrics::read_csv(&producer::summary_path(&results)).unwrap();
     assert!(!rows[0].complete);
 }
 

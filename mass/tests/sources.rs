@@ -7,8 +7,10 @@ use mass::config::TemplatePlan;
 use mass::source::{
     ClusterParams, ClusterSource, Source, StaticSource, TemplateMode, TemplateSource,
 };
-use pilot_core::aps::{AngleSource, ApsScan, ThetaUnits};
-use pilot_core::message::{self, decode, parse_points_text, Encoding, PayloadKind, Projections};
+use pilot_core::contract::aps::{AngleSource, ApsScan, ThetaUnits};
+use pilot_core::contract::message::{
+    self, decode, parse_points_text, Encoding, PayloadKind, Projections,
+};
 
 fn tooth() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/tooth.h5")
@@ -424,7 +426,7 @@ fn row_blocks_of_a_file_without_flats_say_what_was_assumed() {
     })
     .scan;
     // Radians with no units attribute: told by their range.
-    scan.theta = Some(pilot_core::aps::paper_theta_rad(31));
+    scan.theta = Some(pilot_core::contract::aps::paper_theta_rad(31));
     scan.theta_units = None;
     scan.write(&f).unwrap();
     let mut s = TemplateSource::new(

@@ -9,10 +9,10 @@
 
 use std::time::Instant;
 
-use pilot_core::description::{
+use pilot_core::pilots::description::{
     FrameworkKind, PilotPlan, ProcessEnvironment, RawDescription, RawSlurm,
 };
-use pilot_core::pilot::Pilot;
+use pilot_core::pilots::pilot::Pilot;
 use pilot_core::slurm_cluster::SlurmCluster;
 
 fn median(v: &mut [f64]) -> f64 {

@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::backend::local::{reserve, Reservation};
+use crate::pilots::backend::local::{reserve, Reservation};
 
 /// First loopback address tried for test clusters' nodes (away from local pilots' 127.0.0.x).
 pub const FIRST_CLUSTER_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 20, 2);

@@ -5,9 +5,9 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
-use pilot_core::backend::Node;
-use pilot_core::description::{Distribution, KafkaPlan};
-use pilot_core::framework::kafka::apache::{
+use pilot_core::pilots::backend::Node;
+use pilot_core::pilots::description::{Distribution, KafkaPlan};
+use pilot_core::pilots::framework::kafka::apache::{
     extension_layout, node_launches, root_layout, KraftCluster, NodeLaunch,
 };
 

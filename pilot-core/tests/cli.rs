@@ -144,7 +144,7 @@ fn foreground_pilot_cancels_on_sigterm() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let store = pilot_core::store::Store::new(dir.path());
+    let store = pilot_core::pilots::store::Store::new(dir.path());
     let t0 = std::time::Instant::now();
     let rec = loop {
         if let Some(r) = store
@@ -215,7 +215,10 @@ fn zero_nodes_unknown_scheme_and_missing_binary_are_clear() {
     let t = text(&pilot(w, &["start", "--address", "192.168.1.5"]));
     assert!(t.contains("not a loopback address"), "{t}");
     // Nothing was registered by rejected descriptions.
-    assert!(pilot_core::store::Store::new(w).list().unwrap().is_empty());
+    assert!(pilot_core::pilots::store::Store::new(w)
+        .list()
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -242,7 +245,7 @@ fn dry_run_prints_the_plan_and_starts_nothing() {
             && t.contains("queue:             normal"),
         "{t}"
     );
-    assert!(pilot_core::store::Store::new(dir.path())
+    assert!(pilot_core::pilots::store::Store::new(dir.path())
         .list()
         .unwrap()
         .is_empty());
@@ -300,7 +303,7 @@ fn broker_that_never_becomes_ready_fails_with_its_log_tail() {
                     .unwrap_or_default()
                     .contains(dir.path().to_str().unwrap()))
     );
-    let recs = pilot_core::store::Store::new(&w).list().unwrap();
+    let recs = pilot_core::pilots::store::Store::new(&w).list().unwrap();
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].state, pilot_core::PilotState::Failed);
 }

@@ -5,8 +5,10 @@ mod common;
 use std::time::Duration;
 
 use common::{pids_with, tansu_plan, wait_gone};
-use pilot_core::pilot::{NodeRole, Pilot, PilotState};
-use pilot_core::smoke;
+use pilot_core::ops::smoke;
+use pilot_core::pilots::framework::details::NodeRole;
+use pilot_core::pilots::pilot::Pilot;
+use pilot_core::pilots::record::PilotState;
 
 fn never() -> bool {
     false
@@ -133,6 +135,8 @@ fn dropping_a_pilot_cancels_it() {
     let id = pilot.id().to_string();
     drop(pilot);
     assert!(wait_gone(pid));
-    let r = pilot_core::store::Store::new(dir.path()).load(&id).unwrap();
+    let r = pilot_core::pilots::store::Store::new(dir.path())
+        .load(&id)
+        .unwrap();
     assert_eq!(r.state, PilotState::Canceled);
 }

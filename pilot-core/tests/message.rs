@@ -1,7 +1,7 @@
 //! The wire format: round trips for every payload kind and encoding, typed errors for malformed input, and
 //! property tests that decoding arbitrary bytes never panics.
 
-use pilot_core::message::*;
+use pilot_core::contract::message::*;
 use proptest::prelude::*;
 
 fn points_header(n: u32, d: u32) -> Header {

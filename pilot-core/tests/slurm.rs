@@ -9,10 +9,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{pids_with, wait_gone};
-use pilot_core::description::{PilotPlan, ProcessEnvironment, RawDescription, RawSlurm};
-use pilot_core::pilot::{Pilot, PilotState};
+use pilot_core::ops::smoke;
+use pilot_core::pilots::description::{PilotPlan, ProcessEnvironment, RawDescription, RawSlurm};
+use pilot_core::pilots::pilot::Pilot;
+use pilot_core::pilots::record::PilotState;
 use pilot_core::slurm_cluster::SlurmCluster;
-use pilot_core::smoke;
 
 fn never() -> bool {
     false

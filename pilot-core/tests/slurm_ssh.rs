@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pilot_core::backend::local::reserve;
-use pilot_core::description::{ProcessEnvironment, RawDescription, RawSlurm};
-use pilot_core::pilot::{Pilot, PilotState};
+use pilot_core::pilots::backend::local::reserve;
+use pilot_core::pilots::description::{ProcessEnvironment, RawDescription, RawSlurm};
+use pilot_core::pilots::pilot::Pilot;
+use pilot_core::pilots::record::PilotState;
 use pilot_core::slurm_cluster::SlurmCluster;
 
 const PORT: u16 = 2222;
@@ -128,7 +129,7 @@ fn a_kafka_pilot_through_ssh_to_a_login_node() {
         cluster.addresses()[0].to_string()
     );
     let report =
-        pilot_core::smoke::run(d.framework.kafka().unwrap(), "ssh-smoke", 200, 100).unwrap();
+        pilot_core::ops::smoke::run(d.framework.kafka().unwrap(), "ssh-smoke", 200, 100).unwrap();
     assert!(report.exactly_once(), "{report:?}");
     pilot.cancel();
     assert_eq!(pilot.state(), PilotState::Canceled);

@@ -224,9 +224,11 @@ window.addEventListener("load", function () {{
 </body></html>"#
     );
     let path = fig_dir.join(REPORT_FILE);
-    pilot_core::store::write_atomic(&path, h.as_bytes()).map_err(|e| PlotError::Draw {
-        path: path.clone(),
-        message: e.to_string(),
+    pilot_core::contract::files::write_atomic(&path, h.as_bytes()).map_err(|e| {
+        PlotError::Draw {
+            path: path.clone(),
+            message: e.to_string(),
+        }
     })?;
     Ok(path)
 }

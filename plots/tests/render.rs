@@ -305,7 +305,7 @@ fn latency_is_a_percentile_distribution_from_the_runs_histograms() {
     for (p, scale) in [("fast", 1u64), ("slow", 7)] {
         let run = d.join("runs").join(format!("{p}-r0"));
         std::fs::create_dir_all(&run).unwrap();
-        let mut h = pilot_core::metrics::LatencyHistogram::new();
+        let mut h = pilot_core::contract::metrics::LatencyHistogram::new();
         for i in 1..=100_000u64 {
             // A long tail: 1/(1-p) ms, up to 100 s at the top.
             h.record_us(scale * 1_000 * 100_000 / (100_001 - i));

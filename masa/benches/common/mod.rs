@@ -8,8 +8,8 @@ use masa::kmeans::{random_centers, StreamingKMeans, TimeUnit};
 use masa::tomo::mlem::{Mlem, MlemInit};
 use masa::tomo::pipeline::row_sinogram;
 use mass::source::{ClusterParams, ClusterSource, Source};
-use pilot_core::aps::ApsScan;
-use pilot_core::message::{decode, Encoding};
+use pilot_core::contract::aps::ApsScan;
+use pilot_core::contract::message::{decode, Encoding};
 
 /// Median wall time of `runs` calls of `f` after one warm-up call, ms.
 pub fn median_ms(mut f: impl FnMut(), runs: usize) -> f64 {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use pilot_core::description::{PilotPlan, ProcessEnvironment, RawDescription, RawKafka};
+use pilot_core::pilots::description::{PilotPlan, ProcessEnvironment, RawDescription, RawKafka};
 
 /// A validated tansu plan in `dir` with `nodes` nodes (addresses picked automatically, so tests never collide).
 pub fn tansu_plan(dir: &Path, nodes: u32) -> PilotPlan {
@@ -24,7 +24,7 @@ pub fn tansu_plan(dir: &Path, nodes: u32) -> PilotPlan {
 pub fn wait_gone(pid: u32) -> bool {
     let t0 = std::time::Instant::now();
     while t0.elapsed() < std::time::Duration::from_secs(10) {
-        if !pilot_core::process::pid_alive(pid) {
+        if !pilot_core::pilots::process::pid_alive(pid) {
             return true;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -41,7 +41,7 @@ pub fn pids_with(needle: &str) -> Vec<u32> {
         };
         if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
             let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains(needle) && pilot_core::process::pid_alive(pid) {
+            if cmd.contains(needle) && pilot_core::pilots::process::pid_alive(pid) {
                 out.push(pid);
             }
         }
