@@ -97,7 +97,7 @@ pub struct Accounting {
 }
 
 /// Totals of an account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Totals {
     /// Distinct (producer, sequence) pairs received.
     pub received: u64,

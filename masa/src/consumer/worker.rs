@@ -1,0 +1,228 @@
+//! Stage 3, a consumer thread: poll -> handle ([`super::MessageHandler`]) -> ledger (which offsets may be
+//! committed) -> close time windows -> checkpoint and store offsets every [`super::CHECKPOINT_NS`] -> rejoin the
+//! group when the control file asks, until the [`StopRule`] says the run is over; then the open window is
+//! processed, the last offsets stored and committed, and what the thread leaves behind in its partitions measured.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use pilot_core::contract::clock::Clock;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::Message;
+
+use super::group::{commit_and_measure_lag, GroupConsumer};
+use super::handler::{MessageHandler, ThreadOut};
+use super::CHECKPOINT_NS;
+use crate::config::ConsumerPlan;
+use crate::processor::Processor;
+
+/// How long one poll waits for a message.
+const POLL: Duration = Duration::from_millis(50);
+
+/// When a run ends: its message count, its duration, an idle spell (before the first message the start timeout
+/// instead), or a stop flag (SIGINT/SIGTERM, or another thread that stopped).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StopRule {
+    pub messages: Option<u64>,
+    pub end_ns: Option<u64>,
+    pub idle_ns: u64,
+    pub start_timeout_ns: u64,
+}
+
+impl StopRule {
+    /// The plan's rule for a run that started at `start_ns`.
+    pub fn new(plan: &ConsumerPlan, start_ns: u64) -> Self {
+        use pilot_core::contract::config::seconds_to_ns;
+        StopRule {
+            messages: plan.messages,
+            end_ns: plan.duration_s.map(|d| start_ns + seconds_to_ns(d)),
+            idle_ns: seconds_to_ns(plan.idle_timeout_s),
+            start_timeout_ns: seconds_to_ns(plan.start_timeout_s),
+        }
+    }
+
+    /// Whether the run is over at `now_ns`, with `received` messages so far and the last activity (a message
+    /// or a rebalance) at `last_activity_ns`.
+    pub fn reached(&self, now_ns: u64, received: u64, last_activity_ns: u64) -> bool {
+        let quiet = now_ns.saturating_sub(last_activity_ns);
+        self.messages.is_some_and(|m| received >= m)
+            || self.end_ns.is_some_and(|e| now_ns >= e)
+            || quiet
+                >= if received == 0 {
+                    self.start_timeout_ns
+                } else {
+                    self.idle_ns
+                }
+    }
+}
+
+/// The flags every thread of a process watches: the injected shutdown (SIGINT/SIGTERM), and `all`, set by the
+/// first thread whose stop rule is reached so the others stop with it.
+pub struct StopFlags<'a> {
+    pub shutdown: &'a AtomicBool,
+    pub all: AtomicBool,
+}
+
+/// One consumer thread.
+pub(crate) struct Worker<'a> {
+    pub consumer: &'a GroupConsumer,
+    pub handler: MessageHandler<'a>,
+    pub topic: &'a str,
+    pub clock: &'a dyn Clock,
+    /// The control file's rejoin count, and the last this thread acted on.
+    pub rejoin: &'a AtomicU64,
+    pub rejoined: u64,
+    pub last_checkpoint_ns: u64,
+}
+
+impl Worker<'_> {
+    /// Consume until the stop rule or a flag, then finish: the processor and what the thread kept.
+    pub fn run(
+        mut self,
+        rule: &StopRule,
+        flags: &StopFlags,
+        last_activity: &AtomicU64,
+    ) -> (Box<dyn Processor>, ThreadOut) {
+        loop {
+            let received = self.handler.shared().received.load(Ordering::Relaxed);
+            let stop = flags.shutdown.load(Ordering::Relaxed)
+                || flags.all.load(Ordering::Relaxed)
+                || rule.reached(
+                    self.clock.now_ns(),
+                    received,
+                    last_activity.load(Ordering::Relaxed),
+                );
+            if stop {
+                flags.all.store(true, Ordering::Relaxed);
+                break;
+            }
+            self.step();
+        }
+        self.finish()
+    }
+
+    /// One poll and what follows it.
+    fn step(&mut self) {
+        let now = || self.clock.now_ns();
+        match self.consumer.poll(POLL) {
+            Some(Ok(m)) => {
+                self.handler.handle(
+                    m.key(),
+                    m.payload().unwrap_or_default(),
+                    m.timestamp().to_millis(),
+                    &now,
+                );
+                let recorded = self.handler.recorded.take();
+                if let Ok(mut l) = self.consumer.context().ledger.lock() {
+                    l.handled(
+                        self.consumer,
+                        self.topic,
+                        m.partition(),
+                        m.offset(),
+                        recorded,
+                    );
+                }
+            }
+            Some(Err(e)) => self.handler.out.errors.push(e.to_string()),
+            None => {}
+        }
+        self.handler.tick(&now);
+        let t = now();
+        if t.saturating_sub(self.last_checkpoint_ns) >= CHECKPOINT_NS {
+            self.store();
+            self.handler.publish_interval_latency();
+            self.last_checkpoint_ns = t;
+        }
+        self.rejoin_if_asked();
+    }
+
+    /// Checkpoint and store the offsets of what was handled.
+    fn store(&self) {
+        if let Ok(mut l) = self.consumer.context().ledger.lock() {
+            l.store(self.consumer, self.topic);
+        }
+    }
+
+    /// When the control file raised the rejoin count: commit what is handled, leave the group and join it again.
+    fn rejoin_if_asked(&mut self) {
+        let want = self.rejoin.load(Ordering::SeqCst);
+        if want <= self.rejoined {
+            return;
+        }
+        self.store();
+        let _ = self.consumer.commit_consumer_state(CommitMode::Sync);
+        self.consumer.unsubscribe();
+        if let Err(e) = self.consumer.subscribe(&[self.topic]) {
+            self.handler
+                .out
+                .errors
+                .push(format!("rejoining the group: {e}"));
+        }
+        self.rejoined = want;
+    }
+
+    /// Process the open window, store and commit the last offsets, and measure the lag left behind.
+    fn finish(mut self) -> (Box<dyn Processor>, ThreadOut) {
+        let clock = self.clock;
+        self.handler.flush(&|| clock.now_ns());
+        self.store();
+        self.handler.publish_interval_latency();
+        if let Ok(mut l) = self.consumer.context().ledger.lock() {
+            self.handler.out.errors.append(&mut l.errors);
+        }
+        let (processor, mut out) = self.handler.into_parts();
+        out.lag = commit_and_measure_lag(self.consumer, self.topic);
+        (processor, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    fn rule() -> StopRule {
+        StopRule {
+            messages: Some(100),
+            end_ns: Some(60 * S),
+            idle_ns: 5 * S,
+            start_timeout_ns: 30 * S,
+        }
+    }
+
+    #[test]
+    fn the_run_goes_on_while_nothing_is_reached() {
+        assert!(!rule().reached(10 * S, 50, 8 * S));
+    }
+
+    #[test]
+    fn the_message_count_and_the_duration_end_a_run() {
+        assert!(rule().reached(10 * S, 100, 10 * S));
+        assert!(rule().reached(60 * S, 3, 60 * S));
+    }
+
+    #[test]
+    fn before_the_first_message_the_start_timeout_applies_not_the_idle_timeout() {
+        assert!(
+            !rule().reached(20 * S, 0, 0),
+            "20 s of waiting to start is fine"
+        );
+        assert!(rule().reached(30 * S, 0, 0));
+        assert!(
+            rule().reached(20 * S, 1, 15 * S),
+            "5 s idle after a message ends it"
+        );
+    }
+
+    #[test]
+    fn a_plan_without_counts_runs_until_idle() {
+        let r = StopRule {
+            messages: None,
+            end_ns: None,
+            ..rule()
+        };
+        assert!(!r.reached(1000 * S, u64::MAX - 1, 999 * S));
+        assert!(r.reached(1000 * S, 5, 995 * S));
+    }
+}
