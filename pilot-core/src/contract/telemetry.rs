@@ -37,7 +37,7 @@ pub struct PartitionOffsets {
 }
 
 /// One consumer process's interval report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConsumerReport {
     pub version: u32,
     pub run_id: String,
@@ -420,6 +420,21 @@ impl TelemetryReader {
     }
 }
 
+/// Why the consumers' group did not form.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GroupWaitError {
+    /// The consumers did not share the topic's partitions within the timeout; what each held.
+    #[error("the consumers {ids:?} never shared the topic's {partitions} partitions in {waited_s} s (held {held}, by their metrics reports)")]
+    NeverFormed {
+        ids: Vec<String>,
+        partitions: u64,
+        waited_s: u64,
+        held: String,
+    },
+    #[error("interrupted while the consumers joined")]
+    Interrupted,
+}
+
 /// Wait until the consumers `ids` of `group` hold all `partitions` of their topic (each at least one when there
 /// are enough), as their reports on the metrics topic tell: their group has formed, so producers may start.
 /// Gives up after `timeout` or when `stop()` says so, naming what each one held.
@@ -430,7 +445,7 @@ pub fn wait_for_group(
     partitions: u64,
     timeout: Duration,
     stop: &dyn Fn() -> bool,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), GroupWaitError> {
     let t0 = Instant::now();
     let mut view = GroupView::new(group, f64::INFINITY);
     loop {
@@ -441,15 +456,17 @@ pub fn wait_for_group(
         match view.formed(ids, partitions, now) {
             Ok(()) => return Ok(()),
             Err(held) if t0.elapsed() > timeout => {
-                return Err(format!(
-                    "the consumers {ids:?} never shared the topic's {partitions} partitions in {} s (held {held:?}, by their metrics reports)",
-                    timeout.as_secs()
-                ))
+                return Err(GroupWaitError::NeverFormed {
+                    ids: ids.to_vec(),
+                    partitions,
+                    waited_s: timeout.as_secs(),
+                    held: format!("{held:?}"),
+                })
             }
             Err(_) => {}
         }
         if stop() {
-            return Err("interrupted while the consumers joined".into());
+            return Err(GroupWaitError::Interrupted);
         }
     }
 }

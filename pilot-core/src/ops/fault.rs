@@ -311,10 +311,24 @@ pub enum Step {
     Rejoin,
 }
 
+/// Why a fault's step could not be applied (recorded as the step's outcome; the schedule goes on).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FaultError {
+    /// Nothing runs where the step was aimed (never started there, or already ended).
+    #[error("{0}")]
+    NotRunning(String),
+    /// The step cannot reach this target (a SLURM step on a local pilot, `slow` on a broker, ...).
+    #[error("{0}")]
+    Unreachable(String),
+    /// The target's backend (kill, scancel, scontrol) or the consumer's control file failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// Where the faults land: the running pipeline's processes, pilots and nodes. Each call says what it did
 /// (`Ok`: a detail for the record, such as the pid or node) or why it could not.
 pub trait FaultTargets {
-    fn apply(&mut self, target: &Target, step: Step, reason: &str) -> Result<String, String>;
+    fn apply(&mut self, target: &Target, step: Step, reason: &str) -> Result<String, FaultError>;
 }
 
 /// One step of a schedule as it happened: a row of `faults.csv`.
@@ -398,7 +412,7 @@ pub fn run_schedule(
             step: name.to_string(),
             target: target.to_string(),
             outcome: if r.is_ok() { "applied" } else { "failed" }.into(),
-            detail: r.unwrap_or_else(|e| e),
+            detail: r.unwrap_or_else(|e| e.to_string()),
         });
     };
     for (at, i, name, step) in plan {
@@ -498,21 +512,20 @@ impl Registry {
 /// cancel does; on SLURM `scancel` of its job); node states through `scontrol`. `slow` is the caller's (MASA's
 /// control file): an error here.
 impl FaultTargets for Registry {
-    fn apply(&mut self, target: &Target, step: Step, reason: &str) -> Result<String, String> {
-        let placed = self
-            .get(target)
-            .ok_or_else(|| format!("{target} is not running (nothing placed there)"))?;
+    fn apply(&mut self, target: &Target, step: Step, reason: &str) -> Result<String, FaultError> {
+        let placed = self.get(target).ok_or_else(|| {
+            FaultError::NotRunning(format!("{target} is not running (nothing placed there)"))
+        })?;
         // The pilot's own backend reaches it: local processes by pid, SLURM through the scheduler.
         let mut backend = crate::pilots::pilot::task_backend(&placed.pilot);
-        fn on<T>(r: crate::error::Result<T>) -> Result<T, String> {
-            r.map_err(|e| e.to_string())
+        fn on<T>(r: crate::error::Result<T>) -> Result<T, FaultError> {
+            r.map_err(|e| FaultError::Failed(e.to_string()))
         }
         match step {
             Step::Signal(sig) => {
-                let p = placed
-                    .process
-                    .as_ref()
-                    .ok_or_else(|| format!("{target} is not a process this run started"))?;
+                let p = placed.process.as_ref().ok_or_else(|| {
+                    FaultError::Unreachable(format!("{target} is not a process this run started"))
+                })?;
                 on(backend.signal(p, sig)).map(|d| format!("{d} on {}", placed.node))
             }
             Step::Cancel => match on(backend.cancel_job())? {
@@ -544,14 +557,14 @@ impl FaultTargets for Registry {
             },
             Step::NodeState(state) => on(backend.set_node_state(&placed.node, state, reason)),
             Step::Scancel => on(backend.cancel_job())?.ok_or_else(|| {
-                format!(
+                FaultError::Unreachable(format!(
                     "{target} runs on {}, which has no jobs to scancel",
                     placed.pilot.plan.resource
-                )
+                ))
             }),
-            Step::Slow(_) | Step::Rejoin => Err(format!(
+            Step::Slow(_) | Step::Rejoin => Err(FaultError::Unreachable(format!(
                 "{target}: slow and rejoin reach consumers through their control files"
-            )),
+            ))),
         }
     }
 }
@@ -648,11 +661,11 @@ mod tests {
         seen: Vec<(u64, Target, Step)>,
     }
     impl FaultTargets for Recorder {
-        fn apply(&mut self, target: &Target, step: Step, _: &str) -> Result<String, String> {
+        fn apply(&mut self, target: &Target, step: Step, _: &str) -> Result<String, FaultError> {
             self.seen
                 .push((self.clock.now_ns() / 1_000_000, *target, step));
             if target.role == Role::Producer {
-                Err("no such producer".into())
+                Err(FaultError::NotRunning("no such producer".into()))
             } else {
                 Ok("pid 1".into())
             }

@@ -271,18 +271,33 @@ impl Signal {
     }
 }
 
-/// Send `signal` to local process `pid`, provided it is still the process that started at `start_ticks`.
+/// Why a signal did not reach its process.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignalError {
+    /// The process ended, or its pid now belongs to another process.
+    #[error("process {pid} is no longer running")]
+    Gone { pid: u32 },
+    /// kill(2) refused.
+    #[error("signalling pid {pid}: {message}")]
+    Refused { pid: u32, message: String },
+}
+
+/// Send `signal` to local process `pid`, provided it is still the process that started at `start_ticks`; what
+/// was hit (`pid N`).
 pub fn signal_process(
     pid: u32,
     start_ticks: Option<u64>,
     signal: Signal,
-) -> Result<String, String> {
+) -> Result<String, SignalError> {
     if !same_process_alive(pid, start_ticks) {
-        return Err(format!("process {pid} is no longer running"));
+        return Err(SignalError::Gone { pid });
     }
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal.nix())
         .map(|()| format!("pid {pid}"))
-        .map_err(|e| format!("signalling pid {pid}: {e}"))
+        .map_err(|e| SignalError::Refused {
+            pid,
+            message: e.to_string(),
+        })
 }
 
 #[cfg(test)]

@@ -86,7 +86,7 @@ pub trait ResourceBackend: Send {
         signal: crate::pilots::process::Signal,
     ) -> Result<String> {
         crate::pilots::process::signal_process(process.pid, process.start_ticks, signal)
-            .map_err(|m| crate::error::PilotError::invalid("fault", m))
+            .map_err(|e| crate::error::PilotError::invalid("fault", e.to_string()))
     }
 
     /// Set a node's state in the resource manager (a fault: down or drain, with `reason`). Local nodes have none.
