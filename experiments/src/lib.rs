@@ -2,13 +2,16 @@
 //! allocate pilots through `pilot-core`, run MASS and MASA on them, and write tidy CSV plus a manifest under
 //! `results/<experiment>/`.
 //!
-//! - [`spec`]: the experiment file, checked (keys, lines, MASS's and MASA's own validation) and expanded into
-//!   points before anything runs; `experiments plan` prints them.
-//! - [`runner`]: `experiments run`: each pipeline run on fresh pilots by role (a broker pilot, and framework-free
-//!   producer and processing pilots that use its brokers), MASS and MASA as processes on their nodes; each
-//!   start-up run (`kind = "startup"`, Figure 6) one framework pilot timed and cancelled; an autoscaled run
-//!   (`scaling = "autoscaled"`) has `pilot autoscale`'s controller start and stop its processing pilots; progress
-//!   and time left, resume after a crash or Ctrl-C.
+//! - [`spec`]: the experiment file, checked (header, keys and their lines, axes and zip, MASS's and MASA's own
+//!   validation, faults) and expanded into points before anything runs; `experiments plan` prints them.
+//! - [`runner`]: `experiments run`: the matrix walked (results and manifest written after every run, progress
+//!   and time left, resume after a crash or Ctrl-C), each pipeline run as stages in `runner/`: plan and start
+//!   the run's pilots by role (a broker pilot, and framework-free producer and processing pilots that use its
+//!   brokers; `plan.rs`, `pipeline.rs`), topics, settings and commands (`commands.rs`), consumers (static, or
+//!   an autoscaled run's, started and stopped by `pilot autoscale`'s controller: `autoscaled.rs`), producers once
+//!   the group has formed, the fault schedule (`faults.rs`), the timeline (`timeline.rs`) and the records into
+//!   metrics (`collect.rs`); each start-up run (`kind = "startup"`, Figure 6) one framework pilot timed and
+//!   cancelled (`startup.rs`). Errors are [`runner::RunError`].
 //! - [`results`]: `results/<name>/results.csv` (tidy, one row per run), `manifest.json` (provenance), and each
 //!   run's `timeline.csv` (target, produced and consumed rates, lag, consumers and scaling events per second):
 //!   the results schema the figures are drawn from.

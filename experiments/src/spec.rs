@@ -289,35 +289,30 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
-impl Experiment {
-    pub fn from_file(path: &Path) -> Result<Self, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SpecError::Read {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        Self::from_text(path, &text)
+/// An experiment file's text, for errors that name its path and line.
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn at(&self, span: std::ops::Range<usize>, message: String) -> SpecError {
+        SpecError::At {
+            path: self.path.to_path_buf(),
+            line: line_of(self.text, span.start),
+            message,
+        }
     }
 
-    pub fn from_text(path: &Path, text: &str) -> Result<Self, SpecError> {
-        let at = |span: std::ops::Range<usize>, message: String| SpecError::At {
-            path: path.to_path_buf(),
-            line: line_of(text, span.start),
-            message,
-        };
-        let raw: RawFile = toml::from_str(text).map_err(|e| match e.span() {
-            Some(span) => at(span, e.message().to_string()),
-            None => SpecError::Invalid {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            },
-        })?;
+    /// The experiment's name (it names the results directory), repetitions and warm-up runs.
+    fn header(&self, raw: &RawFile) -> Result<(String, u32, u32), SpecError> {
         let name = raw.name.get_ref().clone();
         if name.is_empty()
             || !name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         {
-            return Err(at(
+            return Err(self.at(
                 raw.name.span(),
                 format!(
                     "name `{name}` must be letters, digits, - _ . (it names the results directory)"
@@ -327,73 +322,122 @@ impl Experiment {
         let repetitions = raw.repetitions.as_ref().map(|r| *r.get_ref()).unwrap_or(1);
         if repetitions == 0 {
             let span = raw.repetitions.as_ref().map(|r| r.span()).unwrap_or(0..0);
-            return Err(at(span, "repetitions must be at least 1".into()));
+            return Err(self.at(span, "repetitions must be at least 1".into()));
         }
         let warmup_runs = raw.warmup_runs.as_ref().map(|r| *r.get_ref()).unwrap_or(0);
+        Ok((name, repetitions, warmup_runs))
+    }
 
-        // Every key once, known, with its line.
-        let mut lines: BTreeMap<String, usize> = BTreeMap::new();
-        let mut check_key = |key: &str, span: std::ops::Range<usize>| -> Result<(), SpecError> {
-            let known = LAYOUT_KEYS.contains(&key)
-                || key.strip_prefix("mass.").is_some_and(|k| !k.is_empty())
-                || key.strip_prefix("masa.").is_some_and(|k| !k.is_empty())
-                || key
-                    .strip_prefix("autoscale.")
-                    .is_some_and(|k| !k.is_empty());
-            if !known {
-                return Err(at(
-                    span,
+    /// The file's `[[faults]]`, validated, checked against every point and added to it.
+    fn add_faults(&self, raw: &RawFile, points: &mut [Point]) -> Result<(), SpecError> {
+        let total = points.len();
+        for (n, raw_fault) in raw.faults.iter().enumerate() {
+            let fault = raw_fault.get_ref().validate().map_err(|e| {
+                self.at(
+                    raw_fault.span(),
                     format!(
-                        "unknown key `{key}` (layout keys: {}; MASS, MASA and controller settings as mass.<key>, masa.<key>, autoscale.<key>)",
-                        LAYOUT_KEYS.join(", ")
+                        "faults[{n}]: {}: {}",
+                        e.key.as_deref().unwrap_or(""),
+                        e.message
                     ),
-                ));
+                )
+            })?;
+            for p in points.iter_mut() {
+                check_fault(p, &fault).map_err(|m| {
+                    self.at(
+                        raw_fault.span(),
+                        format!(
+                            "faults[{n}] ({}): point {}/{total}: {m}",
+                            fault.describe(),
+                            p.index + 1
+                        ),
+                    )
+                })?;
+                p.faults.push(fault.clone());
             }
-            if let Some(first) = lines.insert(key.to_string(), line_of(text, span.start)) {
-                return Err(at(
-                    span,
-                    format!(
-                        "`{key}` is set twice (first on line {first}) across fixed, axes and zip"
-                    ),
-                ));
-            }
-            Ok(())
-        };
+        }
+        Ok(())
+    }
+}
+
+/// The fixed settings: `[fixed]` with `[autoscale]` as `autoscale.<key>`.
+type Fixed = BTreeMap<String, Spanned<Value>>;
+
+/// Every key of a file once, known, with its line (where a point's error points).
+struct KeyLines<'a> {
+    src: &'a Source<'a>,
+    lines: BTreeMap<String, usize>,
+}
+
+impl KeyLines<'_> {
+    fn check(&mut self, key: &str, span: std::ops::Range<usize>) -> Result<(), SpecError> {
+        let known = LAYOUT_KEYS.contains(&key)
+            || ["mass.", "masa.", "autoscale."]
+                .iter()
+                .any(|p| key.strip_prefix(p).is_some_and(|k| !k.is_empty()));
+        if !known {
+            return Err(self.src.at(
+                span,
+                format!(
+                    "unknown key `{key}` (layout keys: {}; MASS, MASA and controller settings as mass.<key>, masa.<key>, autoscale.<key>)",
+                    LAYOUT_KEYS.join(", ")
+                ),
+            ));
+        }
+        let line = line_of(self.src.text, span.start);
+        if let Some(first) = self.lines.insert(key.to_string(), line) {
+            return Err(self.src.at(
+                span,
+                format!("`{key}` is set twice (first on line {first}) across fixed, axes and zip"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The fixed settings, the axes (each with distinct values) and the zip group's length (its axes' common
+    /// length), every key checked.
+    #[allow(clippy::type_complexity)]
+    fn matrix(
+        &mut self,
+        raw: &RawFile,
+    ) -> Result<(Fixed, Vec<(String, Vec<Value>)>, Option<usize>), SpecError> {
         let mut fixed = raw.fixed.clone();
         for (k, v) in &raw.autoscale {
             fixed.insert(format!("autoscale.{k}"), v.clone());
         }
         for (k, v) in &fixed {
-            check_key(k, v.span())?;
+            self.check(k, v.span())?;
         }
         let mut axes: Vec<(String, Vec<Value>)> = Vec::new();
         for (k, v) in &raw.axes {
-            check_key(k, v.span())?;
-            if v.get_ref().is_empty() {
-                return Err(at(v.span(), format!("axis `{k}` has no values")));
-            }
+            self.check(k, v.span())?;
             let vals = v.get_ref();
+            if vals.is_empty() {
+                return Err(self.src.at(v.span(), format!("axis `{k}` has no values")));
+            }
             if let Some(dup) = vals
                 .iter()
                 .enumerate()
                 .find_map(|(i, x)| vals[..i].contains(x).then_some(x))
             {
-                return Err(at(
+                return Err(self.src.at(
                     v.span(),
                     format!("axis `{k}` lists {} twice (points must differ)", show(dup)),
                 ));
             }
-            axes.push((k.clone(), v.get_ref().clone()));
+            axes.push((k.clone(), vals.clone()));
         }
         let mut zip_len = None;
         for (k, v) in &raw.zip {
-            check_key(k, v.span())?;
+            self.check(k, v.span())?;
             let n = v.get_ref().len();
             match zip_len {
-                None if n == 0 => return Err(at(v.span(), format!("zip axis `{k}` has no values"))),
+                None if n == 0 => {
+                    return Err(self.src.at(v.span(), format!("zip axis `{k}` has no values")))
+                }
                 None => zip_len = Some(n),
                 Some(m) if m != n => {
-                    return Err(at(
+                    return Err(self.src.at(
                         v.span(),
                         format!("zip axes move together, so they need equal lengths: `{k}` has {n} values, the others {m}"),
                     ))
@@ -401,43 +445,17 @@ impl Experiment {
                 Some(_) => {}
             }
         }
+        Ok((fixed, axes, zip_len))
+    }
 
-        // Expand: product of the axes, then the zip group as one more axis.
-        let mut combos: Vec<BTreeMap<String, Value>> = vec![BTreeMap::new()];
-        for (k, values) in &axes {
-            combos = combos
-                .into_iter()
-                .flat_map(|c| {
-                    values.iter().map(move |v| {
-                        let mut c = c.clone();
-                        c.insert(k.clone(), v.clone());
-                        c
-                    })
-                })
-                .collect();
-        }
-        if let Some(n) = zip_len {
-            combos = combos
-                .into_iter()
-                .flat_map(|c| {
-                    (0..n).map({
-                        let zip = &raw.zip;
-                        move |i| {
-                            let mut c = c.clone();
-                            for (k, v) in zip {
-                                c.insert(k.clone(), v.get_ref()[i].clone());
-                            }
-                            c
-                        }
-                    })
-                })
-                .collect();
-        }
-        let axis_names: Vec<String> = axes
-            .iter()
-            .map(|(k, _)| k.clone())
-            .chain(raw.zip.keys().cloned())
-            .collect();
+    /// A point per combination of varying values, on top of the fixed settings; an error names the point and,
+    /// where the key has one, its line.
+    fn points(
+        &self,
+        fixed: &Fixed,
+        combos: Vec<BTreeMap<String, Value>>,
+    ) -> Result<Vec<Point>, SpecError> {
+        let path = self.src.path;
         let total = combos.len();
         let base = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -462,9 +480,8 @@ impl Experiment {
             settings.retain(|_, v| v.as_str() != Some(UNSET));
             let point =
                 build_point(index, settings, varying, &base).map_err(|(key, message)| {
-                    let where_ = key.as_ref().and_then(|k| lines.get(k)).copied();
                     let message = format!("point {}/{total} ({label}): {message}", index + 1);
-                    match where_ {
+                    match key.as_ref().and_then(|k| self.lines.get(k)).copied() {
                         Some(line) => SpecError::At {
                             path: path.to_path_buf(),
                             line,
@@ -478,31 +495,78 @@ impl Experiment {
                 })?;
             points.push(point);
         }
-        for (n, raw_fault) in raw.faults.iter().enumerate() {
-            let fault = raw_fault.get_ref().validate().map_err(|e| {
-                at(
-                    raw_fault.span(),
-                    format!(
-                        "faults[{n}]: {}: {}",
-                        e.key.as_deref().unwrap_or(""),
-                        e.message
-                    ),
-                )
-            })?;
-            for p in &mut points {
-                check_fault(p, &fault).map_err(|m| {
-                    at(
-                        raw_fault.span(),
-                        format!(
-                            "faults[{n}] ({}): point {}/{total}: {m}",
-                            fault.describe(),
-                            p.index + 1
-                        ),
-                    )
-                })?;
-                p.faults.push(fault.clone());
-            }
-        }
+        Ok(points)
+    }
+}
+
+/// The combinations of varying values: the product of the axes, then the zip group as one more axis.
+fn expand(
+    axes: &[(String, Vec<Value>)],
+    zip: &BTreeMap<String, Spanned<Vec<Value>>>,
+    zip_len: Option<usize>,
+) -> Vec<BTreeMap<String, Value>> {
+    let mut combos: Vec<BTreeMap<String, Value>> = vec![BTreeMap::new()];
+    for (k, values) in axes {
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                values.iter().map(move |v| {
+                    let mut c = c.clone();
+                    c.insert(k.clone(), v.clone());
+                    c
+                })
+            })
+            .collect();
+    }
+    if let Some(n) = zip_len {
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                (0..n).map(move |i| {
+                    let mut c = c.clone();
+                    for (k, v) in zip {
+                        c.insert(k.clone(), v.get_ref()[i].clone());
+                    }
+                    c
+                })
+            })
+            .collect();
+    }
+    combos
+}
+
+impl Experiment {
+    pub fn from_file(path: &Path) -> Result<Self, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SpecError::Read {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Self::from_text(path, &text)
+    }
+
+    pub fn from_text(path: &Path, text: &str) -> Result<Self, SpecError> {
+        let src = Source { path, text };
+        let raw: RawFile = toml::from_str(text).map_err(|e| match e.span() {
+            Some(span) => src.at(span, e.message().to_string()),
+            None => SpecError::Invalid {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            },
+        })?;
+        let (name, repetitions, warmup_runs) = src.header(&raw)?;
+        let mut keys = KeyLines {
+            src: &src,
+            lines: BTreeMap::new(),
+        };
+        let (fixed, axes, zip_len) = keys.matrix(&raw)?;
+        let combos = expand(&axes, &raw.zip, zip_len);
+        let axis_names: Vec<String> = axes
+            .iter()
+            .map(|(k, _)| k.clone())
+            .chain(raw.zip.keys().cloned())
+            .collect();
+        let mut points = keys.points(&fixed, combos)?;
+        src.add_faults(&raw, &mut points)?;
         Ok(Experiment {
             name,
             description: raw.description,

@@ -507,31 +507,9 @@ impl RawConfig {
     }
 }
 
-impl Settings for RawConfig {
-    type Plan = ConsumerPlan;
-    const APP: &'static str = "MASA";
-
-    fn check(&self) -> Result<ConsumerPlan, SettingError> {
-        let target = Target::from_options(
-            self.bootstrap_servers.as_deref(),
-            self.pilot.as_deref(),
-            self.pilot_workdir.as_deref(),
-        )
-        .map_err(|m| {
-            err(
-                if self.bootstrap_servers.is_some() {
-                    "bootstrap_servers"
-                } else {
-                    "pilot"
-                },
-                m,
-            )
-        })?;
-        let topic = self
-            .topic
-            .clone()
-            .ok_or_else(|| err("topic", "topic is required"))?;
-        check_topic(&topic)?;
+impl RawConfig {
+    /// The stop rule's and the interval's settings, the threads, and the window.
+    fn limits(&self) -> Result<(u32, WindowPolicy), SettingError> {
         let threads = self.threads.unwrap_or(1);
         if threads == 0 || threads > 256 {
             return Err(err(
@@ -549,7 +527,11 @@ impl Settings for RawConfig {
         }
         let window = WindowPolicy::parse(self.window.as_deref().unwrap_or("message"))
             .map_err(|m| err("window", m))?;
-        let kind = self.processor.unwrap_or_default();
+        Ok((threads, window))
+    }
+
+    /// Every processor setting checked against the run's processor (none of another's).
+    fn processor_keys(&self, kind: ProcessorKind) -> Result<(), SettingError> {
         let processor_name = kind.name();
         let kmeans_keys = [
             ("k", self.k.is_some()),
@@ -602,46 +584,60 @@ impl Settings for RawConfig {
         if kind == ProcessorKind::Mlem {
             misplaced(&tomo_keys[..1], "gridrec")?;
         }
-        let processor = match kind {
+        Ok(())
+    }
+
+    /// The processor and its settings.
+    fn processor_plan(&self) -> Result<ProcessorPlan, SettingError> {
+        let kind = self.processor.unwrap_or_default();
+        self.processor_keys(kind)?;
+        Ok(match kind {
             ProcessorKind::None => ProcessorPlan::None,
             ProcessorKind::Gridrec | ProcessorKind::Mlem => ProcessorPlan::Tomo(self.tomo(kind)?),
-            ProcessorKind::Kmeans => {
-                if self.decay.is_some() && self.half_life.is_some() {
-                    return Err(err("half_life", "give decay or half_life, not both"));
-                }
-                let decay = self.decay.unwrap_or(1.0);
-                if !(0.0..=1.0).contains(&decay) {
-                    return Err(err(
-                        "decay",
-                        format!("decay must be in [0, 1] (got {decay})"),
-                    ));
-                }
-                let k = self.k.unwrap_or(10);
-                if k == 0 || k > 100_000 {
-                    return Err(err("k", format!("k must be 1..=100000 (got {k})")));
-                }
-                if self.snapshot_every_windows == Some(0) {
-                    return Err(err(
-                        "snapshot_every_windows",
-                        "snapshot_every_windows must be at least 1",
-                    ));
-                }
-                let mut cfg = KMeansConfig {
-                    k,
-                    decay,
-                    time_unit: self.time_unit.unwrap_or_default(),
-                    init: KMeansInit::Random {
-                        seed: self.seed.unwrap_or(42),
-                        weight: 1.0,
-                    },
-                    snapshot_every_windows: self.snapshot_every_windows,
-                };
-                if let Some(h) = self.half_life {
-                    cfg = cfg.with_half_life(h).map_err(|m| err("half_life", m))?;
-                }
-                ProcessorPlan::KMeans(cfg)
-            }
+            ProcessorKind::Kmeans => ProcessorPlan::KMeans(self.kmeans()?),
+        })
+    }
+
+    /// Streaming KMeans: k, decay or half-life, time unit, random initial centres.
+    fn kmeans(&self) -> Result<KMeansConfig, SettingError> {
+        if self.decay.is_some() && self.half_life.is_some() {
+            return Err(err("half_life", "give decay or half_life, not both"));
+        }
+        let decay = self.decay.unwrap_or(1.0);
+        if !(0.0..=1.0).contains(&decay) {
+            return Err(err(
+                "decay",
+                format!("decay must be in [0, 1] (got {decay})"),
+            ));
+        }
+        let k = self.k.unwrap_or(10);
+        if k == 0 || k > 100_000 {
+            return Err(err("k", format!("k must be 1..=100000 (got {k})")));
+        }
+        if self.snapshot_every_windows == Some(0) {
+            return Err(err(
+                "snapshot_every_windows",
+                "snapshot_every_windows must be at least 1",
+            ));
+        }
+        let mut cfg = KMeansConfig {
+            k,
+            decay,
+            time_unit: self.time_unit.unwrap_or_default(),
+            init: KMeansInit::Random {
+                seed: self.seed.unwrap_or(42),
+                weight: 1.0,
+            },
+            snapshot_every_windows: self.snapshot_every_windows,
         };
+        if let Some(h) = self.half_life {
+            cfg = cfg.with_half_life(h).map_err(|m| err("half_life", m))?;
+        }
+        Ok(cfg)
+    }
+
+    /// The consumer's id (its files' names, its reports').
+    fn consumer_id(&self) -> Result<String, SettingError> {
         let consumer_id = self
             .consumer_id
             .clone()
@@ -657,14 +653,12 @@ impl Settings for RawConfig {
                 format!("consumer_id `{consumer_id}` must be 1-128 letters, digits, - _ ."),
             ));
         }
-        let kafka = self.kafka.clone().unwrap_or_default();
-        pilot_core::contract::client::check_properties(&kafka, RESERVED_CONSUMER_PROPERTIES)
-            .map_err(|m| err("kafka", m))?;
-        let run_id = self
-            .run_id
-            .clone()
-            .unwrap_or_else(|| default_run_id("masa"));
-        let cost = match self.cost_ms_per_message {
+        Ok(consumer_id)
+    }
+
+    /// The emulated processing cost per message, if any.
+    fn cost(&self) -> Result<Option<Cost>, SettingError> {
+        Ok(match self.cost_ms_per_message {
             None => {
                 if self.cost_model.is_some() {
                     return Err(err(
@@ -684,16 +678,51 @@ impl Settings for RawConfig {
                     format!("cost_ms_per_message must be in (0, 60000] ms (got {ms})"),
                 ))
             }
-        };
+        })
+    }
+
+    /// The metrics topic, apart from the data topic.
+    fn check_metrics_topic(&self, topic: &str) -> Result<(), SettingError> {
         if let Some(t) = &self.metrics_topic {
             check_topic(t).map_err(|e| err("metrics_topic", e.message))?;
-            if *t == topic {
+            if t == topic {
                 return Err(err(
                     "metrics_topic",
                     "metrics_topic must differ from the data topic",
                 ));
             }
         }
+        Ok(())
+    }
+}
+
+impl Settings for RawConfig {
+    type Plan = ConsumerPlan;
+    const APP: &'static str = "MASA";
+
+    fn check(&self) -> Result<ConsumerPlan, SettingError> {
+        let target = Target::setting(
+            self.bootstrap_servers.as_deref(),
+            self.pilot.as_deref(),
+            self.pilot_workdir.as_deref(),
+        )?;
+        let topic = self
+            .topic
+            .clone()
+            .ok_or_else(|| err("topic", "topic is required"))?;
+        check_topic(&topic)?;
+        let (threads, window) = self.limits()?;
+        let processor = self.processor_plan()?;
+        let consumer_id = self.consumer_id()?;
+        let kafka = self.kafka.clone().unwrap_or_default();
+        pilot_core::contract::client::check_properties(&kafka, RESERVED_CONSUMER_PROPERTIES)
+            .map_err(|m| err("kafka", m))?;
+        let run_id = self
+            .run_id
+            .clone()
+            .unwrap_or_else(|| default_run_id("masa"));
+        let cost = self.cost()?;
+        self.check_metrics_topic(&topic)?;
         Ok(ConsumerPlan {
             kafka,
             target,

@@ -13,8 +13,14 @@
 //! - [`tomo`]: tomographic reconstruction numerics, no I/O (filters, FBP baseline, GridRec, ML-EM, centre search,
 //!   normalisation, quality measures).
 //! - [`simd`]: the run-time choice of AVX-512 / AVX2 / baseline code for those kernels (bit-identical).
-//! - [`consumer`]: the run loop, with busy-time measurement and the per-interval reports to a metrics topic
-//!   (`pilot_core::contract::telemetry`) that experiments and `pilot autoscale` read; [`report`]: the result schema.
+//! - [`consumer`]: the run as stages, each in its own module: join the group (`consumer/group.rs`, with the
+//!   ledger of offsets that may be committed), per thread a worker (poll -> handle -> ledger -> checkpoint ->
+//!   rejoin, `consumer/worker.rs`, with its stop rule) around the per-message handler (decode, account,
+//!   latency, window, process: `consumer/handler.rs`), interval rows and reports to a metrics topic
+//!   (`pilot_core::contract::telemetry`) that experiments and `pilot autoscale` read (`consumer/intervals.rs`),
+//!   the control file (`consumer/control.rs`), and the merged results, files and summary at the end
+//!   (`consumer/finish.rs`); [`report`]: the result schema; [`config`]: settings checked by concern (limits,
+//!   processor and its keys, KMeans, tomography, identity, cost) into a `ConsumerPlan`.
 pub mod accounting;
 pub mod config;
 pub mod consumer;

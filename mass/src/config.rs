@@ -530,26 +530,14 @@ impl RawConfig {
     }
 }
 
-impl Settings for RawConfig {
-    type Plan = ProducerPlan;
-    const APP: &'static str = "MASS";
-
-    fn check(&self) -> Result<ProducerPlan, SettingError> {
-        let target = Target::from_options(
+impl RawConfig {
+    /// Where the producer sends: brokers or a pilot, and the topic.
+    fn connection(&self) -> Result<(Target, String), SettingError> {
+        let target = Target::setting(
             self.bootstrap_servers.as_deref(),
             self.pilot.as_deref(),
             self.pilot_workdir.as_deref(),
-        )
-        .map_err(|m| {
-            err(
-                if self.bootstrap_servers.is_some() {
-                    "bootstrap_servers"
-                } else {
-                    "pilot"
-                },
-                m,
-            )
-        })?;
+        )?;
         let topic = self
             .topic
             .clone()
@@ -558,7 +546,29 @@ impl Settings for RawConfig {
         if self.partitions == Some(0) {
             return Err(err("partitions", "partitions must be at least 1"));
         }
-        let encoding = self.encoding.unwrap_or(Encoding::Envelope);
+        Ok((target, topic))
+    }
+
+    /// An error when `key` is `set` but belongs to other sources than this run's.
+    fn only(&self, key: &str, set: bool, for_sources: &[SourceKind]) -> Result<(), SettingError> {
+        let kind = self.source.unwrap_or_default();
+        if !set || for_sources.contains(&kind) {
+            return Ok(());
+        }
+        let name = |s: &SourceKind| s.to_possible_value().map(|v| v.get_name().to_string());
+        let names: Vec<String> = for_sources.iter().filter_map(name).collect();
+        Err(err(
+            key,
+            format!(
+                "{key} applies to source {} (this run uses `{}`)",
+                names.join("/"),
+                name(&kind).unwrap_or_default()
+            ),
+        ))
+    }
+
+    /// The cluster sources' parameters, and every source setting checked against the run's source.
+    fn cluster_params(&self) -> Result<ClusterParams, SettingError> {
         positive("spread", self.spread)?;
         let cluster = ClusterParams {
             clusters: self.clusters.unwrap_or(10),
@@ -568,26 +578,8 @@ impl Settings for RawConfig {
             box_half_width: 10.0,
             seed: self.seed.unwrap_or(1),
         };
-        let kind = self.source.unwrap_or_default();
-        let source_name = kind.to_possible_value().expect("no skipped variants");
-        let source_name = source_name.get_name();
-        let only = |key: &str, set: bool, for_sources: &[SourceKind]| -> Result<(), SettingError> {
-            if set && !for_sources.contains(&kind) {
-                let names: Vec<String> = for_sources
-                    .iter()
-                    .filter_map(|s| s.to_possible_value().map(|v| v.get_name().to_string()))
-                    .collect();
-                Err(err(
-                    key,
-                    format!(
-                        "{key} applies to source {} (this run uses `{source_name}`)",
-                        names.join("/")
-                    ),
-                ))
-            } else {
-                Ok(())
-            }
-        };
+        let only =
+            |key: &str, set: bool, for_sources: &[SourceKind]| self.only(key, set, for_sources);
         use SourceKind::*;
         only("clusters", self.clusters.is_some(), &[Cluster, Static])?;
         only("dims", self.dims.is_some(), &[Cluster, Static])?;
@@ -623,7 +615,17 @@ impl Settings for RawConfig {
                 ));
             }
         }
-        let source = match kind {
+        Ok(cluster)
+    }
+
+    /// The source, with an encoding it can send.
+    fn source_plan(&self, encoding: Encoding) -> Result<SourcePlan, SettingError> {
+        let cluster = self.cluster_params()?;
+        let kind = self.source.unwrap_or_default();
+        let source_name = kind.to_possible_value().expect("no skipped variants");
+        let source_name = source_name.get_name();
+        use SourceKind::*;
+        Ok(match kind {
             Cluster | Static => {
                 if !matches!(encoding, Encoding::Envelope | Encoding::PointsText) {
                     return Err(err(
@@ -680,7 +682,11 @@ impl Settings for RawConfig {
                 }
                 SourcePlan::Template(self.template(encoding)?)
             }
-        };
+        })
+    }
+
+    /// The rate: a fixed rate (msg/s or MB/s) or a rate profile, within bounds.
+    fn rate_profile(&self) -> Result<Option<(Profile, String)>, SettingError> {
         seconds("duration_s", self.duration_s)?;
         seconds("interval_s", self.interval_s)?;
         for (key, v) in [
@@ -707,7 +713,7 @@ impl Settings for RawConfig {
                 "give rate_msgs_per_s or rate_mb_per_s, not both",
             ));
         }
-        let rate_profile = match &self.rate_profile {
+        Ok(match &self.rate_profile {
             None => None,
             Some(spec) => {
                 for (key, set) in [
@@ -736,8 +742,15 @@ impl Settings for RawConfig {
                 }
                 Some((p, spec.clone()))
             }
-        };
-        let points_profile = match &self.points_profile {
+        })
+    }
+
+    /// A points profile (cluster source only): the points per message over time, within the message limit.
+    fn points_profile(&self) -> Result<Option<(Profile, String)>, SettingError> {
+        use SourceKind::*;
+        let only =
+            |key: &str, set: bool, for_sources: &[SourceKind]| self.only(key, set, for_sources);
+        Ok(match &self.points_profile {
             None => None,
             Some(spec) => {
                 only("points_profile", true, &[Cluster])?;
@@ -764,7 +777,15 @@ impl Settings for RawConfig {
                 }
                 Some((p, spec.clone()))
             }
-        };
+        })
+    }
+
+    /// When the run stops (messages, duration, or where a finite rate profile ends; 1,000 messages by default),
+    /// and the warm-up before it.
+    fn stop_rule(
+        &self,
+        rate_profile: &Option<(Profile, String)>,
+    ) -> Result<(StopRule, f64), SettingError> {
         let stop = StopRule {
             messages: self.messages,
             duration_s: self.duration_s,
@@ -813,6 +834,11 @@ impl Settings for RawConfig {
                 ));
             }
         }
+        Ok((stop, warmup_s))
+    }
+
+    /// Sending threads, and the producer ids they take.
+    fn threads(&self) -> Result<(u32, u32), SettingError> {
         let threads = self.threads.unwrap_or(1);
         if threads == 0 || threads > 256 {
             return Err(err(
@@ -830,6 +856,22 @@ impl Settings for RawConfig {
                 ),
             ));
         }
+        Ok((threads, producer_id_base))
+    }
+}
+
+impl Settings for RawConfig {
+    type Plan = ProducerPlan;
+    const APP: &'static str = "MASS";
+
+    fn check(&self) -> Result<ProducerPlan, SettingError> {
+        let (target, topic) = self.connection()?;
+        let encoding = self.encoding.unwrap_or(Encoding::Envelope);
+        let source = self.source_plan(encoding)?;
+        let rate_profile = self.rate_profile()?;
+        let points_profile = self.points_profile()?;
+        let (stop, warmup_s) = self.stop_rule(&rate_profile)?;
+        let (threads, producer_id_base) = self.threads()?;
         let kafka = self.kafka.clone().unwrap_or_default();
         pilot_core::contract::client::check_properties(&kafka, RESERVED_PRODUCER_PROPERTIES)
             .map_err(|m| err("kafka", m))?;

@@ -1,9 +1,14 @@
 //! MASS, the Mini-App for Stream Sources: emulates a scientific instrument by pushing messages into Kafka.
 //!
 //! Data flow: a [`source::Source`] hands out message bodies (cluster points, a static block, an APS HDF5
-//! template, synthetic bytes) -> the open-loop [`rate::Schedule`] says when each is due -> the producer stamps the
+//! template, synthetic bytes) -> the open-loop [`rate::Pacer`] says when each is due -> the producer stamps the
 //! actual send time and hands it to rdkafka -> delivery reports feed latency histograms and counters -> CSV.
 //!
+//! - [`producer`]: the run as stages, each in its own module: `prepare_topic`, then per thread the sender
+//!   (schedule -> generate -> stamp and send -> serve delivery reports; `producer/sender.rs`), the delivery
+//!   reports' counters and latency (`producer/delivery.rs`), interval rows (`producer/intervals.rs`), and the
+//!   tally, rates and summary row at the end (`producer/summary.rs`); [`config`]: settings checked by concern
+//!   (connection, source, rate, points profile, stop rule, threads) into a `ProducerPlan`.
 //! - [`source`]: the sources behind one trait; [`phantom`]: an analytic Shepp-Logan scan written in tooth.h5's
 //!   layout (the project's own template data).
 //! - [`normal`]: a fast ziggurat N(0,1) sampler (the generator's hot loop).

@@ -343,16 +343,126 @@ where
         draw_legend(&legend_area, &names, fig.look)?;
     }
     let panels = plot_area.split_evenly((1, fig.panels.len().max(1)));
-    let all = || {
-        fig.panels
+    let axes = Axes::of(fig, &names);
+    let ((x0, x1), (y0, y1)) = (axes.x, axes.y);
+    let x_keys: Vec<f64> = axes.x_ticks.iter().map(|t| t.0).collect();
+    let y_ticks = &axes.y_ticks;
+    for (area, panel) in panels.iter().zip(&fig.panels) {
+        let mut builder = ChartBuilder::on(area);
+        builder
+            .caption(&panel.title, ("sans-serif", 15))
+            .margin(12)
+            .x_label_area_size(46)
+            .y_label_area_size(64);
+        let (lx, ly) = (
+            || linear_axis(x0, x1, x_keys.clone()),
+            || linear_axis(y0, y1, y_ticks.clone()),
+        );
+        let (gx, gy) = (
+            || log_axis(x0, x1, x_keys.clone()),
+            || log_axis(y0, y1, y_ticks.clone()),
+        );
+        match (fig.log_x, fig.log_y) {
+            (false, false) => draw_panel(
+                builder.build_cartesian_2d(lx(), ly()).map_err(|x| e(&x))?,
+                &axes,
+                panel,
+            ),
+            (false, true) => draw_panel(
+                builder.build_cartesian_2d(lx(), gy()).map_err(|x| e(&x))?,
+                &axes,
+                panel,
+            ),
+            (true, false) => draw_panel(
+                builder.build_cartesian_2d(gx(), ly()).map_err(|x| e(&x))?,
+                &axes,
+                panel,
+            ),
+            (true, true) => draw_panel(
+                builder.build_cartesian_2d(gx(), gy()).map_err(|x| e(&x))?,
+                &axes,
+                panel,
+            ),
+        }?;
+    }
+    root.present().map_err(|x| e(&x))?;
+    Ok(())
+}
+
+/// What every panel of a figure shares: its series' names (a series keeps its colour across panels), and the
+/// axes' ranges and ticks.
+struct Axes<'a> {
+    fig: &'a Figure,
+    names: &'a [String],
+    x: (f64, f64),
+    y: (f64, f64),
+    x_ticks: Vec<(f64, String)>,
+    y_ticks: Vec<f64>,
+}
+
+impl<'a> Axes<'a> {
+    fn of(fig: &'a Figure, names: &'a [String]) -> Self {
+        let xs: Vec<f64> = all_points(fig).map(|p| p.0).collect();
+        let (x0, x1) = x_range(fig, &xs);
+        let axes = Axes {
+            fig,
+            names,
+            x: (x0, x1),
+            y: (0.0, 0.0),
+            x_ticks: x_ticks(fig, &xs, x0, x1)
+                .into_iter()
+                .filter(|t| t.0 >= x0 && t.0 <= x1)
+                .collect(),
+            y_ticks: Vec::new(),
+        };
+        let (y0, y1) = range(
+            all_points(fig).flat_map(|p| [axes.bottom(p), p.1 + p.2, p.1]),
+            fig.log_y,
+            fig.look == Look::Bars || !fig.log_y,
+        );
+        let y_ticks = if fig.log_y {
+            style::log_ticks(y0, y1, false)
+        } else {
+            style::linear_ticks(y0, y1, 7, false)
+        };
+        Axes {
+            y: (y0, y1),
+            y_ticks,
+            ..axes
+        }
+    }
+
+    /// The bottom of a point's error bar: on a log axis no less than a third of its mean (the range follows).
+    fn bottom(&self, p: &(f64, f64, f64)) -> f64 {
+        if self.fig.log_y {
+            (p.1 - p.2).max(p.1 / 3.0)
+        } else {
+            p.1 - p.2
+        }
+    }
+
+    /// An x tick's label.
+    fn x_label(&self, x: &f64) -> String {
+        self.x_ticks
             .iter()
-            .flat_map(|p| p.series.iter())
-            .flat_map(|s| s.points.iter())
-    };
-    let xs: Vec<f64> = all().map(|p| p.0).collect();
-    let (x0, x1) = match (&fig.x_categories, &fig.x_ticks) {
+            .find(|t| (t.0 - x).abs() <= 1e-9 * t.0.abs().max(1.0))
+            .map(|t| t.1.clone())
+            .unwrap_or_default()
+    }
+}
+
+fn all_points(fig: &Figure) -> impl Iterator<Item = &(f64, f64, f64)> {
+    fig.panels
+        .iter()
+        .flat_map(|p| p.series.iter())
+        .flat_map(|s| s.points.iter())
+}
+
+/// The x range: the categories', from the figure's own ticks (the last at or below the data to the first at or
+/// above it), or the data's.
+fn x_range(fig: &Figure, xs: &[f64]) -> (f64, f64) {
+    match (&fig.x_categories, &fig.x_ticks) {
         (Some(c), _) => (-0.5, c.len() as f64 - 0.5),
-        // The figure's own ticks: from the last at or below the data to the first at or above it.
         (None, Some(t)) if !xs.is_empty() => {
             let (lo, hi) = range(xs.iter().copied(), fig.log_x, false);
             let (dlo, dhi) = (lo * 1.5, hi / 1.5);
@@ -372,197 +482,145 @@ where
             )
         }
         _ => range(xs.iter().copied(), fig.log_x, false),
-    };
-    // x ticks: the figure's, the categories, the counts themselves, or 1-2-5 steps.
-    let x_ticks: Vec<(f64, String)> = if let Some(t) = &fig.x_ticks {
-        t.clone()
-    } else if let Some(c) = &fig.x_categories {
-        c.iter()
+    }
+}
+
+/// x ticks: the figure's, the categories, the counts themselves, or 1-2-5 steps.
+fn x_ticks(fig: &Figure, xs: &[f64], x0: f64, x1: f64) -> Vec<(f64, String)> {
+    if let Some(t) = &fig.x_ticks {
+        return t.clone();
+    }
+    if let Some(c) = &fig.x_categories {
+        return c
+            .iter()
             .enumerate()
             .map(|(i, n)| (i as f64, n.clone()))
-            .collect()
+            .collect();
+    }
+    let t = if style::all_integers(xs) {
+        style::count_ticks(xs, x0, x1, fig.log_x)
+    } else if fig.log_x {
+        style::log_ticks(x0, x1, false)
     } else {
-        let t = if style::all_integers(&xs) {
-            style::count_ticks(&xs, x0, x1, fig.log_x)
-        } else if fig.log_x {
-            style::log_ticks(x0, x1, false)
-        } else {
-            style::linear_ticks(x0, x1, 8, false)
-        };
-        t.into_iter().map(|v| (v, style::si(v))).collect()
+        style::linear_ticks(x0, x1, 8, false)
     };
-    // On a log axis an error bar's bottom is drawn at no less than a third of its mean, so the range follows.
-    let bottom = |p: &(f64, f64, f64)| {
-        if fig.log_y {
-            (p.1 - p.2).max(p.1 / 3.0)
-        } else {
-            p.1 - p.2
-        }
-    };
-    let (y0, y1) = range(
-        all().flat_map(|p| [bottom(p), p.1 + p.2, p.1]),
-        fig.log_y,
-        fig.look == Look::Bars || !fig.log_y,
-    );
-    let y_ticks: Vec<f64> = if fig.log_y {
-        style::log_ticks(y0, y1, false)
-    } else {
-        style::linear_ticks(y0, y1, 7, false)
-    };
-    let x_ticks: Vec<(f64, String)> = x_ticks
-        .into_iter()
-        .filter(|t| t.0 >= x0 && t.0 <= x1)
-        .collect();
-    let x_keys: Vec<f64> = x_ticks.iter().map(|t| t.0).collect();
-    let x_names = x_ticks.clone();
-    let x_fmt = move |x: &f64| {
-        x_names
-            .iter()
-            .find(|t| (t.0 - x).abs() <= 1e-9 * t.0.abs().max(1.0))
-            .map(|t| t.1.clone())
-            .unwrap_or_default()
-    };
+    t.into_iter().map(|v| (v, style::si(v))).collect()
+}
+
+/// One panel: its mesh, then each series as bars or lines (with markers and error bars).
+fn draw_panel<DB: DrawingBackend, X, Y>(
+    mut chart: ChartContext<'_, DB, Cartesian2d<Ticked<X>, Ticked<Y>>>,
+    axes: &Axes,
+    panel: &Panel,
+) -> Result<(), String>
+where
+    DB::ErrorType: 'static,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    let e = |x: &dyn std::fmt::Display| x.to_string();
+    let fig = axes.fig;
+    let x_fmt = |x: &f64| axes.x_label(x);
     let y_fmt = |y: &f64| style::si(*y);
-    for (area, panel) in panels.iter().zip(&fig.panels) {
-        let mut builder = ChartBuilder::on(area);
-        builder
-            .caption(&panel.title, ("sans-serif", 15))
-            .margin(12)
-            .x_label_area_size(46)
-            .y_label_area_size(64);
-        macro_rules! body {
-            ($chart:expr) => {{
-                let mut chart = $chart;
+    chart
+        .configure_mesh()
+        .x_desc(&fig.x_label)
+        .y_desc(&fig.y_label)
+        .x_label_formatter(&x_fmt)
+        .y_label_formatter(&y_fmt)
+        .bold_line_style(style::GRID.stroke_width(1))
+        .light_line_style(WHITE.mix(0.0))
+        .label_style(("sans-serif", 13))
+        .axis_desc_style(("sans-serif", 14))
+        .draw()
+        .map_err(|x| e(&x))?;
+    let n_series = panel.series.len().max(1) as f64;
+    for (j, s) in panel.series.iter().enumerate() {
+        let k = axes.names.iter().position(|n| *n == s.name).unwrap_or(0);
+        let color = style::color(k);
+        let pts: Vec<(f64, f64, f64)> = s
+            .points
+            .iter()
+            .copied()
+            .filter(|p| p.1.is_finite() && (!fig.log_y || p.1 > 0.0) && (!fig.log_x || p.0 > 0.0))
+            .collect();
+        match fig.look {
+            Look::Bars => {
+                // A series' slot among its panel's bars (its first, should a name repeat).
+                let j = panel
+                    .series
+                    .iter()
+                    .position(|o| o.name == s.name)
+                    .unwrap_or(j) as f64;
+                let bw = 0.8 / n_series;
+                let base = if fig.log_y {
+                    axes.y.0
+                } else {
+                    0.0_f64.max(axes.y.0)
+                };
                 chart
-                    .configure_mesh()
-                    .x_desc(&fig.x_label)
-                    .y_desc(&fig.y_label)
-                    .x_label_formatter(&x_fmt)
-                    .y_label_formatter(&y_fmt)
-                    .bold_line_style(style::GRID.stroke_width(1))
-                    .light_line_style(WHITE.mix(0.0))
-                    .label_style(("sans-serif", 13))
-                    .axis_desc_style(("sans-serif", 14))
-                    .draw()
+                    .draw_series(pts.iter().map(|p| {
+                        let l = p.0 - 0.4 + j * bw;
+                        Rectangle::new(
+                            [(l + bw * 0.06, base), (l + bw * 0.94, p.1)],
+                            color.filled(),
+                        )
+                    }))
                     .map_err(|x| e(&x))?;
-                let n_series = panel.series.len().max(1) as f64;
-                for s in &panel.series {
-                    let k = names.iter().position(|n| *n == s.name).unwrap_or(0);
-                    let color = style::color(k);
-                    let pts: Vec<(f64, f64, f64)> = s
-                        .points
-                        .iter()
-                        .copied()
-                        .filter(|p| {
-                            p.1.is_finite()
-                                && (!fig.log_y || p.1 > 0.0)
-                                && (!fig.log_x || p.0 > 0.0)
-                        })
-                        .collect();
-                    match fig.look {
-                        Look::Bars => {
-                            let j = panel
-                                .series
-                                .iter()
-                                .position(|o| o.name == s.name)
-                                .unwrap_or(0) as f64;
-                            let bw = 0.8 / n_series;
-                            let base = if fig.log_y { y0 } else { 0.0_f64.max(y0) };
-                            chart
-                                .draw_series(pts.iter().map(|p| {
-                                    let l = p.0 - 0.4 + j * bw;
-                                    Rectangle::new(
-                                        [(l + bw * 0.06, base), (l + bw * 0.94, p.1)],
-                                        color.filled(),
-                                    )
-                                }))
-                                .map_err(|x| e(&x))?;
-                            chart
-                                .draw_series(pts.iter().filter(|p| p.2 > 0.0).map(|p| {
-                                    let c = p.0 - 0.4 + (j + 0.5) * bw;
-                                    ErrorBar::new_vertical(
-                                        c,
-                                        bottom(p),
-                                        p.1,
-                                        p.1 + p.2,
-                                        BLACK.stroke_width(1),
-                                        6,
-                                    )
-                                }))
-                                .map_err(|x| e(&x))?;
-                        }
-                        Look::Curves | Look::Lines => {
-                            chart
-                                .draw_series(LineSeries::new(
-                                    pts.iter().map(|p| (p.0, p.1)),
-                                    color.stroke_width(2),
-                                ))
-                                .map_err(|x| e(&x))?;
-                        }
-                    }
-                    if fig.look == Look::Lines {
-                        chart
-                            .draw_series(pts.iter().map(|p| {
-                                EmptyElement::at((p.0, p.1))
-                                    + match style::marker(k) {
-                                        style::Marker::Circle => {
-                                            Circle::new((0, 0), 4, color.filled()).into_dyn()
-                                        }
-                                        style::Marker::Square => {
-                                            Rectangle::new([(-4, -4), (4, 4)], color.filled())
-                                                .into_dyn()
-                                        }
-                                        style::Marker::Triangle => Polygon::new(
-                                            vec![(0, -5), (-5, 4), (5, 4)],
-                                            color.filled(),
-                                        )
-                                        .into_dyn(),
-                                    }
-                            }))
-                            .map_err(|x| e(&x))?;
-                        chart
-                            .draw_series(pts.iter().filter(|p| p.2 > 0.0).map(|p| {
-                                ErrorBar::new_vertical(
-                                    p.0,
-                                    bottom(p),
-                                    p.1,
-                                    p.1 + p.2,
-                                    color.stroke_width(1),
-                                    8,
-                                )
-                            }))
-                            .map_err(|x| e(&x))?;
-                    }
-                }
-            }};
+                chart
+                    .draw_series(pts.iter().filter(|p| p.2 > 0.0).map(|p| {
+                        let c = p.0 - 0.4 + (j + 0.5) * bw;
+                        ErrorBar::new_vertical(
+                            c,
+                            axes.bottom(p),
+                            p.1,
+                            p.1 + p.2,
+                            BLACK.stroke_width(1),
+                            6,
+                        )
+                    }))
+                    .map_err(|x| e(&x))?;
+            }
+            Look::Curves | Look::Lines => {
+                chart
+                    .draw_series(LineSeries::new(
+                        pts.iter().map(|p| (p.0, p.1)),
+                        color.stroke_width(2),
+                    ))
+                    .map_err(|x| e(&x))?;
+            }
         }
-        match (fig.log_x, fig.log_y) {
-            (false, false) => body!(builder
-                .build_cartesian_2d(
-                    linear_axis(x0, x1, x_keys.clone()),
-                    linear_axis(y0, y1, y_ticks.clone())
-                )
-                .map_err(|x| e(&x))?),
-            (false, true) => body!(builder
-                .build_cartesian_2d(
-                    linear_axis(x0, x1, x_keys.clone()),
-                    log_axis(y0, y1, y_ticks.clone())
-                )
-                .map_err(|x| e(&x))?),
-            (true, false) => body!(builder
-                .build_cartesian_2d(
-                    log_axis(x0, x1, x_keys.clone()),
-                    linear_axis(y0, y1, y_ticks.clone())
-                )
-                .map_err(|x| e(&x))?),
-            (true, true) => body!(builder
-                .build_cartesian_2d(
-                    log_axis(x0, x1, x_keys.clone()),
-                    log_axis(y0, y1, y_ticks.clone())
-                )
-                .map_err(|x| e(&x))?),
+        if fig.look == Look::Lines {
+            chart
+                .draw_series(pts.iter().map(|p| {
+                    EmptyElement::at((p.0, p.1))
+                        + match style::marker(k) {
+                            style::Marker::Circle => {
+                                Circle::new((0, 0), 4, color.filled()).into_dyn()
+                            }
+                            style::Marker::Square => {
+                                Rectangle::new([(-4, -4), (4, 4)], color.filled()).into_dyn()
+                            }
+                            style::Marker::Triangle => {
+                                Polygon::new(vec![(0, -5), (-5, 4), (5, 4)], color.filled())
+                                    .into_dyn()
+                            }
+                        }
+                }))
+                .map_err(|x| e(&x))?;
+            chart
+                .draw_series(pts.iter().filter(|p| p.2 > 0.0).map(|p| {
+                    ErrorBar::new_vertical(
+                        p.0,
+                        axes.bottom(p),
+                        p.1,
+                        p.1 + p.2,
+                        color.stroke_width(1),
+                        8,
+                    )
+                }))
+                .map_err(|x| e(&x))?;
         }
     }
-    root.present().map_err(|x| e(&x))?;
     Ok(())
 }

@@ -57,7 +57,8 @@ fn experiment_text(r: &Results, m: Option<&Manifest>) -> String {
     "(not kept with these results)".into()
 }
 
-/// Write `<fig_dir>/report.html` from the results and the SVG figures among `files`.
+/// Write `<fig_dir>/report.html` from the results and the SVG figures among `files`: a head, the figures
+/// inline, the results table, the experiment file, the provenance, and the script the browser test reads.
 pub fn write(r: &Results, fig_dir: &Path, files: &[PathBuf]) -> Result<PathBuf, PlotError> {
     let manifest = Manifest::read(&r.dir.join("manifest.json")).ok();
     let mut h = String::new();
@@ -90,6 +91,41 @@ th {{ background: #f4f4f4; position: sticky; top: 0; }} td.n {{ text-align: righ
             );
         }
     }
+    figures(&mut h, files)?;
+    results_table(&mut h, r);
+    let _ = writeln!(
+        h,
+        "<h2>Experiment file</h2>\n<pre id=\"experiment\">{}</pre>",
+        escape(&experiment_text(r, manifest.as_ref()))
+    );
+
+    provenance(&mut h, manifest.as_ref());
+    let _ = writeln!(
+        h,
+        r#"<script>
+window.addEventListener("load", function () {{
+  var n = 0;
+  document.querySelectorAll("figure.fig svg").forEach(function (s) {{
+    var b = s.getBoundingClientRect();
+    if (b.width > 50 && b.height > 50 && s.querySelectorAll("text").length > 0) n++;
+  }});
+  document.body.setAttribute("data-figures-rendered", String(n));
+}});
+</script>
+</body></html>"#
+    );
+    let path = fig_dir.join(REPORT_FILE);
+    pilot_core::contract::files::write_atomic(&path, h.as_bytes()).map_err(|e| {
+        PlotError::Draw {
+            path: path.clone(),
+            message: e.to_string(),
+        }
+    })?;
+    Ok(path)
+}
+
+/// The SVG figures among `files`, inline, each with links to its SVG and PNG.
+fn figures(h: &mut String, files: &[PathBuf]) -> Result<(), PlotError> {
     let _ = writeln!(h, "<h2>Figures</h2>");
     let mut n_fig = 0;
     for f in files
@@ -115,7 +151,11 @@ th {{ background: #f4f4f4; position: sticky; top: 0; }} td.n {{ text-align: righ
     if n_fig == 0 {
         let _ = writeln!(h, "<p>No figures.</p>");
     }
+    Ok(())
+}
 
+/// The results table: the columns with a value in some row, numbers aligned.
+fn results_table(h: &mut String, r: &Results) {
     let _ = writeln!(h, "<h2>Results</h2>");
     // Columns with a value in some row: keys first, then settings, then metrics, as results.csv has them.
     let cols: Vec<&String> = r
@@ -158,15 +198,12 @@ th {{ background: #f4f4f4; position: sticky; top: 0; }} td.n {{ text-align: righ
         let _ = writeln!(h, "</tr>");
     }
     let _ = writeln!(h, "</tbody></table></div>");
+}
 
-    let _ = writeln!(
-        h,
-        "<h2>Experiment file</h2>\n<pre id=\"experiment\">{}</pre>",
-        escape(&experiment_text(r, manifest.as_ref()))
-    );
-
+/// The manifest's provenance as a table (or why there is none).
+fn provenance(h: &mut String, manifest: Option<&Manifest>) {
     let _ = writeln!(h, "<h2>Provenance</h2>");
-    match &manifest {
+    match manifest {
         Some(m) => {
             let _ = writeln!(h, "<table id=\"provenance\">");
             let rows: Vec<(&str, String)> = vec![
@@ -209,26 +246,4 @@ th {{ background: #f4f4f4; position: sticky; top: 0; }} td.n {{ text-align: righ
             );
         }
     }
-    let _ = writeln!(
-        h,
-        r#"<script>
-window.addEventListener("load", function () {{
-  var n = 0;
-  document.querySelectorAll("figure.fig svg").forEach(function (s) {{
-    var b = s.getBoundingClientRect();
-    if (b.width > 50 && b.height > 50 && s.querySelectorAll("text").length > 0) n++;
-  }});
-  document.body.setAttribute("data-figures-rendered", String(n));
-}});
-</script>
-</body></html>"#
-    );
-    let path = fig_dir.join(REPORT_FILE);
-    pilot_core::contract::files::write_atomic(&path, h.as_bytes()).map_err(|e| {
-        PlotError::Draw {
-            path: path.clone(),
-            message: e.to_string(),
-        }
-    })?;
-    Ok(path)
 }

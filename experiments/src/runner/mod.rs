@@ -6,22 +6,22 @@
 //! the runs to do (finished ones skipped) -> per run: calibrate, execute, record a row and the manifest at once
 //! -> the manifest marked complete when every run is ok.
 //!
-//! [`LocalExecutor`] is the real executor ([`local`]). A pipeline run ([`pipeline`]) is a few stages: plan and
-//! start the run's pilots ([`plan`]: a broker pilot, a producer pilot and a processing pilot that use it), the
-//! topics and the MASS and MASA commands ([`commands`]), the consumers (static, or kept sized by the autoscaler:
-//! [`autoscaled`]), the producers once the group holds every partition, the fault schedule ([`faults`]) and
-//! the run's timeline ([`timeline`]), then the records collected into metrics ([`collect`]) and the pilots
-//! cancelled (so the broker is restarted between runs). A start-up run ([`startup`]) times a framework pilot.
+//! [`LocalExecutor`] is the real executor (`local`). A pipeline run (`pipeline`) is a few stages: plan and
+//! start the run's pilots (`plan`: a broker pilot, a producer pilot and a processing pilot that use it), the
+//! topics and the MASS and MASA commands (`commands`), the consumers (static, or kept sized by the autoscaler:
+//! `autoscaled`), the producers once the group holds every partition, the fault schedule (`faults`) and
+//! the run's timeline (`timeline`), then the records collected into metrics (`collect`) and the pilots
+//! cancelled (so the broker is restarted between runs). A start-up run (`startup`) times a framework pilot.
 
-pub mod autoscaled;
-pub mod collect;
-pub mod commands;
-pub mod faults;
-pub mod local;
-pub mod pipeline;
-pub mod plan;
-pub mod startup;
-pub mod timeline;
+mod autoscaled;
+mod collect;
+mod commands;
+mod faults;
+mod local;
+mod pipeline;
+mod plan;
+mod startup;
+mod timeline;
 
 pub use local::LocalExecutor;
 pub use plan::{compute_plan, framework_plan, RunPilots};

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Each thread owns a [`Source`], an rdkafka `BaseProducer` polled inline (delivery reports run on the sending
-//! thread, [`delivery`]) and its own producer id and sequence. A message's opaque is its actual send time, so
+//! thread, `delivery`) and its own producer id and sequence. A message's opaque is its actual send time, so
 //! the delivery callback measures produce-to-ack latency without a per-message allocation. On SIGINT/SIGTERM
 //! (the injected shutdown flag) sending stops, queues are flushed, and the summary is written marked incomplete.
 

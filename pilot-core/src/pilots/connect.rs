@@ -54,6 +54,25 @@ impl Target {
     }
 }
 
+impl Target {
+    /// [`Target::from_options`] as a setting of MASS's and MASA's configs: an error names `bootstrap_servers`
+    /// when it was given, else `pilot`.
+    pub fn setting(
+        bootstrap: Option<&str>,
+        pilot: Option<&str>,
+        pilot_workdir: Option<&Path>,
+    ) -> std::result::Result<Self, crate::contract::config::SettingError> {
+        Self::from_options(bootstrap, pilot, pilot_workdir).map_err(|m| {
+            let key = if bootstrap.is_some() {
+                "bootstrap_servers"
+            } else {
+                "pilot"
+            };
+            crate::contract::config::SettingError::key(key, m)
+        })
+    }
+}
+
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
