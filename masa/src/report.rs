@@ -88,6 +88,10 @@ pub struct ConsumerSummary {
     /// What had to be assumed about the input (a scan without flat fields; where latency came from), `; `-separated.
     #[serde(default)]
     pub notes: String,
+    /// Why the consumer stopped: `stream-end` (the group consumed the announced end), `messages`, `duration`,
+    /// `idle-timeout` (the safety net), `start-timeout` or `interrupted`.
+    #[serde(default)]
+    pub stop_reason: String,
 }
 
 /// One row per reporting interval.

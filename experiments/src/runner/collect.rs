@@ -40,7 +40,8 @@ pub(crate) fn collect(
     let acc = accounted(run_dir, &produced, broker_msgs)?;
     let group = GroupReceipt::read(run_dir, consumer_ids, faults)?;
     let e2e = group.e2e_ms(run_dir)?;
-    let (reasons, fault_notes) = verdict(point, &produced, &acc, faults);
+    let (mut reasons, fault_notes) = verdict(point, &produced, &acc, faults);
+    reasons.extend(group.left_early(&produced));
     let mut metrics = vec![("consumer_processes_started", consumer_ids.len() as f64)];
     let autoscaled = point.layout.scaling == Scaling::Autoscaled;
     if autoscaled || point.mass.contains_key("rate_profile") {
@@ -109,6 +110,8 @@ pub(crate) struct Produced {
     pub mb_per_s: f64,
     /// The MASS processes a fault killed.
     pub killed: Vec<u32>,
+    /// When the last producer with a summary ended, seconds since the epoch.
+    pub ended_s: Option<f64>,
 }
 
 impl Produced {
@@ -125,7 +128,11 @@ impl Produced {
                 Ok(_) => return Err(RunError::records(&path, "empty")),
                 Err(e) => return Err(RunError::records(&path, e)),
             };
-            p.add(rows.last().expect("not empty"));
+            let r = rows.last().expect("not empty");
+            if let Some(end) = super::timeline::epoch_s(&r.end_utc) {
+                p.ended_s = Some(p.ended_s.map_or(end, |e: f64| e.max(end)));
+            }
+            p.add(r);
         }
         Ok(p)
     }
@@ -283,6 +290,8 @@ pub(crate) struct GroupReceipt {
     processed_p50_weighted: f64,
     processed_p99: f64,
     processing_weighted: f64,
+    /// Consumers that gave up waiting (idle or start timeout): id, why, and when they left (epoch seconds).
+    gave_up: Vec<(String, String, f64)>,
     /// Every consumer's latency histogram merged (a percentile of the whole group, not the worst consumer's);
     /// None when a consumer left none (killed, or an older MASA).
     merged: Option<LatencyHistogram>,
@@ -313,9 +322,32 @@ impl GroupReceipt {
                 m.merge(&LatencyHistogram::from_v2_bytes(&bytes).ok()?);
                 Some(m)
             });
-            g.add(rows.last().expect("not empty"));
+            let r = rows.last().expect("not empty");
+            if matches!(r.stop_reason.as_str(), "idle-timeout" | "start-timeout") {
+                let end = super::timeline::epoch_s(&r.end_utc).unwrap_or(f64::INFINITY);
+                g.gave_up.push((id.clone(), r.stop_reason.clone(), end));
+            }
+            g.add(r);
         }
         Ok(g)
+    }
+
+    /// Consumers that left the group while the producers were still sending: a fault of the run, never ok
+    /// (their partitions went to the others, who then carried the stream with fewer hands).
+    fn left_early(&self, produced: &Produced) -> Vec<String> {
+        let Some(producers_end) = produced.ended_s else {
+            return Vec::new();
+        };
+        self.gave_up
+            .iter()
+            .filter(|(_, _, end)| *end < producers_end)
+            .map(|(id, why, end)| {
+                format!(
+                    "consumer {id} left the live group ({why}) {:.1} s before the producers finished",
+                    producers_end - end
+                )
+            })
+            .collect()
     }
 
     fn add(&mut self, r: &masa::report::ConsumerSummary) {

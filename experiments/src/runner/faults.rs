@@ -1,5 +1,6 @@
-//! A run's faults: the point's schedule (with the survivors' rejoins on tansu), where the faults land (the
-//! registry's targets, and MASA's control files for `slow` and `rejoin`), and what they did.
+//! A run's faults: where the point's faults land (the registry's targets, and MASA's control files for `slow` and
+//! `rejoin`), and what they did. (A consumer that dies needs no help from here: MASA's group watch makes the
+//! survivors rejoin where the broker keeps a dead member.)
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,41 +12,6 @@ use crate::spec::Point;
 /// A consumer's control file (`pattern` is its id, placeholders and all: MASA's `--control-file`).
 pub(crate) fn control_file(run_dir: &Path, pattern: &str) -> PathBuf {
     run_dir.join(format!("control-{pattern}.toml"))
-}
-
-/// librdkafka's session timeout in runs with faults (unless the point sets one): a dead member's partitions
-/// move on after this many ms.
-pub(crate) const FAULT_SESSION_MS: u32 = 6000;
-
-/// A point's faults, and on tansu after each that takes consumers down a `rejoin` of the survivors (see
-/// [`pilot_core::ops::fault::FaultAction::Rejoin`]) once the broker should have dropped the dead member: 1, 2 and 3
-/// session timeouts and 2 s later.
-pub(crate) fn fault_schedule(point: &Point, session_s: f64) -> Vec<pilot_core::ops::fault::Fault> {
-    use pilot_core::ops::fault::{FaultAction, Role};
-    let mut out = point.faults.clone();
-    if point.layout.distribution == "tansu" {
-        for f in &point.faults {
-            let downs = matches!(
-                f.action,
-                FaultAction::Kill
-                    | FaultAction::Cancel
-                    | FaultAction::Scancel
-                    | FaultAction::NodeDown
-            );
-            if downs && f.target.role == Role::Consumer {
-                // tansu drops a dead member only when a request of the group finds its session expired; a
-                // rejoin before that keeps the dead leader, so the survivors are told three times.
-                for k in 1..=3 {
-                    out.push(pilot_core::ops::fault::Fault {
-                        at_s: f.at_s + k as f64 * session_s + 2.0,
-                        action: FaultAction::Rejoin,
-                        ..f.clone()
-                    });
-                }
-            }
-        }
-    }
-    out
 }
 
 /// What a consumer's control file says.

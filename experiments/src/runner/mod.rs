@@ -320,9 +320,17 @@ impl Results {
         }
         if let Ok(o) = done.result {
             row.insert("faults".into(), o.faults.clone());
+            // A metric without a value is an empty cell, with why in the row's notes: never NaN.
+            let mut notes = Vec::new();
             for (m, v) in &o.metrics {
-                row.insert(m.to_string(), format!("{v}"));
+                if v.is_finite() {
+                    row.insert(m.to_string(), format!("{v}"));
+                } else {
+                    row.insert(m.to_string(), String::new());
+                    notes.push(format!("{m}: {}", crate::results::unmeasured(m)));
+                }
             }
+            row.insert("notes".into(), notes.join("; "));
             let prov = RunProvenance {
                 point: point.id.clone(),
                 repetition: rep,

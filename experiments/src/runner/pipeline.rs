@@ -20,7 +20,7 @@ use pilot_core::pilots::tasks::{Launched, NodeSelection, TaskResult};
 use super::autoscaled::{autoscaled_consumers, Autoscaled, Consumers};
 use super::collect::collect;
 use super::commands::{Commands, Names};
-use super::faults::{fault_schedule, FaultOutcome, RunTargets};
+use super::faults::{FaultOutcome, RunTargets};
 use super::plan::{compute_plan, details, framework_plan, start, RunPilots};
 use super::timeline::Reports;
 use super::{RunError, RunOutcome};
@@ -38,7 +38,13 @@ pub(crate) fn run(
     let started = Started::start(point, &run_dir.join("pilots"), shutdown)?;
     let names = Names::of(point, run_dir);
     let partitions = started.create_topics(point, &names)?;
-    let commands = super::commands::write(point, run_dir, &started.view.conn, &names, programs)?;
+    let broker = started.view.details[0]
+        .kafka()
+        .ok_or_else(|| RunError::Broker {
+            what: format!("broker pilot {}", started.view.broker_id),
+            message: "it runs no Kafka brokers".into(),
+        })?;
+    let commands = super::commands::write(point, run_dir, broker, &names, programs)?;
     let mut reports =
         TelemetryReader::new(&started.view.conn, &names.metrics_topic).map_err(|e| {
             RunError::Broker {
@@ -231,6 +237,11 @@ impl Started {
                         .collect::<Vec<_>>()
                 })
                 .collect(),
+            broker: d[0]
+                .kafka()
+                .and_then(|k| k.broker_build.as_ref())
+                .map(|b| b.name.clone())
+                .unwrap_or_default(),
             ..Default::default()
         }
     }
@@ -311,7 +322,9 @@ impl Processes<'_> {
             .and_then(|()| {
                 // The faults' clock starts with the producers.
                 scope.spawn(|| self.faults(&faults_stop, &events));
-                self.producers(&stop)
+                let tasks = self.producers(&stop)?;
+                self.announce_end();
+                Ok(tasks)
             });
             if producers.is_err() {
                 shutdown_consumers.store(true, Ordering::SeqCst);
@@ -329,6 +342,43 @@ impl Processes<'_> {
             consumers,
             events.into_inner().expect("fault events"),
         )
+    }
+
+    /// Tell the consumers on the metrics topic that the stream has ended: they stop once the group has consumed
+    /// everything the producers delivered (their summaries' count; unknown when one left none). Not told (the
+    /// broker is gone), they stop at their idle safety net.
+    fn announce_end(&self) {
+        let produced: Option<u64> = (0..self.point.producer_processes())
+            .map(|i| {
+                let dir = self.run_dir.join(format!("producer-{i}"));
+                pilot_core::contract::metrics::read_csv::<mass::report::ProducerSummary>(
+                    &mass::producer::summary_path(&dir),
+                )
+                .ok()
+                .and_then(|r| r.last().map(|s| s.delivered_msgs))
+            })
+            .sum();
+        let end = pilot_core::contract::telemetry::StreamEnd {
+            version: pilot_core::contract::telemetry::REPORT_VERSION,
+            group: self.names.group.clone(),
+            topic: self.names.topic.clone(),
+            produced_msgs: produced,
+            time_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+        };
+        let sent = pilot_core::contract::telemetry::TelemetryWriter::new(
+            &self.started.conn,
+            &self.names.metrics_topic,
+        )
+        .and_then(|w| {
+            w.announce_end(&end)?;
+            w.flush(Duration::from_secs(10))
+        });
+        if let Err(e) = sent {
+            eprintln!("warning: the stream's end could not be announced ({e}); the consumers stop at their idle timeout");
+        }
     }
 
     /// The consumers the group must form of: `c0`.. (static) or `a0`.. (autoscaled).
@@ -407,7 +457,7 @@ impl Processes<'_> {
 
     /// Play the point's fault schedule until it ends or `stop` is raised.
     fn faults(&self, stop: &AtomicBool, events: &Mutex<Vec<FaultEvent>>) {
-        let schedule = fault_schedule(self.point, self.commands.session_s);
+        let schedule = &self.point.faults;
         if schedule.is_empty() {
             return;
         }
@@ -419,7 +469,7 @@ impl Processes<'_> {
             controls: Default::default(),
         };
         pilot_core::ops::fault::run_schedule(
-            &schedule,
+            schedule,
             &clock,
             pilot_core::contract::clock::Clock::now_ns(&clock),
             &mut targets,

@@ -189,6 +189,7 @@ pub(crate) struct Ending<'a> {
     pub handled_msgs: u64,
     pub reasons: Vec<String>,
     pub notes: Vec<String>,
+    pub stop_reason: &'static str,
 }
 
 /// The summary row of a run.
@@ -262,6 +263,7 @@ pub(crate) fn summary(e: Ending, m: &Merged, totals: &Totals) -> ConsumerSummary
         handled_msgs: e.handled_msgs,
         last_score: m.last_score,
         notes: e.notes.join("; "),
+        stop_reason: e.stop_reason.into(),
     }
 }
 
@@ -304,6 +306,72 @@ pub fn merge_accounting(dirs: &[PathBuf]) -> Result<(Accounting, usize), Consume
     Ok((all, files))
 }
 
+/// A consumer process that left only checkpoints (no final accounting): it died (SIGKILL, an OOM, a lost node)
+/// after its last checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Died {
+    pub consumer_id: String,
+    /// When its last checkpoint was written (UTC, RFC 3339): it died after this.
+    pub last_checkpoint_utc: String,
+    /// Messages its checkpoints hold (counted as received: the messages after them came again to the
+    /// partitions' next owners).
+    pub messages: u64,
+}
+
+/// The consumers in `dirs` that died: those with checkpoints and no final accounting file.
+pub fn died(dirs: &[PathBuf]) -> Result<Vec<Died>, ConsumeError> {
+    let mut out: Vec<Died> = Vec::new();
+    for d in dirs {
+        let entries = std::fs::read_dir(d).map_err(|e| ConsumeError::Io {
+            path: d.clone(),
+            message: e.to_string(),
+        })?;
+        let names: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        for name in &names {
+            let Some((owner, _)) = name
+                .strip_suffix(".json")
+                .and_then(|n| n.rsplit_once("-checkpoint-"))
+            else {
+                continue;
+            };
+            let Some(id) = owner.strip_prefix("consumer-") else {
+                continue;
+            };
+            if names.contains(&format!("{owner}-accounting.json")) {
+                continue;
+            }
+            let path = d.join(name);
+            let io = |err: &dyn std::fmt::Display| ConsumeError::Io {
+                path: path.clone(),
+                message: err.to_string(),
+            };
+            let modified = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .map_err(|e| io(&e))?;
+            let text = std::fs::read_to_string(&path).map_err(|e| io(&e))?;
+            let a: Accounting = serde_json::from_str(&text).map_err(|e| io(&e))?;
+            let utc = humantime::format_rfc3339_millis(modified).to_string();
+            let n = a.totals(None).received;
+            match out.iter_mut().find(|x| x.consumer_id == id) {
+                Some(x) => {
+                    x.messages += n;
+                    x.last_checkpoint_utc = x.last_checkpoint_utc.clone().max(utc);
+                }
+                None => out.push(Died {
+                    consumer_id: id.to_string(),
+                    last_checkpoint_utc: utc,
+                    messages: n,
+                }),
+            }
+        }
+    }
+    out.sort_by(|a, b| a.consumer_id.cmp(&b.consumer_id));
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,6 +390,31 @@ mod tests {
             o.e2e.record_between_ns(0, 1_000_000);
         }
         o
+    }
+
+    #[test]
+    fn a_consumer_with_checkpoints_and_no_final_file_died_and_its_messages_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let acc = |seqs: std::ops::Range<u64>| {
+            let mut a = Accounting::default();
+            for s in seqs {
+                a.record(0, s);
+            }
+            serde_json::to_string(&a).unwrap()
+        };
+        // c0 finished (final file, its checkpoints removed); c1 died with two threads' checkpoints.
+        std::fs::write(super::super::accounting_path(d, "c0"), acc(0..10)).unwrap();
+        std::fs::write(checkpoint_path(d, "c1", 0), acc(10..14)).unwrap();
+        std::fs::write(checkpoint_path(d, "c1", 1), acc(14..20)).unwrap();
+        // A finished consumer's leftover checkpoint is not a death.
+        std::fs::write(checkpoint_path(d, "c0", 0), acc(0..3)).unwrap();
+        let dead = died(&[d.to_path_buf()]).unwrap();
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert_eq!((dead[0].consumer_id.as_str(), dead[0].messages), ("c1", 10));
+        assert!(dead[0].last_checkpoint_utc.starts_with("20"), "{dead:?}");
+        let (all, files) = merge_accounting(&[d.to_path_buf()]).unwrap();
+        assert_eq!((files, all.totals(Some(20)).missing), (3, 0));
     }
 
     #[test]
@@ -397,6 +490,7 @@ mod tests {
                 handled_msgs: 4,
                 reasons: vec![],
                 notes: vec!["n1".into(), "n2".into()],
+                stop_reason: "stream-end",
             },
             &m,
             &totals,
@@ -411,5 +505,6 @@ mod tests {
         assert_eq!(s.e2e_latency_us_p50, 1000);
         assert_eq!(s.notes, "n1; n2");
         assert_eq!(s.bootstrap_servers, "127.0.0.2:9092");
+        assert_eq!(s.stop_reason, "stream-end");
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pilot_core::contract::client::Connection;
+use pilot_core::contract::client::{Connection, FAILOVER_CONSUMER_PROPERTIES};
 use pilot_core::contract::clock::Clock;
 use pilot_core::contract::files::write_atomic;
 use pilot_core::contract::telemetry::PartitionOffsets;
@@ -56,6 +56,12 @@ pub(crate) fn consumer_config(plan: &ConsumerPlan, conn: &Connection) -> ClientC
     cfg.set("auto.offset.reset", plan.auto_offset_reset.as_str())
         .set("enable.partition.eof", "false")
         .set("enable.auto.offset.store", "false");
+    // Fast failover unless told otherwise (see FAILOVER_CONSUMER_PROPERTIES).
+    for (key, value) in FAILOVER_CONSUMER_PROPERTIES {
+        if cfg.get(key).is_none() {
+            cfg.set(key, value);
+        }
+    }
     // Statistics carry each partition's high watermark from the fetch responses (for lag); at least once a
     // second, so a report's lag is at most a second stale.
     if !plan.kafka.contains_key("statistics.interval.ms") {
@@ -63,6 +69,15 @@ pub(crate) fn consumer_config(plan: &ConsumerPlan, conn: &Connection) -> ClientC
         cfg.set("statistics.interval.ms", ms.to_string());
     }
     cfg
+}
+
+/// The session timeout the consumers run with (s): after it the broker drops a member that stopped heartbeating.
+pub(crate) fn session_timeout_s(plan: &ConsumerPlan, conn: &Connection) -> f64 {
+    consumer_config(plan, conn)
+        .get("session.timeout.ms")
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(45_000.0)
+        / 1e3
 }
 
 /// One consumer per thread of the plan, each in the plan's group and subscribed to its topic.
@@ -149,14 +164,17 @@ impl Ledger {
                 self.received.record(p, seq);
             }
             (true, None) => {}
-            (false, _) => self.store(consumer, topic),
+            (false, _) => {
+                self.store(consumer, topic);
+            }
         }
     }
 
-    /// Checkpoint what was received (when checkpointing), then store the pending offsets for the next commit.
-    pub fn store(&mut self, consumer: &dyn OffsetStore, topic: &str) {
+    /// Checkpoint what was received (when checkpointing), then store the pending offsets for the next commit;
+    /// whether any offset was stored.
+    pub fn store(&mut self, consumer: &dyn OffsetStore, topic: &str) -> bool {
         if self.pending.is_empty() {
-            return;
+            return false;
         }
         if let Some(path) = &self.checkpoint {
             let bytes = serde_json::to_vec(&self.received).expect("serialisable");
@@ -164,7 +182,7 @@ impl Ledger {
                 // Not stored: redelivered after a restart, never lost.
                 self.errors
                     .push(format!("checkpoint {}: {e}", path.display()));
-                return;
+                return false;
             }
         }
         for (&partition, &offset) in &self.pending {
@@ -173,6 +191,7 @@ impl Ledger {
             let _ = consumer.store_offset(topic, partition, offset);
         }
         self.pending.clear();
+        true
     }
 }
 
@@ -242,7 +261,7 @@ impl ConsumerContext for GroupContext {
         // revoke covers it.
         if let Rebalance::Revoke(_) = rebalance {
             if let Ok(mut l) = self.ledger.lock() {
-                l.store(consumer, &self.topic);
+                let _ = l.store(consumer, &self.topic);
             }
         }
     }
@@ -325,7 +344,7 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(saved.totals(None).received, 2);
         // Nothing pending: a second store writes nothing new.
-        l.store(&s, "t");
+        assert!(!l.store(&s, "t"));
         assert_eq!(s.offsets.borrow().len(), 2);
     }
 

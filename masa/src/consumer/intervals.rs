@@ -1,16 +1,21 @@
 //! Stage 4, on the main thread while the consumer threads run: an interval row every `interval_s` (received,
-//! rejected, MB, assigned partitions, busy time, p99 latency), the control file re-read, and a report to the
-//! metrics topic (what an autoscaler and the experiment runner read); a last report, `leaving`, once the threads
-//! have committed.
+//! rejected, MB, assigned partitions, busy time, p99 latency), the control file re-read, a report to the metrics
+//! topic (what an autoscaler and the experiment runner read), and the group followed there ([`super::watch`]):
+//! a rejoin when a dead member strands partitions, the stop once the announced end of the stream is consumed. A
+//! last report, `leaving`, once the threads have committed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use pilot_core::contract::telemetry::{ConsumerReport, TelemetryWriter, REPORT_VERSION};
+use pilot_core::contract::telemetry::{
+    ConsumerReport, TelemetryReader, TelemetryWriter, REPORT_VERSION,
+};
 use rdkafka::consumer::Consumer;
 
 use super::control::apply_control;
 use super::group::{partition_offsets, GroupConsumer};
 use super::handler::Shared;
+use super::watch::GroupWatch;
+use super::worker::StopFlags;
 use crate::config::ConsumerPlan;
 use crate::processor::CostDial;
 use crate::report::ConsumerInterval;
@@ -67,6 +72,12 @@ pub(crate) fn interval_row(
     }
 }
 
+/// The metrics topic read back, and the group followed on it.
+pub(crate) struct Following {
+    pub reader: TelemetryReader,
+    pub watch: GroupWatch,
+}
+
 /// Interval rows, control file and reports to the metrics topic, for one consumer process.
 pub(crate) struct IntervalReporter<'a> {
     pub plan: &'a ConsumerPlan,
@@ -81,9 +92,11 @@ pub(crate) struct IntervalReporter<'a> {
     /// Counts at the last report (reports also go out with the last, leaving one).
     last_report: Counts,
     report_seq: u64,
-    /// What the control file did, each once.
+    /// What the control file and the group watch did, each once.
     pub control_notes: Vec<String>,
     pub telemetry_errors: Vec<String>,
+    /// The group on the metrics topic, where there is one.
+    pub following: Option<Following>,
 }
 
 impl<'a> IntervalReporter<'a> {
@@ -111,6 +124,7 @@ impl<'a> IntervalReporter<'a> {
             report_seq: 0,
             control_notes: Vec::new(),
             telemetry_errors: Vec::new(),
+            following: None,
         }
     }
 
@@ -140,6 +154,28 @@ impl<'a> IntervalReporter<'a> {
         self.apply_control();
         self.report(dt_s, false);
         r
+    }
+
+    /// Read the group's reports and notices; rejoin when partitions are stranded; raise the stream's end once the
+    /// group has consumed it.
+    pub fn follow_group(&mut self, now_ns: u64, flags: &StopFlags) {
+        let Some(f) = self.following.as_mut() else {
+            return;
+        };
+        let now_s = now_ns.saturating_sub(self.start_ns) as f64 / 1e9;
+        for r in f.reader.poll(std::time::Duration::ZERO) {
+            f.watch.add(r, now_s);
+        }
+        for e in f.reader.stream_ends.drain(..) {
+            f.watch.stream_end(e, now_s);
+        }
+        if let Some(why) = f.watch.rejoin(now_s) {
+            self.rejoin.fetch_add(1, Ordering::SeqCst);
+            self.control_notes.push(format!("{:.1} s: {why}", now_s));
+        }
+        if f.watch.stream_done() {
+            flags.stream_done.store(true, Ordering::Relaxed);
+        }
     }
 
     fn apply_control(&mut self) {

@@ -19,12 +19,14 @@ mod finish;
 mod group;
 mod handler;
 mod intervals;
+mod watch;
 mod worker;
 
 pub use control::{apply_control, Control, ControlError};
-pub use finish::merge_accounting;
+pub use finish::{died, merge_accounting, Died};
 pub use handler::{Handled, MessageHandler, Shared, ThreadOut};
-pub use worker::{StopFlags, StopRule};
+pub use watch::GroupWatch;
+pub use worker::{StopFlags, StopReason, StopRule};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -152,9 +154,20 @@ pub fn run(
     let processors = (0..plan.threads)
         .map(|t| processor_for(plan, &format!("{}-{t}", plan.consumer_id), &dial))
         .collect::<Result<Vec<_>, _>>()?;
-    // Reports to the metrics topic (the autoscaler's and the experiment runner's view of the group).
+    // Reports to the metrics topic (the autoscaler's and the experiment runner's view of the group); a default
+    // one that cannot be had is done without, with a note.
+    let mut unavailable = None;
     let telemetry = match &plan.metrics_topic {
-        Some(t) => Some(TelemetryWriter::new(conn, t)?),
+        Some(t) => match TelemetryWriter::new(conn, t) {
+            Ok(w) => Some(w),
+            Err(e) if plan.metrics_topic_implicit => {
+                unavailable = Some(format!(
+                    "metrics topic {t} not used ({e}): no reports, no group watch"
+                ));
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
         None => None,
     };
     let start_ns = clock.now_ns();
@@ -175,10 +188,11 @@ pub fn run(
         &rejoin,
         start_ns,
     );
-    let flags = StopFlags {
-        shutdown,
-        all: AtomicBool::new(false),
-    };
+    if telemetry.is_some() {
+        reporter.following = following(plan, conn, &clock)?;
+    }
+    reporter.control_notes.extend(unavailable);
+    let flags = StopFlags::new(shutdown);
     let run = Running {
         plan,
         clock: clock.as_ref(),
@@ -225,6 +239,36 @@ fn connect(plan: &ConsumerPlan, conn: &Connection) -> Result<Connection, Consume
         )
     })?;
     Ok(conn)
+}
+
+/// The metrics topic read back, where there is one: the group's reports (who holds what, who went silent) and
+/// the stream's end. A member silent for five report intervals (at least 3 s) is gone; its partitions may stay
+/// unheld for the session timeout and 2 s (a broker that expires members hands them on by then) before the
+/// survivors rejoin.
+fn following(
+    plan: &ConsumerPlan,
+    conn: &Connection,
+    clock: &Arc<dyn Clock>,
+) -> Result<Option<intervals::Following>, ConsumeError> {
+    let Some(topic) = &plan.metrics_topic else {
+        return Ok(None);
+    };
+    let reader = pilot_core::contract::telemetry::TelemetryReader::new(conn, topic)?;
+    let session_s = group::session_timeout_s(plan, conn);
+    let silent_s = (5.0 * plan.interval_s).max(3.0);
+    let started_unix_s = clock.now_ns() as f64 / 1e9;
+    // A report counts for the end once the statistics behind its high watermarks were refreshed after it.
+    let settle_s = (plan.interval_s * 1.0).clamp(0.1, 1.0) + 1.0;
+    Ok(Some(intervals::Following {
+        reader,
+        watch: GroupWatch::new(
+            &plan.group,
+            silent_s,
+            session_s + 2.0,
+            started_unix_s,
+            settle_s,
+        ),
+    }))
 }
 
 /// The summary and interval files of a run with a results directory.
@@ -310,7 +354,10 @@ impl Running<'_> {
                 self.start_ns,
                 pilot_core::contract::config::seconds_to_ns(self.plan.interval_s),
                 || handles.iter().all(|h| h.is_finished()),
-                |now| reporter.row(now),
+                |now| {
+                    reporter.follow_group(now, self.flags);
+                    reporter.row(now)
+                },
                 files.intervals(),
                 progress,
             );
@@ -365,6 +412,12 @@ impl Running<'_> {
                 telemetry_errors,
                 &totals,
             ),
+            stop_reason: self
+                .flags
+                .reason
+                .get()
+                .map(|r| r.as_str())
+                .unwrap_or("unknown"),
         };
         let summary = finish::summary(ending, &merged, &totals);
         files.write_summary(&summary)?;

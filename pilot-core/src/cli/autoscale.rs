@@ -107,11 +107,11 @@ fn job(pilots: &PilotService, a: &AutoscaleArgs, out: &mut dyn Write) -> Result<
         .duration_s
         .map(|d| (d / 60.0).ceil() as u32 + 5)
         .unwrap_or(record.plan.walltime_min);
-    if details.kafka().is_some_and(|k| k.distribution == "tansu") {
+    if details.kafka().is_some_and(|k| !k.serves_whole_batches()) {
         // See README "Elastic processing": the consumers that take over a partition start at its committed offset.
         writeln!(
             out,
-            "note: tansu 0.6.0 serves a fetch from inside a record batch from the next batch on, so a consumer that takes over a partition mid-batch skips the batch's rest; produce one message per batch (mass run --kafka batch.num.messages=1)"
+            "note: this tansu build serves a fetch from inside a record batch from the next batch on, so a consumer that takes over a partition mid-batch skips the batch's rest; produce one message per batch (mass run --kafka batch.num.messages=1), or use the default build (scripts/setup.sh)"
         )
         .map_err(io_out)?;
     }

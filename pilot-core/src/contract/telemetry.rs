@@ -64,6 +64,29 @@ pub struct ConsumerReport {
     pub leaving: bool,
 }
 
+/// The end of a stream, announced on the metrics topic once every producer has finished (by the experiment
+/// runner, or whoever knows): the consumers of `group` stop once the group has consumed everything the topic holds
+/// (`produced_msgs` of it, when known). Travels as `{"stream_end": {...}}` beside the reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamEnd {
+    pub version: u32,
+    pub group: String,
+    pub topic: String,
+    /// Messages the producers delivered to the topic (the sum of its end offsets, on a fresh topic); None when a
+    /// producer died without saying.
+    pub produced_msgs: Option<u64>,
+    /// Wall clock when the end was announced, ms since the epoch (an end older than a consumer is another
+    /// run's, and ignored).
+    pub time_unix_ms: u64,
+}
+
+/// A message on the metrics topic that is not a report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Notice {
+    StreamEnd(StreamEnd),
+}
+
 /// Where end offsets came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -130,6 +153,11 @@ impl GroupView {
         }
     }
 
+    /// The group followed.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
     /// Take one report, received at `now_s` (the caller's clock, seconds).
     pub fn add(&mut self, r: ConsumerReport, now_s: f64) {
         if r.version != REPORT_VERSION {
@@ -183,6 +211,11 @@ impl GroupView {
     /// The latest report of each consumer (stale and leaving ones included).
     pub fn reports(&self) -> impl Iterator<Item = &ConsumerReport> {
         self.latest.values().map(|(_, r)| r)
+    }
+
+    /// The latest report of each consumer with when it arrived (the caller's clock, seconds).
+    pub fn latest(&self) -> impl Iterator<Item = (f64, &ConsumerReport)> {
+        self.latest.values().map(|(at, r)| (*at, r))
     }
 
     /// The group's state at `now_s`.
@@ -344,6 +377,17 @@ impl TelemetryWriter {
         Ok(())
     }
 
+    /// Announce the end of the stream to the group's consumers (does not wait for the broker).
+    pub fn announce_end(&self, end: &StreamEnd) -> Result<()> {
+        let body =
+            serde_json::to_vec(&Notice::StreamEnd(end.clone())).expect("a notice serialises");
+        self.producer
+            .send(BaseRecord::to(&self.topic).payload(&body).key("stream-end"))
+            .map_err(|(e, _)| kafka_err(&self.conn, "announcing the stream's end", e))?;
+        self.producer.poll(Duration::ZERO);
+        Ok(())
+    }
+
     /// Wait for queued reports (the last one matters: it says the consumer left).
     pub fn flush(&self, timeout: Duration) -> Result<()> {
         self.producer
@@ -356,8 +400,10 @@ impl TelemetryWriter {
 /// other, and a late reader still sees the whole run).
 pub struct TelemetryReader {
     consumer: BaseConsumer,
-    /// Messages that were not reports, with why (counted, never fatal).
+    /// Messages that were neither reports nor notices, with why (counted, never fatal).
     pub malformed: Vec<String>,
+    /// Stream ends announced, in the order they came.
+    pub stream_ends: Vec<StreamEnd>,
 }
 
 impl TelemetryReader {
@@ -390,10 +436,12 @@ impl TelemetryReader {
         Ok(TelemetryReader {
             consumer,
             malformed: Vec::new(),
+            stream_ends: Vec::new(),
         })
     }
 
-    /// Every report that arrives within `wait` (returns early once the topic has nothing more right now).
+    /// Every report that arrives within `wait` (returns early once the topic has nothing more right now; a zero
+    /// `wait` takes what is there). Stream ends go to [`TelemetryReader::stream_ends`].
     pub fn poll(&mut self, wait: Duration) -> Vec<ConsumerReport> {
         let deadline = Instant::now() + wait;
         let mut out = Vec::new();
@@ -402,14 +450,17 @@ impl TelemetryReader {
             let step = if out.is_empty() { left } else { Duration::ZERO };
             match self.consumer.poll(step.min(Duration::from_millis(100))) {
                 Some(Ok(m)) => {
-                    match serde_json::from_slice::<ConsumerReport>(m.payload().unwrap_or_default())
-                    {
+                    let body = m.payload().unwrap_or_default();
+                    match serde_json::from_slice::<ConsumerReport>(body) {
                         Ok(r) => out.push(r),
-                        Err(e) => self.malformed.push(format!(
-                            "metrics message at partition {} offset {}: {e}",
-                            m.partition(),
-                            m.offset()
-                        )),
+                        Err(e) => match serde_json::from_slice::<Notice>(body) {
+                            Ok(Notice::StreamEnd(end)) => self.stream_ends.push(end),
+                            Err(_) => self.malformed.push(format!(
+                                "metrics message at partition {} offset {}: {e}",
+                                m.partition(),
+                                m.offset()
+                            )),
+                        },
                     }
                 }
                 Some(Err(e)) => self.malformed.push(format!("metrics topic: {e}")),

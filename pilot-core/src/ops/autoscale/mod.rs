@@ -232,6 +232,8 @@ pub struct Controller {
     view: GroupView,
     /// End offsets total at the previous decision, and when.
     prev: Option<(f64, i64)>,
+    /// End offsets total as reports came in since then, and when: the input rate's recent part.
+    samples: Vec<(f64, i64)>,
 }
 
 impl Controller {
@@ -241,12 +243,39 @@ impl Controller {
             view: GroupView::new(group, plan.report_timeout_s),
             plan: plan.clone(),
             prev: None,
+            samples: Vec::new(),
         }
     }
 
     /// Take a report received at `now_s`.
     pub fn observe(&mut self, r: ConsumerReport, now_s: f64) {
         self.view.add(r, now_s);
+        if self.samples.last().is_none_or(|s| now_s - s.0 >= 0.25) {
+            self.samples
+                .push((now_s, self.view.state(now_s).end_offsets_total));
+        }
+    }
+
+    /// The input rate since the previous decision; but where the rate over the interval's second half differs
+    /// from it by more than a quarter, that (the input changed within the interval: a step just after a
+    /// decision must not be sized by the average of before and after). None before a first look.
+    fn input_rate(&self, now_s: f64, total: i64) -> Option<f64> {
+        let (t0, e0) = self.prev?;
+        if now_s <= t0 {
+            return Some(0.0);
+        }
+        let full = (total - e0).max(0) as f64 / (now_s - t0);
+        let mid = t0 + (now_s - t0) / 2.0;
+        let recent = self
+            .samples
+            .iter()
+            .find(|s| s.0 >= mid)
+            .filter(|s| now_s - s.0 >= 1.5)
+            .map(|&(t, e)| (total - e).max(0) as f64 / (now_s - t));
+        Some(match recent {
+            Some(r) if (r - full).abs() > 0.25 * full.max(1.0) => r,
+            _ => full,
+        })
     }
 
     /// Reports refused (another format version).
@@ -271,14 +300,9 @@ impl Controller {
         let state = self.view.state(now_s);
         let (handled, busy) = self.view.take_work();
         let consumers = actuator.running();
-        let input = self.prev.map(|(t, total)| {
-            if now_s > t {
-                (state.end_offsets_total - total).max(0) as f64 / (now_s - t)
-            } else {
-                0.0
-            }
-        });
+        let input = self.input_rate(now_s, state.end_offsets_total);
         self.prev = Some((now_s, state.end_offsets_total));
+        self.samples.clear();
         let observation = Observation {
             time_s: now_s,
             input_msgs_per_s: input.unwrap_or(0.0),
@@ -791,10 +815,40 @@ mod tests {
             "tansu's ListOffsets 1 is ignored"
         );
         assert_eq!(row.true_rate_msgs_per_s, 100.0);
-        // (400 + 1500 / 30) / (100 x 0.8) = 5.6 -> 6.
-        assert_eq!((row.action, row.consumers_after), (Action::Up, 6));
-        assert_eq!(a.calls, vec![6]);
+        // max(400 / (100 x 0.8), (400 + 1500 / 30) / 100) = max(5, 4.5) = 5: five drain the lag in time.
+        assert_eq!((row.action, row.consumers_after), (Action::Up, 5));
+        assert_eq!(a.calls, vec![5]);
         assert_eq!(row.reporting_consumers, 1);
+    }
+
+    #[test]
+    fn a_step_within_the_interval_is_sized_by_the_rate_after_it() {
+        let plan = AutoscaleSettings::default().validate("t").unwrap();
+        let mut c = Controller::new(&plan, "g", 8);
+        let mut a = Counting {
+            n: 1,
+            calls: vec![],
+        };
+        c.observe(report("a", 0, 1000, 1000, 100, 1.0), 0.0);
+        c.decide(0.0, &BTreeMap::new(), &mut a).unwrap();
+        // 100 msg/s for 2 s, then 400 msg/s for 3 s: 1,400 in 5 s is 280 msg/s on average.
+        let mut high = 1000;
+        for k in 1..=20 {
+            let t = k as f64 * 0.25;
+            high += if t <= 2.0 { 25 } else { 100 };
+            c.observe(report("a", k, high, 1000 + 25 * k as i64, 5, 0.05), t);
+        }
+        let row = c.decide(5.0, &BTreeMap::new(), &mut a).unwrap();
+        assert!((row.input_msgs_per_s - 400.0).abs() < 1.0, "{row:?}");
+        // A steady rate keeps the whole interval's average.
+        let mut c = Controller::new(&plan, "g", 8);
+        c.observe(report("a", 0, 0, 0, 0, 0.0), 0.0);
+        c.decide(0.0, &BTreeMap::new(), &mut a).unwrap();
+        for k in 1..=20 {
+            c.observe(report("a", k, 50 * k as i64, 0, 0, 0.0), k as f64 * 0.25);
+        }
+        let row = c.decide(5.0, &BTreeMap::new(), &mut a).unwrap();
+        assert_eq!(row.input_msgs_per_s, 200.0);
     }
 
     #[test]

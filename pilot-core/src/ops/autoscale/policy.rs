@@ -2,11 +2,14 @@
 //!
 //! Every decision interval it is told the input rate, the lag, the work the consumers reported (messages handled
 //! and the seconds they were busy handling them) and how many consumers run. Like DS2 it measures each consumer's
-//! *true* rate (handled / busy seconds, so idle time does not hide capacity), and like Flink's autoscaler it sizes
-//! for the input plus draining the lag within a catch-up time, at a target utilisation:
+//! *true* rate (handled / busy seconds, so idle time does not hide capacity) and sizes for the input at a target
+//! utilisation. The lag is drained with what that leaves: only when the consumers the input needs could not
+//! drain it within the catch-up time, even at full speed, does the lag add consumers (as Flink's autoscaler adds
+//! lag / catch-up to the input, but at full utilisation, so the catch-up does not outlast the backlog and get
+//! taken back: an overshoot the next decisions would undo):
 //!
 //! ```text
-//! need = (input rate + lag / catch_up_s) / (true rate per consumer * target_utilisation)
+//! need = max(input / (rate * target_utilisation), (input + lag / catch_up_s) / rate)
 //! consumers = ceil(need - tolerance), within [min_consumers, min(max_consumers, partitions)]
 //! ```
 //!
@@ -146,9 +149,9 @@ impl Policy {
             _ => 0.0,
         };
         let rate = self.true_rate.unwrap_or(0.0);
+        let (input, lag) = (o.input_msgs_per_s.max(0.0), o.lag_msgs.max(0.0));
         let need = if rate > 0.0 {
-            (o.input_msgs_per_s.max(0.0) + o.lag_msgs.max(0.0) / c.catch_up_s)
-                / (rate * c.target_utilisation)
+            (input / (rate * c.target_utilisation)).max((input + lag / c.catch_up_s) / rate)
         } else {
             0.0
         };
@@ -185,11 +188,8 @@ impl Policy {
         }
         let target = c.consumers_for(need);
         let why = format!(
-            "need {need:.2} consumers: ({:.1} msg/s + {:.0} lag / {} s) / ({rate:.1} msg/s x {})",
-            o.input_msgs_per_s.max(0.0),
-            o.lag_msgs.max(0.0),
-            c.catch_up_s,
-            c.target_utilisation
+            "need {need:.2} consumers: max({input:.1} msg/s / ({rate:.1} msg/s x {}), ({input:.1} msg/s + {lag:.0} lag / {} s) / {rate:.1} msg/s)",
+            c.target_utilisation, c.catch_up_s,
         );
         if target > o.consumers {
             return self.change(d, target, why);
@@ -453,6 +453,103 @@ mod tests {
         });
         assert_eq!(d.action, Action::Hold);
         assert!(d.reason.contains("no processing measured"), "{}", d.reason);
+    }
+
+    /// The scaling changes after an input change at `from_s`, up to the next at `to_s`: at most two, all one way
+    /// (no overshoot taken back), ending within one of `optimum`.
+    fn converges(ds: &[Decision], from_s: f64, to_s: f64, optimum: u32, what: &str) {
+        let ch = changes(ds, from_s, to_s);
+        assert!(ch.len() <= 2, "{what}: {} decisions: {ch:#?}", ch.len());
+        assert_eq!(direction_changes(&ch), 0, "{what}: taken back: {ch:#?}");
+        let end = ds
+            .iter()
+            .rfind(|d| d.time_s <= to_s)
+            .unwrap()
+            .consumers_after;
+        assert!(
+            end.abs_diff(optimum) <= 1,
+            "{what}: ended at {end}, optimum {optimum}"
+        );
+    }
+
+    fn sim(rate_each: f64) -> Sim {
+        Sim {
+            rate_each,
+            dt: 5.0,
+            pause_s: 3.0,
+            noise: 0.05,
+            kills: vec![],
+        }
+    }
+
+    #[test]
+    fn steps_of_every_size_converge_in_two_decisions_without_taking_one_back() {
+        // Up and back down: 2x, 4x, 8x and 16x, and the profile that once took four (30 -> 150 -> 60 msg/s at
+        // 66.7 msg/s a consumer: 1 -> 3 -> 4 -> 3).
+        let cases = [
+            (100.0, 50.0, 100.0, 50.0),
+            (100.0, 50.0, 200.0, 50.0),
+            (100.0, 40.0, 320.0, 40.0),
+            (50.0, 20.0, 320.0, 20.0),
+            (66.7, 30.0, 150.0, 60.0),
+        ];
+        for (rate, lo, hi, back) in cases {
+            let input = |t: f64| {
+                if t < 60.0 {
+                    lo
+                } else if t < 200.0 {
+                    hi
+                } else {
+                    back
+                }
+            };
+            let mut p = Policy::new(PolicyConfig {
+                max_consumers: 32,
+                partitions: 32,
+                ..cfg()
+            });
+            let ds = sim(rate).run(&mut p, &input, 360.0);
+            let what = format!("{lo} -> {hi} -> {back} msg/s at {rate} msg/s each");
+            let opt = |r: f64| p.config().steady_consumers(r, rate);
+            converges(&ds, 60.0, 200.0, opt(hi), &format!("{what}, up"));
+            converges(&ds, 200.0, 360.0, opt(back), &format!("{what}, down"));
+        }
+    }
+
+    #[test]
+    fn a_ramp_is_followed_in_two_decisions() {
+        // 30 -> 150 msg/s over 60 s, then held.
+        let input = |t: f64| 30.0 + 120.0 * ((t - 60.0) / 60.0).clamp(0.0, 1.0);
+        let mut p = Policy::new(cfg());
+        let ds = sim(66.7).run(&mut p, &input, 300.0);
+        converges(
+            &ds,
+            60.0,
+            300.0,
+            p.config().steady_consumers(150.0, 66.7),
+            "ramp",
+        );
+    }
+
+    #[test]
+    fn a_sine_is_followed_in_two_decisions_per_swing() {
+        // 90 +- 60 msg/s, period 240 s: each rise and each fall is one swing.
+        let input = |t: f64| 90.0 - 60.0 * (2.0 * std::f64::consts::PI * t / 240.0).cos();
+        let mut p = Policy::new(cfg());
+        let ds = sim(66.7).run(&mut p, &input, 960.0);
+        for k in 1..4 {
+            let t = 240.0 * k as f64;
+            let rise = changes(&ds, t - 240.0, t - 120.0);
+            let fall = changes(&ds, t - 120.0, t);
+            assert!(
+                rise.len() <= 2 && rise.iter().all(|d| d.action == Action::Up),
+                "rise {k}: {rise:#?}"
+            );
+            assert!(
+                fall.len() <= 2 && fall.iter().all(|d| d.action == Action::Down),
+                "fall {k}: {fall:#?}"
+            );
+        }
     }
 
     #[test]

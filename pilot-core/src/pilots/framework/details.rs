@@ -102,6 +102,20 @@ pub struct KafkaDetails {
     pub partitions_per_node: u32,
     /// Recommended client properties.
     pub client: ClientProperties,
+    /// The tansu build the brokers run (None: another distribution, or a record from before builds were told).
+    #[serde(default)]
+    pub broker_build: Option<crate::pilots::framework::kafka::build::BrokerBuild>,
+}
+
+impl KafkaDetails {
+    /// Whether a consumer that takes over a partition mid-batch gets the rest of the batch: true but on tansu
+    /// builds with 0.6.0's defect (and records that do not say).
+    pub fn serves_whole_batches(&self) -> bool {
+        match &self.broker_build {
+            Some(b) => b.serves_whole_batches,
+            None => self.distribution != "tansu",
+        }
+    }
 }
 
 impl KafkaDetails {

@@ -11,6 +11,7 @@
 //! broker the pilot is responsible for, at the address the pilot reports.
 
 pub mod apache;
+pub mod build;
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -62,6 +63,7 @@ impl KafkaFramework {
                 internal_replication: None,
                 partitions_per_node: self.plan.partitions_per_node,
                 client: ClientProperties::for_distribution(name),
+                broker_build: None,
             },
         }
     }
@@ -137,6 +139,7 @@ impl Framework for KafkaFramework {
         let mut details = self.base_details(parent);
         match self.plan.distribution.clone() {
             Distribution::Tansu { binary } => {
+                details.broker_build = Some(build::identify(&binary)?);
                 if parent.is_none() {
                     let node = &alloc.nodes[0];
                     let node_dir = ctx.pilot_dir.join(&node.name);
