@@ -139,8 +139,9 @@ pub struct RawConfig {
     /// Stop after this long without a message or a group rebalance (counted from subscribing) [default: 10]
     #[arg(long)]
     pub idle_timeout_s: Option<f64>,
-    /// Stop this long after subscribing if no message came (a group may take a while to form before producers
-    /// start) [default: the idle timeout]
+    /// Stop this long after subscribing (or the group's last rebalance) if no message came (a group may take a
+    /// while to form before producers start); at least the session timeout, since a first join can take half
+    /// of it and a rebalance all of it [default: the idle timeout]
     #[arg(long)]
     pub start_timeout_s: Option<f64>,
     /// Messages produced, for the missing count
@@ -233,9 +234,9 @@ pub struct RawConfig {
     #[arg(long)]
     pub control_file: Option<PathBuf>,
     /// Store an offset for commit only once a checkpoint of the accounting (in the results directory, written
-    /// every 200 ms and before partitions are revoked) holds its message, so a consumer killed at any moment has
-    /// recorded every message it committed. Costs duplicates at rebalances (on tansu 0.6.0 some 25-64 of 2,120
-    /// in a scale-up-and-down run): experiment runs with faults turn it on [default: false]
+    /// every 200 ms and before partitions are revoked) holds its message, and commit it then, so a consumer
+    /// killed at any moment has recorded every message it committed: `masa merge` counts a killed consumer's
+    /// messages from its checkpoints [default: true with a results directory]
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub checkpoint_accounting: Option<bool>,
     /// Directory for this process's summary, intervals and accounting files

@@ -262,11 +262,20 @@ pub(crate) fn verdict(
         .filter(|t| t.role == Role::Consumer)
         .map(|t| t.to_string())
         .collect();
+    let broker_hit = faults
+        .events
+        .iter()
+        .any(|e| e.outcome == "applied" && e.target.starts_with("broker"));
     if t.duplicates > 0 && !consumers_hit.is_empty() {
         fault_notes.push(format!(
             "{} duplicates: messages the lost consumers {} handled after their last commit, delivered again to the partitions' next owners at the rebalance",
             t.duplicates,
             consumers_hit.join(", ")
+        ));
+    } else if t.duplicates > 0 && broker_hit {
+        fault_notes.push(format!(
+            "{} duplicates: messages handled while the broker was down whose commits it never took (the consumers' sessions ran out and the group rebalanced), delivered again after it",
+            t.duplicates
         ));
     } else if t.duplicates > 0 && point.layout.scaling != Scaling::Autoscaled {
         reasons.push(format!("{} duplicates", t.duplicates));

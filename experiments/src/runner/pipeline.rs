@@ -323,7 +323,11 @@ impl Processes<'_> {
                 // The faults' clock starts with the producers.
                 scope.spawn(|| self.faults(&faults_stop, &events));
                 let tasks = self.producers(&stop)?;
-                self.announce_end();
+                // Static consumers stop themselves at the stream's end; an autoscaled group is the
+                // controller's to stop once it has drained (a consumer that left on its own would be replaced).
+                if self.point.layout.scaling != Scaling::Autoscaled {
+                    self.announce_end();
+                }
                 Ok(tasks)
             });
             if producers.is_err() {

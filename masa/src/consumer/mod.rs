@@ -197,6 +197,7 @@ pub fn run(
         plan,
         clock: clock.as_ref(),
         start_ns,
+        session_s: group::session_timeout_s(plan, conn),
         start_utc: pilot_core::contract::clock::now_utc(),
         shared: &shared,
         group_clock: &group_clock,
@@ -305,6 +306,8 @@ struct Running<'a> {
     plan: &'a ConsumerPlan,
     clock: &'a dyn Clock,
     start_ns: u64,
+    /// The consumers' session timeout, s.
+    session_s: f64,
     start_utc: String,
     shared: &'a Shared,
     group_clock: &'a GroupClock,
@@ -323,7 +326,7 @@ impl Running<'_> {
         files: &mut ResultFiles,
         progress: &mut dyn FnMut(&ConsumerInterval),
     ) -> (Vec<Finished>, Vec<ConsumerInterval>) {
-        let rule = StopRule::new(self.plan, self.start_ns);
+        let rule = StopRule::new(self.plan, self.start_ns, self.session_s);
         let last_activity = &*self.group_clock.last_activity_ns;
         let shared = reporter.shared;
         std::thread::scope(|scope| {

@@ -61,14 +61,16 @@ pub struct StopRule {
 }
 
 impl StopRule {
-    /// The plan's rule for a run that started at `start_ns`.
-    pub fn new(plan: &ConsumerPlan, start_ns: u64) -> Self {
+    /// The plan's rule for a run that started at `start_ns`, its consumers' session timeout `session_s`: the
+    /// start timeout is at least that long, since a group's first join can take half a session timeout (the
+    /// default tansu build holds it that long) and a rebalance up to a whole one.
+    pub fn new(plan: &ConsumerPlan, start_ns: u64, session_s: f64) -> Self {
         use pilot_core::contract::config::seconds_to_ns;
         StopRule {
             messages: plan.messages,
             end_ns: plan.duration_s.map(|d| start_ns + seconds_to_ns(d)),
             idle_ns: seconds_to_ns(plan.idle_timeout_s),
-            start_timeout_ns: seconds_to_ns(plan.start_timeout_s),
+            start_timeout_ns: seconds_to_ns(plan.start_timeout_s.max(session_s)),
         }
     }
 

@@ -396,6 +396,11 @@ impl TelemetryWriter {
     }
 }
 
+/// Messages one [`TelemetryReader::poll`] takes at most.
+const MAX_POLLED: usize = 10_000;
+/// Malformed messages and errors a reader keeps the text of.
+const MAX_NOTES: usize = 100;
+
 /// Reads every report on a metrics topic from its beginning (no consumer group: readers do not disturb each
 /// other, and a late reader still sees the whole run).
 pub struct TelemetryReader {
@@ -445,17 +450,21 @@ impl TelemetryReader {
     pub fn poll(&mut self, wait: Duration) -> Vec<ConsumerReport> {
         let deadline = Instant::now() + wait;
         let mut out = Vec::new();
-        loop {
+        // Bounded whatever arrives: a caller on an interval thread must get its turn back (errors that repeat at
+        // once, or a topic that fills faster than it is read, never keep it here).
+        for _ in 0..MAX_POLLED {
             let left = deadline.saturating_duration_since(Instant::now());
             let step = if out.is_empty() { left } else { Duration::ZERO };
-            match self.consumer.poll(step.min(Duration::from_millis(100))) {
+            let got = self.consumer.poll(step.min(Duration::from_millis(100)));
+            let more = matches!(got, Some(Ok(_)));
+            match got {
                 Some(Ok(m)) => {
                     let body = m.payload().unwrap_or_default();
                     match serde_json::from_slice::<ConsumerReport>(body) {
                         Ok(r) => out.push(r),
                         Err(e) => match serde_json::from_slice::<Notice>(body) {
                             Ok(Notice::StreamEnd(end)) => self.stream_ends.push(end),
-                            Err(_) => self.malformed.push(format!(
+                            Err(_) => self.note(format!(
                                 "metrics message at partition {} offset {}: {e}",
                                 m.partition(),
                                 m.offset()
@@ -463,10 +472,20 @@ impl TelemetryReader {
                         },
                     }
                 }
-                Some(Err(e)) => self.malformed.push(format!("metrics topic: {e}")),
-                None if !out.is_empty() || Instant::now() >= deadline => return out,
+                Some(Err(e)) => self.note(format!("metrics topic: {e}")),
                 None => {}
             }
+            if !more && (!out.is_empty() || Instant::now() >= deadline) {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Keep what went wrong (the first [`MAX_NOTES`], then a count).
+    fn note(&mut self, what: String) {
+        if self.malformed.len() < MAX_NOTES {
+            self.malformed.push(what);
         }
     }
 }

@@ -23,6 +23,10 @@ use crate::pilots::framework::details::NodeRole;
 use crate::pilots::process::{LaunchSpec, ManagedChild};
 use crate::pilots::record::{NodeInfo, PilotDetails};
 
+/// How long a task stopped early gets between SIGTERM and SIGKILL: a consumer commits, says it leaves and writes
+/// its records, which takes about a second, and longer on a loaded machine.
+pub const TASK_STOP_GRACE: Duration = Duration::from_secs(20);
+
 /// The Dask driver (see the module documentation).
 const DASK_DRIVER: &str = include_str!("framework/dask_exec.py");
 
@@ -147,7 +151,7 @@ fn plan(
 }
 
 /// Start `processes_per_node` copies of `command` on the selected nodes and wait for all of them: up to
-/// `timeout`, or until `stop()` says so (then they are ended, SIGTERM and SIGKILL after 5 s). On a Dask pilot the
+/// `timeout`, or until `stop()` says so (then they are ended, SIGTERM and SIGKILL after [`TASK_STOP_GRACE`]). On a Dask pilot the
 /// copies run as Dask tasks on the workers of their nodes.
 pub fn run(
     details: &PilotDetails,
@@ -252,7 +256,7 @@ pub fn run_observed(
             }
             for (r, c) in running.iter_mut() {
                 if r.status.is_none() {
-                    c.terminate(Duration::from_secs(5));
+                    c.terminate(TASK_STOP_GRACE);
                     // Ended by us: reported without a status.
                     r.status = None;
                 }
