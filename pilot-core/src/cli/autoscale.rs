@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::io_out;
+use super::output::io_out;
 use crate::contract::client::Connection;
 use crate::contract::config::Settings;
 use crate::error::{PilotError, Result};

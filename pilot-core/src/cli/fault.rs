@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::sync::atomic::Ordering;
 
-use super::io_out;
+use super::output::io_out;
 use crate::error::{PilotError, Result};
 use crate::ops::fault::{Fault, FaultAction, RawFault, Registry, Role};
 use crate::pilots::api::PilotService;

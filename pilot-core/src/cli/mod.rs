@@ -14,15 +14,17 @@ use clap::{Args, Parser, Subcommand};
 
 mod autoscale;
 mod fault;
+mod output;
 mod pilots;
 mod show;
 mod smoke;
 
 pub use autoscale::AutoscaleArgs;
 pub use fault::FaultArgs;
+pub use pilots::TopicAction;
 pub use show::print_details;
 
-use crate::error::{PilotError, Result};
+use crate::error::Result;
 use crate::pilots::api::{default_workdir, PilotService};
 use crate::pilots::description::{FrameworkKind, PilotPlan, RawDescription, RawKafka, RawLocal};
 use crate::pilots::lifecycle;
@@ -149,23 +151,6 @@ pub enum Command {
     /// (internal) Manage a registered pilot until stopped
     #[command(hide = true)]
     Agent { id: String },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum TopicAction {
-    /// Create a topic (default partitions: partitions per node x broker nodes)
-    Create {
-        id: String,
-        name: String,
-        #[arg(long)]
-        partitions: Option<u32>,
-        #[arg(long, default_value_t = 1)]
-        replication: u32,
-    },
-    /// Delete a topic
-    Delete { id: String, name: String },
-    /// Print a topic's partitions and leaders
-    Describe { id: String, name: String },
 }
 
 /// A pilot description from a file and/or flags (flags win).
@@ -344,8 +329,4 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         Command::Fault(f) => fault::fault(&pilots, f, out),
         Command::Agent { id } => lifecycle::run_agent(pilots.store(), &id),
     }
-}
-
-fn io_out(e: std::io::Error) -> PilotError {
-    PilotError::io("writing", "standard output", e)
 }

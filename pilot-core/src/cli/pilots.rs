@@ -5,8 +5,10 @@ use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use clap::Subcommand;
+
+use super::output::io_out;
 use super::show::print_details;
-use super::{io_out, TopicAction};
 use crate::error::{PilotError, Result};
 use crate::pilots::api::PilotService;
 use crate::pilots::description::PilotPlan;
@@ -160,4 +162,21 @@ pub fn topic(pilots: &PilotService, action: TopicAction, out: &mut dyn Write) ->
             Ok(())
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicAction {
+    /// Create a topic (default partitions: partitions per node x broker nodes)
+    Create {
+        id: String,
+        name: String,
+        #[arg(long)]
+        partitions: Option<u32>,
+        #[arg(long, default_value_t = 1)]
+        replication: u32,
+    },
+    /// Delete a topic
+    Delete { id: String, name: String },
+    /// Print a topic's partitions and leaders
+    Describe { id: String, name: String },
 }

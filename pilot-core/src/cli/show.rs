@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use super::io_out;
+use super::output::io_out;
 use crate::error::Result;
 use crate::pilots::api::PilotService;
 use crate::pilots::framework::details::{FrameworkDetails, KafkaDetails};

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::sync::atomic::Ordering;
 
-use super::io_out;
+use super::output::io_out;
 use crate::error::{PilotError, Result};
 use crate::pilots::pilot::{backend_for, Pilot};
 
