@@ -643,7 +643,9 @@ impl RawConfig {
             snapshot_every_windows: self.snapshot_every_windows,
         };
         if let Some(h) = self.half_life {
-            cfg = cfg.with_half_life(h).map_err(|m| err("half_life", m))?;
+            cfg = cfg
+                .with_half_life(h)
+                .map_err(|e| err("half_life", e.to_string()))?;
         }
         Ok(cfg)
     }

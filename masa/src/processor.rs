@@ -20,15 +20,43 @@ pub struct WindowOutput {
     pub score: f64,
 }
 
+/// Why a processor refused a message, could not be built, or could not do its work.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProcessError {
+    /// The message is not what this processor takes (its payload kind, shape or values): it is rejected with
+    /// this reason, counted, and the run goes on.
+    #[error("{0}")]
+    Rejected(String),
+    /// The processor's settings cannot be used.
+    #[error("{0}")]
+    Config(String),
+    /// A window could not be processed.
+    #[error("{0}")]
+    Failed(String),
+    /// What the processor keeps could not be written.
+    #[error("{}: {message}", path.display())]
+    Output { path: PathBuf, message: String },
+}
+
+impl ProcessError {
+    /// An output file that could not be written.
+    pub fn output(path: &Path, e: impl std::fmt::Display) -> Self {
+        ProcessError::Output {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+    }
+}
+
 /// A window processor.
 pub trait Processor: Send {
     fn name(&self) -> &'static str;
-    /// Take a message into the open window; `Err(reason)` rejects it.
-    fn add(&mut self, payload: &Payload<'_>) -> Result<(), String>;
+    /// Take a message into the open window; `Err` (a [`ProcessError::Rejected`]) rejects it.
+    fn add(&mut self, payload: &Payload<'_>) -> Result<(), ProcessError>;
     /// Process and clear the open window.
-    fn process(&mut self) -> Result<WindowOutput, String>;
+    fn process(&mut self) -> Result<WindowOutput, ProcessError>;
     /// End of run: write what the processor keeps (to `dir` when given).
-    fn finish(&mut self, _dir: Option<&Path>) -> Result<(), String> {
+    fn finish(&mut self, _dir: Option<&Path>) -> Result<(), ProcessError> {
         Ok(())
     }
     /// What the processor had to assume about its input (a scan without flat fields), for the run's summary.
@@ -38,15 +66,15 @@ pub trait Processor: Send {
 }
 
 /// Points a processor can use: at least one point of at least one coordinate, whole points, finite values.
-pub fn check_points(values: &[f64], dims: usize) -> Result<usize, String> {
+pub fn check_points(values: &[f64], dims: usize) -> Result<usize, ProcessError> {
     if dims == 0 || values.is_empty() || !values.len().is_multiple_of(dims) {
-        return Err(format!(
+        return Err(ProcessError::Rejected(format!(
             "{} values are not whole points of {dims} dimensions",
             values.len()
-        ));
+        )));
     }
     if let Some(v) = values.iter().find(|v| !v.is_finite()) {
-        return Err(format!("a coordinate of {v}"));
+        return Err(ProcessError::Rejected(format!("a coordinate of {v}")));
     }
     Ok(values.len() / dims)
 }
@@ -174,15 +202,15 @@ impl Processor for CostProcessor {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
-    fn add(&mut self, payload: &Payload<'_>) -> Result<(), String> {
+    fn add(&mut self, payload: &Payload<'_>) -> Result<(), ProcessError> {
         self.inner.add(payload)?;
         self.dial.spend();
         Ok(())
     }
-    fn process(&mut self) -> Result<WindowOutput, String> {
+    fn process(&mut self) -> Result<WindowOutput, ProcessError> {
         self.inner.process()
     }
-    fn finish(&mut self, dir: Option<&Path>) -> Result<(), String> {
+    fn finish(&mut self, dir: Option<&Path>) -> Result<(), ProcessError> {
         self.inner.finish(dir)
     }
     fn notes(&self) -> Vec<String> {
@@ -201,7 +229,7 @@ impl Processor for NoneProcessor {
     fn name(&self) -> &'static str {
         "none"
     }
-    fn add(&mut self, payload: &Payload<'_>) -> Result<(), String> {
+    fn add(&mut self, payload: &Payload<'_>) -> Result<(), ProcessError> {
         let items = match payload {
             Payload::Points { values, dims } => values.len().checked_div(*dims).unwrap_or(0) as u64,
             Payload::Projections(p) => p.rows as u64,
@@ -211,7 +239,7 @@ impl Processor for NoneProcessor {
         self.items += items;
         Ok(())
     }
-    fn process(&mut self) -> Result<WindowOutput, String> {
+    fn process(&mut self) -> Result<WindowOutput, ProcessError> {
         let out = WindowOutput {
             messages: self.messages,
             items: self.items,
@@ -260,8 +288,8 @@ impl KMeansConfig {
     }
 
     /// Decay from a half-life instead.
-    pub fn with_half_life(mut self, h: f64) -> Result<Self, String> {
-        self.decay = decay_for_half_life(h).map_err(|e| e.to_string())?;
+    pub fn with_half_life(mut self, h: f64) -> Result<Self, ProcessError> {
+        self.decay = decay_for_half_life(h).map_err(|e| ProcessError::Config(e.to_string()))?;
         Ok(self)
     }
 }
@@ -279,9 +307,9 @@ pub struct KMeansProcessor {
 }
 
 impl KMeansProcessor {
-    pub fn new(cfg: KMeansConfig) -> Result<Self, String> {
+    pub fn new(cfg: KMeansConfig) -> Result<Self, ProcessError> {
         if cfg.k == 0 {
-            return Err("k must be at least 1".into());
+            return Err(ProcessError::Config("k must be at least 1".into()));
         }
         let (model, dims) = match &cfg.init {
             KMeansInit::Given {
@@ -297,7 +325,7 @@ impl KMeansProcessor {
                         cfg.decay,
                         cfg.time_unit,
                     )
-                    .map_err(|e| e.to_string())?,
+                    .map_err(|e| ProcessError::Config(e.to_string()))?,
                 ),
                 Some(*dims),
             ),
@@ -340,16 +368,18 @@ impl Processor for KMeansProcessor {
         "kmeans"
     }
 
-    fn add(&mut self, payload: &Payload<'_>) -> Result<(), String> {
+    fn add(&mut self, payload: &Payload<'_>) -> Result<(), ProcessError> {
         let Payload::Points { values, dims } = payload else {
-            return Err("kmeans needs points".into());
+            return Err(ProcessError::Rejected("kmeans needs points".into()));
         };
         // Nothing changes unless the whole message is usable: a bad first message must not fix the model's
         // dimensions, a NaN must not poison its centres.
         check_points(values, *dims)?;
         if let Some(d) = self.dims {
             if d != *dims {
-                return Err(format!("points of {dims} dims, model has {d}"));
+                return Err(ProcessError::Rejected(format!(
+                    "points of {dims} dims, model has {d}"
+                )));
             }
         }
         self.dims = Some(*dims);
@@ -358,7 +388,7 @@ impl Processor for KMeansProcessor {
         Ok(())
     }
 
-    fn process(&mut self) -> Result<WindowOutput, String> {
+    fn process(&mut self) -> Result<WindowOutput, ProcessError> {
         let dims = match self.dims {
             Some(d) => d,
             None => return Ok(WindowOutput::default()),
@@ -376,16 +406,17 @@ impl Processor for KMeansProcessor {
                     self.cfg.decay,
                     self.cfg.time_unit,
                 )
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| ProcessError::Failed(e.to_string()))?,
             );
         }
         let model = self.model.as_mut().expect("built above");
         let n = self.batch.len() / dims;
         let out = if n > 0 {
-            let st = model.update(&self.batch).map_err(|e| e.to_string())?;
+            let failed = |e: crate::kmeans::KMeansError| ProcessError::Failed(e.to_string());
+            let st = model.update(&self.batch).map_err(failed)?;
             model
                 .assign(&self.batch, &mut self.labels)
-                .map_err(|e| e.to_string())?;
+                .map_err(failed)?;
             WindowOutput {
                 messages: self.messages,
                 items: n as u64,
@@ -407,13 +438,13 @@ impl Processor for KMeansProcessor {
         Ok(out)
     }
 
-    fn finish(&mut self, dir: Option<&Path>) -> Result<(), String> {
+    fn finish(&mut self, dir: Option<&Path>) -> Result<(), ProcessError> {
         self.snapshot();
         if let Some(d) = dir {
             let p = Self::snapshot_path(d);
-            let mut f = std::fs::File::create(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let mut f = std::fs::File::create(&p).map_err(|e| ProcessError::output(&p, e))?;
             for line in &self.snapshots {
-                writeln!(f, "{line}").map_err(|e| format!("{}: {e}", p.display()))?;
+                writeln!(f, "{line}").map_err(|e| ProcessError::output(&p, e))?;
             }
         }
         Ok(())

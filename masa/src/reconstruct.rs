@@ -32,7 +32,7 @@ use pilot_core::contract::aps::{paper_theta_rad, AngleSource, ImageReader, Theta
 use rayon::prelude::*;
 
 use crate::decode::Payload;
-use crate::processor::{Processor, WindowOutput};
+use crate::processor::{ProcessError, Processor, WindowOutput};
 use crate::tomo::center::{CenterSearch, CenterSearchSettings};
 use crate::tomo::filter::FilterKind;
 use crate::tomo::gridrec::{GridRecPlan, GridRecWork};
@@ -206,12 +206,14 @@ pub struct TomoProcessor {
 
 impl TomoProcessor {
     /// `label` names the output files (unique per consumer thread).
-    pub fn new(cfg: TomoConfig, label: &str) -> Result<Self, String> {
+    pub fn new(cfg: TomoConfig, label: &str) -> Result<Self, ProcessError> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(cfg.threads)
             .thread_name(|i| format!("masa-tomo-{i}"))
             .build()
-            .map_err(|e| format!("starting the reconstruction threads: {e}"))?;
+            .map_err(|e| {
+                ProcessError::Config(format!("starting the reconstruction threads: {e}"))
+            })?;
         let images = ImageReader::new(std::time::Duration::from_secs_f64(cfg.hdf5_timeout_s));
         Ok(TomoProcessor {
             cfg,
@@ -238,7 +240,7 @@ impl TomoProcessor {
     }
 
     /// A geometry for `angles x cols` with the current angles: plans, per-thread buffers, the centre search.
-    fn build_geometry(&self, angles: usize, cols: usize) -> Result<Geometry, String> {
+    fn build_geometry(&self, angles: usize, cols: usize) -> Result<Geometry, ProcessError> {
         let threads = self.pool.current_num_threads();
         let search = match self.cfg.center {
             CenterPolicy::Auto { range_px, .. } => Some(
@@ -248,13 +250,13 @@ impl TomoProcessor {
                     CenterSearchSettings { range_px },
                     threads,
                 )
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| ProcessError::Rejected(e.to_string()))?,
             ),
             CenterPolicy::Fixed(c) => {
                 if c >= cols as f64 {
-                    return Err(format!(
+                    return Err(ProcessError::Rejected(format!(
                         "center_px {c} lies beyond the {cols}-column detector"
-                    ));
+                    )));
                 }
                 None
             }
@@ -306,42 +308,42 @@ impl TomoProcessor {
     }
 
     /// Everything a block must satisfy before it may touch the processor's state.
-    fn check_block(&self, b: &Block) -> Result<(), String> {
+    fn check_block(&self, b: &Block) -> Result<(), ProcessError> {
         let (angles, rows, cols) = b.dims;
         if angles < 2 || cols < 8 || rows == 0 {
-            return Err(format!(
+            return Err(ProcessError::Rejected(format!(
                 "{angles} angles x {rows} rows x {cols} columns is too small to reconstruct (at least 2 x 1 x 8)"
-            ));
+            )));
         }
         if cols > MAX_COLS {
-            return Err(format!(
+            return Err(ProcessError::Rejected(format!(
                 "{cols} detector columns: at most {MAX_COLS} are reconstructed"
-            ));
+            )));
         }
         if matches!(self.cfg.algorithm, Algorithm::Mlem { .. }) && cols > crate::tomo::mlem::MAX_N {
-            return Err(format!(
+            return Err(ProcessError::Rejected(format!(
                 "{cols} detector columns: ML-EM reconstructs at most {}",
                 crate::tomo::mlem::MAX_N
-            ));
+            )));
         }
         let want = angles.checked_mul(rows).and_then(|x| x.checked_mul(cols));
         if want != Some(b.data.len()) || b.flat.len() != rows * cols || b.dark.len() != rows * cols
         {
-            return Err(format!(
+            return Err(ProcessError::Rejected(format!(
                 "a block of {angles} x {rows} x {cols} holds {} counts, {} flat and {} dark values",
                 b.data.len(),
                 b.flat.len(),
                 b.dark.len()
-            ));
+            )));
         }
         if self.theta.len() != angles {
-            return Err(format!(
+            return Err(ProcessError::Rejected(format!(
                 "{} angles for {angles} projections",
                 self.theta.len()
-            ));
+            )));
         }
         if let Some(t) = self.theta.iter().find(|t| !t.is_finite()) {
-            return Err(format!("an angle of {t}"));
+            return Err(ProcessError::Rejected(format!("an angle of {t}")));
         }
         for (what, v) in [
             ("counts", b.data),
@@ -349,13 +351,13 @@ impl TomoProcessor {
             ("dark field", b.dark),
         ] {
             if let Some(x) = v.iter().find(|x| !x.is_finite()) {
-                return Err(format!("{what} hold {x}"));
+                return Err(ProcessError::Rejected(format!("{what} hold {x}")));
             }
         }
         Ok(())
     }
 
-    fn add_block(&mut self, b: Block) -> Result<(), String> {
+    fn add_block(&mut self, b: Block) -> Result<(), ProcessError> {
         let (angles, rows, cols) = b.dims;
         if self.cfg.angles == AngleSource::Paper {
             self.theta = paper_theta_rad(angles);
@@ -521,7 +523,7 @@ impl TomoProcessor {
     }
 
     /// Append the reconstructed slices to their files (one per slice size).
-    fn write(&mut self, dir: &Path) -> Result<(), String> {
+    fn write(&mut self, dir: &Path) -> Result<(), ProcessError> {
         let mut sizes: Vec<usize> = self.done.iter().map(|s| s.n).collect();
         sizes.dedup();
         for n in sizes {
@@ -533,9 +535,10 @@ impl TomoProcessor {
                     } else {
                         format!("recon-{}-{n}px.h5", self.label)
                     };
+                    let path = dir.join(name);
                     self.writers.push(
-                        pilot_core::contract::aps::ReconFile::create(&dir.join(name), n)
-                            .map_err(|e| e.to_string())?,
+                        pilot_core::contract::aps::ReconFile::create(&path, n)
+                            .map_err(|e| ProcessError::output(&path, e))?,
                     );
                     self.writers.len() - 1
                 }
@@ -547,14 +550,14 @@ impl TomoProcessor {
                         .filter(|s| s.n == n)
                         .map(|s| (s.image.as_slice(), s.row, s.center)),
                 )
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| ProcessError::Failed(format!("writing slices: {e}")))?;
         }
         Ok(())
     }
 }
 
 /// An 8-bit grey PNG of an `n x n` image, scaled from its 0.5th to 99.5th percentile.
-pub fn write_png(path: &Path, img: &[f32], n: usize) -> Result<(), String> {
+pub fn write_png(path: &Path, img: &[f32], n: usize) -> Result<(), ProcessError> {
     let mut sorted: Vec<f32> = img.iter().copied().filter(|v| v.is_finite()).collect();
     sorted.sort_by(f32::total_cmp);
     let (lo, hi) = if sorted.is_empty() {
@@ -568,13 +571,13 @@ pub fn write_png(path: &Path, img: &[f32], n: usize) -> Result<(), String> {
         .iter()
         .map(|&v| (((v - lo) / span).clamp(0.0, 1.0) * 255.0).round() as u8)
         .collect();
-    let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let file = std::fs::File::create(path).map_err(|e| ProcessError::output(path, e))?;
     let mut enc = png::Encoder::new(std::io::BufWriter::new(file), n as u32, n as u32);
     enc.set_color(png::ColorType::Grayscale);
     enc.set_depth(png::BitDepth::Eight);
     enc.write_header()
         .and_then(|mut w| w.write_image_data(&bytes))
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|e| ProcessError::output(path, e))
 }
 
 impl Processor for TomoProcessor {
@@ -585,13 +588,15 @@ impl Processor for TomoProcessor {
         }
     }
 
-    fn add(&mut self, payload: &Payload<'_>) -> Result<(), String> {
+    fn add(&mut self, payload: &Payload<'_>) -> Result<(), ProcessError> {
+        let rejected =
+            |e: pilot_core::contract::aps::ApsError| ProcessError::Rejected(e.to_string());
         match payload {
             Payload::Hdf5File(bytes) => {
-                let scan = self.images.read(bytes).map_err(|e| e.to_string())?;
+                let scan = self.images.read(bytes).map_err(rejected)?;
                 let [a, r, c] = scan.data.dims;
                 self.theta = match self.cfg.angles {
-                    AngleSource::File => scan.theta_rad(self.cfg.theta_units)?,
+                    AngleSource::File => scan.theta_rad(self.cfg.theta_units).map_err(rejected)?,
                     AngleSource::Paper => paper_theta_rad(a),
                 };
                 let fields = scan.fields(self.cfg.open_beam_counts);
@@ -616,18 +621,18 @@ impl Processor for TomoProcessor {
                     first_row: p.first_row,
                 })
             }
-            Payload::Points { .. } => Err(format!(
+            Payload::Points { .. } => Err(ProcessError::Rejected(format!(
                 "{} needs projections or an HDF5 file, got points",
                 self.name()
-            )),
-            Payload::Bytes { .. } => Err(format!(
+            ))),
+            Payload::Bytes { .. } => Err(ProcessError::Rejected(format!(
                 "{} needs projections or an HDF5 file, got opaque bytes",
                 self.name()
-            )),
+            ))),
         }
     }
 
-    fn process(&mut self) -> Result<WindowOutput, String> {
+    fn process(&mut self) -> Result<WindowOutput, ProcessError> {
         self.reconstruct_queue();
         let out = WindowOutput {
             messages: self.messages,
@@ -648,13 +653,13 @@ impl Processor for TomoProcessor {
         written.map(|()| out)
     }
 
-    fn finish(&mut self, _dir: Option<&Path>) -> Result<(), String> {
+    fn finish(&mut self, _dir: Option<&Path>) -> Result<(), ProcessError> {
         let dir = self.cfg.output_dir.as_deref();
         if !self.queue.is_empty() || !self.done.is_empty() {
-            return Err(format!(
+            return Err(ProcessError::Failed(format!(
                 "{} slices were queued but never reconstructed",
                 self.queue.len() + self.done.len()
-            ));
+            )));
         }
         if let (Some(dir), true, Some((n, img))) = (dir, self.cfg.preview_png, &self.preview) {
             write_png(&dir.join(format!("recon-{}.png", self.label)), img, *n)?;

@@ -156,7 +156,8 @@ fn the_phantom_file_and_its_projection_blocks_reconstruct_alike_and_well() {
             values: &[1.0, 2.0],
             dims: 2,
         })
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("needs projections or an HDF5 file"), "{err}");
 }
 
@@ -233,7 +234,7 @@ fn mlem_refuses_a_detector_wider_than_its_projector_takes() {
         if taken {
             got.unwrap();
         } else {
-            let err = got.unwrap_err();
+            let err = got.unwrap_err().to_string();
             assert!(err.contains("ML-EM reconstructs at most 4090"), "{err}");
         }
     }

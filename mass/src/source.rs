@@ -429,7 +429,8 @@ impl TemplateSource {
         }
         let theta: Vec<f32> = match plan.angles {
             AngleSource::File => scan
-                .theta_rad(plan.theta_units)?
+                .theta_rad(plan.theta_units)
+                .map_err(|e| e.to_string())?
                 .into_iter()
                 .map(|t| t as f32)
                 .collect(),

@@ -203,7 +203,7 @@ impl<'a> MessageHandler<'a> {
                 out.items += items;
                 out.last_score = score;
             }
-            Err(e) => out.errors.push(e),
+            Err(e) => out.errors.push(e.to_string()),
         }
         let t1 = now();
         // Processing messages is activity: a window that takes longer than the idle timeout must not end the run

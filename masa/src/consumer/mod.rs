@@ -61,7 +61,7 @@ pub enum ConsumeError {
         message: String,
     },
     #[error("processor: {0}")]
-    Processor(String),
+    Processor(#[from] crate::processor::ProcessError),
     #[error("{path}: {message}")]
     Io { path: PathBuf, message: String },
 }
@@ -90,13 +90,10 @@ pub fn make_processor(
 ) -> Result<Box<dyn Processor>, ConsumeError> {
     Ok(match plan {
         ProcessorPlan::None => Box::new(NoneProcessor::default()),
-        ProcessorPlan::KMeans(cfg) => {
-            Box::new(KMeansProcessor::new(cfg.clone()).map_err(ConsumeError::Processor)?)
+        ProcessorPlan::KMeans(cfg) => Box::new(KMeansProcessor::new(cfg.clone())?),
+        ProcessorPlan::Tomo(cfg) => {
+            Box::new(crate::reconstruct::TomoProcessor::new(cfg.clone(), label)?)
         }
-        ProcessorPlan::Tomo(cfg) => Box::new(
-            crate::reconstruct::TomoProcessor::new(cfg.clone(), label)
-                .map_err(ConsumeError::Processor)?,
-        ),
     })
 }
 

@@ -132,6 +132,9 @@ pub enum ApsError {
     },
     #[error("{path}: {message}")]
     Layout { path: PathBuf, message: String },
+    /// A scan in memory whose parts do not fit together (shapes, angles).
+    #[error("{0}")]
+    Scan(String),
 }
 
 const DATA: &str = "exchange/data";
@@ -287,35 +290,38 @@ impl ApsScan {
             theta,
             theta_units,
         };
-        scan.check().map_err(|message| ApsError::Layout {
+        scan.check().map_err(|e| ApsError::Layout {
             path: path.to_path_buf(),
-            message,
+            message: e.to_string(),
         })?;
         Ok(scan)
     }
 
     /// Consistency of shapes: flats/darks (where present) match the detector, one angle per projection.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), ApsError> {
         let [a, r, c] = self.data.dims;
         if a == 0 || r == 0 || c == 0 || self.data.values.len() != a * r * c {
-            return Err(format!("/exchange/data is {:?}: empty", self.data.dims));
+            return Err(ApsError::Scan(format!(
+                "/exchange/data is {:?}: empty",
+                self.data.dims
+            )));
         }
         for (name, v) in [("data_white", &self.white), ("data_dark", &self.dark)] {
             if let Some(v) = v {
                 if v.dims[1] != r || v.dims[2] != c || v.dims[0] == 0 {
-                    return Err(format!(
+                    return Err(ApsError::Scan(format!(
                         "/exchange/{name} is {:?}, detector is {r}x{c}",
                         v.dims
-                    ));
+                    )));
                 }
             }
         }
         if let Some(t) = &self.theta {
             if t.len() != a {
-                return Err(format!(
+                return Err(ApsError::Scan(format!(
                     "{} angles in /exchange/theta for {a} projections",
                     t.len()
-                ));
+                )));
             }
         }
         Ok(())
@@ -324,7 +330,11 @@ impl ApsScan {
     /// The angles in radians, read as `units` says (`Auto`: the file's `units` attribute, else the range). A
     /// range that fits neither unit, non-finite angles or an attribute naming another unit are errors; so is a
     /// file without `/exchange/theta` (use the paper's convention, [`paper_theta_rad`], for such files).
-    pub fn theta_rad(&self, units: ThetaUnits) -> Result<Vec<f64>, String> {
+    pub fn theta_rad(&self, units: ThetaUnits) -> Result<Vec<f64>, ApsError> {
+        self.theta_rad_text(units).map_err(ApsError::Scan)
+    }
+
+    fn theta_rad_text(&self, units: ThetaUnits) -> Result<Vec<f64>, String> {
         let theta = self.theta.as_ref().ok_or(
             "the file has no /exchange/theta: give the angles another way (MASA: angles = \"paper\")",
         )?;
@@ -439,9 +449,9 @@ impl ApsScan {
 
     /// Write a Data Exchange file (with the axes and units attributes tooth.h5 has); absent fields are left out.
     pub fn write(&self, path: &Path) -> Result<(), ApsError> {
-        self.check().map_err(|message| ApsError::Layout {
+        self.check().map_err(|e| ApsError::Layout {
             path: path.to_path_buf(),
-            message,
+            message: e.to_string(),
         })?;
         let e = h5err("writing", path);
         let file = create_unlocked(path).map_err(&e)?;
@@ -1236,7 +1246,7 @@ mod tests {
         let given = scan.fields(Some(1200.0));
         assert_eq!(given.flat, vec![1200.0; 50]);
         assert!(given.notes[1].contains("as given"), "{:?}", given.notes);
-        let e = scan.theta_rad(ThetaUnits::Auto).unwrap_err();
+        let e = scan.theta_rad(ThetaUnits::Auto).unwrap_err().to_string();
         assert!(e.contains("no /exchange/theta"), "{e}");
     }
 
@@ -1281,22 +1291,26 @@ mod tests {
         // Ranges that fit neither unit, or not the one named, are refused.
         let e = small(Some(deg.clone()), Some("radians"))
             .theta_rad(ThetaUnits::Auto)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("more than a full turn in radians") && e.contains("degrees?"),
             "{e}"
         );
         let e = small(Some(vec![0.0, 500.0, 1000.0]), None)
             .theta_rad(ThetaUnits::Auto)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("neither degrees nor radians"), "{e}");
         let e = small(Some(vec![0.0, f64::NAN, 1.0]), None)
             .theta_rad(ThetaUnits::Degrees)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("NaN"), "{e}");
         let e = small(Some(vec![0.0, 1.0, 2.0]), Some("grad"))
             .theta_rad(ThetaUnits::Auto)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("units `grad`") && e.contains("theta_units"),
             "{e}"
