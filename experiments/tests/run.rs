@@ -370,8 +370,20 @@ fn pilot_autoscale_scales_a_group_from_the_command_line_and_stops_it_gracefully(
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    // Let the group drain, then stop the controller as Ctrl-C would.
-    std::thread::sleep(std::time::Duration::from_secs(6));
+    // Let the group drain (the controller's own rows say when: every produced message committed), then stop the
+    // controller as Ctrl-C would. A loaded machine drains slower, so this waits on the lag, not on a clock.
+    let drained = |rows: &str| {
+        rows.lines().skip(1).any(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            f.len() > 4 && f[3].parse::<f64>() == Ok(0.0) && f[4] == "2120"
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !drained(&std::fs::read_to_string(&decisions).unwrap_or_default())
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
     assert!(Command::new("kill")
         .args(["-TERM", &controller.id().to_string()])
         .status()
