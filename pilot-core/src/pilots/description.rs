@@ -1169,15 +1169,24 @@ pub fn spark_memory_mb(s: &str) -> Option<u64> {
     }
 }
 
-/// Locate the tansu binary: the configured path, else the one `scripts/setup.sh` installs (the data directory's
-/// `bin/`), else PATH, $CARGO_HOME/bin, ~/.cargo/bin.
+/// Environment variable naming the tansu binary where a description does not (`--tansu-binary`): how a
+/// benchmark or an experiment runs on the fallback build while the default is installed.
+pub const TANSU_BINARY_ENV: &str = "PILOT_TANSU_BINARY";
+
+/// Locate the tansu binary: the configured path, else `$PILOT_TANSU_BINARY`, else the one `scripts/setup.sh`
+/// installs (the data directory's `bin/`), else PATH, $CARGO_HOME/bin, ~/.cargo/bin. A path that is named (by
+/// the description or the variable) and is not an executable is an error, never passed over.
 pub fn find_tansu(configured: Option<&Path>, env: &dyn Environment) -> Result<PathBuf> {
     let mut searched = Vec::new();
-    if let Some(p) = configured {
+    let from_env = env.var(TANSU_BINARY_ENV).map(PathBuf::from);
+    if let Some(p) = configured.or(from_env.as_deref()) {
         if is_executable(p) {
             return Ok(p.to_path_buf());
         }
-        searched.push(p.display().to_string());
+        searched.push(match configured {
+            Some(_) => p.display().to_string(),
+            None => format!("{TANSU_BINARY_ENV}={}", p.display()),
+        });
     } else {
         let mut dirs: Vec<PathBuf> = data_dir(env).map(|d| d.join("bin")).into_iter().collect();
         dirs.extend(
@@ -1327,6 +1336,29 @@ mod tests {
         assert!(err.contains("tansu binary was not found"), "{err}");
         assert!(err.contains(TANSU_INSTALL), "{err}");
         assert!(err.contains("/nonexistent"), "{err}");
+    }
+
+    #[test]
+    fn the_environment_names_the_tansu_binary_where_the_description_does_not() {
+        let (dir, mut env) = env_with_tansu();
+        let other = dir.path().join("other");
+        std::fs::create_dir(&other).unwrap();
+        let bin = other.join("tansu-0.6.0");
+        std::fs::copy(dir.path().join("tansu"), &bin).unwrap();
+        env.0
+            .insert(TANSU_BINARY_ENV.into(), bin.display().to_string());
+        assert_eq!(find_tansu(None, &env).unwrap(), bin);
+        // The description's own path comes first.
+        let own = dir.path().join("tansu");
+        assert_eq!(find_tansu(Some(&own), &env).unwrap(), own);
+        // A named binary that is not there is an error naming it, not a fall back to another build.
+        env.0
+            .insert(TANSU_BINARY_ENV.into(), "/nonexistent/tansu".into());
+        let err = find_tansu(None, &env).unwrap_err().to_string();
+        assert!(
+            err.contains("PILOT_TANSU_BINARY=/nonexistent/tansu"),
+            "{err}"
+        );
     }
 
     #[test]
