@@ -214,7 +214,10 @@ fn capacity(dir: &Path, results: &Path, name: &str, drive: Drive, extra: &str) -
     };
     let file = variant(dir, name, rate, &stop, extra);
     let seen = run(&file, results, &[]);
-    let t = experiments::results::Table::read(&results.join(name).join("results.csv")).unwrap();
+    let csv = results.join(name).join("results.csv");
+    let t = experiments::results::Table::read(&csv).unwrap_or_else(|e| {
+        panic!("capacity run {name} left no results ({e}); its output is above")
+    });
     let row = &t.rows[0];
     assert!(
         row["status"] == "ok",
@@ -307,11 +310,10 @@ fn main() {
         (first, String::new())
     } else {
         let cost_ms = (1.0 / fit - 1.0 / first.msgs_per_s) * 1e3;
-        let extra = format!(
-            "\"masa.cost_ms_per_message\" = {cost_ms:.4}\n\"masa.cost_model\" = \"busy\"\n"
-        );
+        let extra =
+            format!("\"masa.cost_ms_per_message\" = {cost_ms:e}\n\"masa.cost_model\" = \"busy\"\n");
         println!(
-            "  70 % of that for {duration_s:.0} s would hold {:.1} GB in tansu, more than half of the {:.1} GB available (memory:// keeps every message): adding an emulated busy cost of {:.1} us per message",
+            "  70 % of that for {duration_s:.0} s would hold {:.1} GB in tansu, more than half of the {:.1} GB available (memory:// keeps every message): adding an emulated busy cost of {:.3} us per message",
             0.7 * first.msgs_per_s * first.held_b * duration_s / 1e9,
             available / 1e9,
             cost_ms * 1e3
