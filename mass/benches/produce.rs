@@ -23,20 +23,7 @@ fn fresh_pilot(dir: &std::path::Path) -> anyhow::Result<(Pilot, Connection)> {
     let c = p.connection().expect("running");
     // The figures depend on the broker build (the default and the fallback differ on producing): name it once.
     static NAMED: std::sync::Once = std::sync::Once::new();
-    NAMED.call_once(|| {
-        let build = p
-            .details()
-            .and_then(|d| d.kafka())
-            .and_then(|k| k.broker_build.as_ref());
-        println!(
-            "broker: {}",
-            build.map_or("tansu (build not identified)".into(), |b| format!(
-                "{} (sha256 {})",
-                b.name,
-                b.sha256.get(..12).unwrap_or(&b.sha256)
-            ))
-        );
-    });
+    NAMED.call_once(|| println!("broker: {}", p.broker_build_label()));
     Ok((p, c))
 }
 

