@@ -232,9 +232,7 @@ pub fn autoscale(pilots: &PilotService, a: AutoscaleArgs, out: &mut dyn Write) -
         writeln!(
             out,
             "{} messages on {} were not reports (first: {})",
-            source.reader.malformed.len(),
-            a.metrics_topic,
-            source.reader.malformed[0]
+            source.reader.malformed_total, a.metrics_topic, source.reader.malformed[0]
         )
         .map_err(io_out)?;
     }

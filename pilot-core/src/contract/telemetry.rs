@@ -407,6 +407,8 @@ pub struct TelemetryReader {
     consumer: BaseConsumer,
     /// Messages that were neither reports nor notices, with why (counted, never fatal).
     pub malformed: Vec<String>,
+    /// How many went wrong in all (`malformed` keeps the text of the first [`MAX_NOTES`]).
+    pub malformed_total: usize,
     /// Stream ends announced, in the order they came.
     pub stream_ends: Vec<StreamEnd>,
 }
@@ -441,6 +443,7 @@ impl TelemetryReader {
         Ok(TelemetryReader {
             consumer,
             malformed: Vec::new(),
+            malformed_total: 0,
             stream_ends: Vec::new(),
         })
     }
@@ -484,6 +487,7 @@ impl TelemetryReader {
 
     /// Keep what went wrong (the first [`MAX_NOTES`], then a count).
     fn note(&mut self, what: String) {
+        self.malformed_total += 1;
         if self.malformed.len() < MAX_NOTES {
             self.malformed.push(what);
         }
