@@ -167,18 +167,33 @@ pub fn read_timeline(run_dir: &Path) -> Result<Vec<TimelineRow>, ResultsError> {
     })
 }
 
-/// Per-second sums of `(absolute start, interval end since start, count)` samples, aligned to the earliest
-/// start: the timeline's arithmetic, apart from how the samples were read.
-pub fn bucket_per_second(samples: &[(f64, f64, f64)]) -> Vec<(f64, f64)> {
+/// Per-second sums of `(absolute start, interval end since start, interval length, amount)` samples, aligned
+/// to the earliest start: the timeline's arithmetic, apart from how the samples were read. An amount with an
+/// interval length of 0 is a count that belongs to the second its interval ends in (an end exactly on a second
+/// to that one); one with a length is a rate's share, spread over the seconds the interval covers in
+/// proportion to its overlap with each, so a reporter that was late by seconds does not put a whole stretch of
+/// a schedule into one second and none into the ones before.
+pub fn bucket_per_second(samples: &[(f64, f64, f64, f64)]) -> Vec<(f64, f64)> {
     let Some(t0) = samples.iter().map(|s| s.0).reduce(f64::min) else {
         return Vec::new();
     };
     let mut sums: BTreeMap<u64, f64> = BTreeMap::new();
-    for &(start, t, n) in samples {
-        let at = (start - t0 + t).max(0.0);
-        // The interval ending at `at` belongs to the second it ends in (an end exactly on a second to that one).
-        let k = (at - 1e-9).max(0.0).floor() as u64;
-        *sums.entry(k).or_default() += n;
+    for &(start, t, len, n) in samples {
+        let end = (start - t0 + t).max(0.0);
+        let begin = (end - len).max(0.0);
+        if len.is_nan() || len <= 0.0 || end - begin <= 0.0 {
+            let k = (end - 1e-9).max(0.0).floor() as u64;
+            *sums.entry(k).or_default() += n;
+            continue;
+        }
+        let first = begin.floor() as u64;
+        let last = (end - 1e-9).max(0.0).floor() as u64;
+        for k in first..=last.max(first) {
+            let overlap = end.min(k as f64 + 1.0) - begin.max(k as f64);
+            if overlap > 0.0 {
+                *sums.entry(k).or_default() += n * overlap / (end - begin);
+            }
+        }
     }
     let last = sums.keys().next_back().copied().unwrap_or(0);
     (0..=last)
@@ -508,6 +523,27 @@ pub fn environment(repo: &Path) -> Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_go_to_the_second_their_interval_ends_in_and_rates_spread_over_theirs() {
+        // Two processes a second apart; counts at their interval ends.
+        let counts = bucket_per_second(&[(10.0, 0.5, 0.0, 3.0), (11.0, 1.0, 0.0, 4.0)]);
+        assert_eq!(counts, vec![(1.0, 3.0), (2.0, 4.0)]);
+        // A reporter three seconds late: 120 messages of a 40 msg/s schedule over [1, 4) are 40 a second,
+        // not 120 in the last one.
+        let target = bucket_per_second(&[(0.0, 1.0, 1.0, 40.0), (0.0, 4.0, 3.0, 120.0)]);
+        assert_eq!(
+            target,
+            vec![(1.0, 40.0), (2.0, 40.0), (3.0, 40.0), (4.0, 40.0)]
+        );
+        // Half a second on each side of a boundary.
+        let split = bucket_per_second(&[(0.0, 1.5, 1.0, 10.0)]);
+        assert_eq!(split, vec![(1.0, 5.0), (2.0, 5.0)]);
+        // An interval that began before the origin keeps only its share after it.
+        let clipped = bucket_per_second(&[(0.0, 0.5, 1.0, 10.0)]);
+        assert_eq!(clipped, vec![(1.0, 10.0)]);
+        assert!(bucket_per_second(&[]).is_empty());
+    }
 
     #[test]
     fn table_and_manifest_round_trip() {

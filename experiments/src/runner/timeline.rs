@@ -14,8 +14,9 @@ use super::RunError;
 use crate::results::{bucket_per_second, TimelineRow};
 use crate::spec::Point;
 
-/// A sample: (absolute start of its process, seconds since then at the interval's end, messages).
-type Sample = (f64, f64, f64);
+/// A sample: (absolute start of its process, seconds since then at the interval's end, the interval's length
+/// when the amount is a schedule's share to spread over it (0 for a count), messages).
+type Sample = (f64, f64, f64, f64);
 
 /// Seconds since the epoch of an RFC 3339 time.
 pub(crate) fn epoch_s(utc: &str) -> Option<f64> {
@@ -68,7 +69,7 @@ pub(crate) fn write_run_timeline(
         .reduce(f64::min)
         .unwrap_or(0.0);
     for v in [&mut produced, &mut consumed, &mut target] {
-        v.push((t0, 0.0, 0.0));
+        v.push((t0, 0.0, 0.0, 0.0));
     }
     let series = Series {
         produced: bucket_per_second(&produced),
@@ -108,10 +109,18 @@ fn producer_samples(point: &Point, run_dir: &Path) -> (Vec<Sample>, Vec<Sample>)
         let rows: Vec<mass::report::IntervalRow> =
             read_csv(&mass::producer::intervals_path(&dir)).unwrap_or_default();
         if let Some(start) = start {
-            produced.extend(rows.iter().map(|r| (start, r.t_s, r.delivered_msgs as f64)));
+            produced.extend(
+                rows.iter()
+                    .map(|r| (start, r.t_s, 0.0, r.delivered_msgs as f64)),
+            );
             target.extend(rows.iter().map(|r| {
                 let n = r.target_msgs_per_s * r.interval_s;
-                (start, r.t_s, if n.is_finite() { n } else { 0.0 })
+                (
+                    start,
+                    r.t_s,
+                    r.interval_s,
+                    if n.is_finite() { n } else { 0.0 },
+                )
             }));
         }
     }
@@ -145,7 +154,10 @@ fn consumer_samples(
         let rows: Vec<masa::report::ConsumerInterval> =
             read_csv(&masa::consumer::intervals_path(run_dir, id)).unwrap_or_default();
         if let Some(start) = epoch_s(&s.start_utc) {
-            consumed.extend(rows.iter().map(|r| (start, r.t_s, r.received_msgs as f64)));
+            consumed.extend(
+                rows.iter()
+                    .map(|r| (start, r.t_s, 0.0, r.received_msgs as f64)),
+            );
             lives.push(ConsumerLife {
                 start_s: start,
                 end_s: epoch_s(&s.end_utc).unwrap_or(start + s.elapsed_s),
@@ -163,7 +175,12 @@ fn life_from_reports(mine: &[&ConsumerReport], consumed: &mut Vec<Sample>) -> Op
     let mut before = 0u64;
     for r in mine {
         let t = r.time_unix_ms as f64 / 1e3;
-        consumed.push((t, 0.0, r.received_msgs_total.saturating_sub(before) as f64));
+        consumed.push((
+            t,
+            0.0,
+            0.0,
+            r.received_msgs_total.saturating_sub(before) as f64,
+        ));
         before = before.max(r.received_msgs_total);
     }
     Some(ConsumerLife {
@@ -275,7 +292,7 @@ mod tests {
         let mine: Vec<&ConsumerReport> = r.iter().collect();
         let mut consumed = Vec::new();
         let life = life_from_reports(&mine, &mut consumed).unwrap();
-        assert_eq!(consumed, vec![(10.0, 0.0, 5.0), (10.5, 0.0, 7.0)]);
+        assert_eq!(consumed, vec![(10.0, 0.0, 0.0, 5.0), (10.5, 0.0, 0.0, 7.0)]);
         assert_eq!(
             (life.start_s, life.end_s, life.handled_msgs),
             (9.5, 10.5, 12)

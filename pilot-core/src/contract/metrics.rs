@@ -331,7 +331,11 @@ pub fn report_intervals<R: Serialize>(
         let now = clock.now_ns();
         if now >= next {
             emit(row(now), &mut rows);
-            next += interval_ns.max(1);
+            // A reporter that was held up (a loaded machine) skips the ticks it missed rather than catching
+            // up with rows a few milliseconds long: the late row covers the whole gap.
+            while next <= now {
+                next += interval_ns.max(1);
+            }
         }
     }
     emit(row(clock.now_ns()), &mut rows);
@@ -353,6 +357,36 @@ pub fn read_csv<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, Met
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_late_reporter_skips_the_ticks_it_missed() {
+        use crate::contract::clock::{Clock, ManualClock};
+        let clock = ManualClock::new(0);
+        let s = 1_000_000_000u64;
+        // Each poll of `done` moves the clock: 1 s, then a 3.5 s stall, then 1 s steps, ending at 7.5 s.
+        let steps = std::sync::Mutex::new(vec![s, s, s, s, 7 * s / 2, s].into_iter());
+        let rows = super::report_intervals(
+            &clock,
+            0,
+            s,
+            || match steps.lock().unwrap().next() {
+                Some(by) => {
+                    clock.advance(by);
+                    false
+                }
+                None => true,
+            },
+            |now| now,
+            None,
+            &mut |_| {},
+        );
+        // Rows at 1, 2, 3, 4, 7.5 (the late one covers the gap, no catch-up rows), 8.5 and the final one.
+        assert_eq!(
+            rows,
+            vec![s, 2 * s, 3 * s, 4 * s, 15 * s / 2, 17 * s / 2, 17 * s / 2]
+        );
+        assert_eq!(clock.now_ns(), 17 * s / 2);
+    }
+
     #[test]
     fn histograms_travel_as_v2_and_print_as_hgrm() {
         let mut h = LatencyHistogram::new();
