@@ -10,6 +10,7 @@
 //! Anything malformed, including degenerate shapes (points of zero dimensions, empty blocks), is a [`Rejected`]
 //! with a short reason, never a panic or a stopped consumer.
 
+use pilot_core::contract::frame::{self, Frame};
 use pilot_core::contract::message::{
     self, decode_hex, parse_points_text, AccountingKey, Dtype, Encoding, PayloadKind, Projections,
 };
@@ -69,6 +70,8 @@ pub enum Payload<'a> {
     Bytes {
         len: usize,
     },
+    /// One detector frame (projection, flat or dark), its pixels borrowed from the message.
+    Frame(Frame<'a>),
 }
 
 /// Why a message was rejected (a short category, and the detail).
@@ -158,10 +161,10 @@ impl Decoder {
                     match h.dtype {
                         Dtype::F64 => env.f64_into(&mut self.points).map_err(rejected)?,
                         Dtype::F32 => env.f32_as_f64_into(&mut self.points).map_err(rejected)?,
-                        Dtype::U8 => {
+                        Dtype::U8 | Dtype::U16 => {
                             return Err(Rejected {
                                 reason: "wrong dtype",
-                                detail: "points of u8".into(),
+                                detail: format!("points of {:?}", h.dtype),
                             });
                         }
                     }
@@ -185,6 +188,7 @@ impl Decoder {
                 PayloadKind::Bytes => Payload::Bytes {
                     len: env.payload.len(),
                 },
+                PayloadKind::Frame => Payload::Frame(frame::frame_of(&env).map_err(rejected)?),
             };
             return Ok((meta, payload));
         }
@@ -258,6 +262,39 @@ mod tests {
             actual_send_ns: 105,
         }
         .to_bytes()
+    }
+
+    #[test]
+    fn a_detector_frame_is_accounted_and_a_bad_one_rejected_with_its_reason() {
+        use pilot_core::contract::frame::{encode_frame, frame_header, FrameInfo, FrameType};
+        let mut d = Decoder::new();
+        let info = FrameInfo {
+            index: 4,
+            angle_deg: 30.0,
+            frame_type: FrameType::Projection,
+            epoch: 1,
+            first_row: 0,
+            detector_rows: 1,
+        };
+        let mut msg = Vec::new();
+        encode_frame(
+            &frame_header(3, 9, 100, Dtype::U16, 1, 2),
+            &info,
+            &[1, 0, 2, 0],
+            &mut msg,
+        );
+        let (m, p) = d.decode(None, &msg, Some(1)).unwrap();
+        assert_eq!(m.id, Some((3, 9)));
+        let Payload::Frame(f) = p else {
+            panic!("{p:?}")
+        };
+        assert_eq!((f.info, f.rows, f.cols), (info, 1, 2));
+        // A frame type no detector sends.
+        let at = pilot_core::contract::message::HEADER_BYTES + 16;
+        msg[at] = 7;
+        let r = d.decode(None, &msg, Some(1)).unwrap_err();
+        assert_eq!(r.reason, "malformed frame");
+        assert!(r.detail.contains("frame type 7"), "{}", r.detail);
     }
 
     #[test]

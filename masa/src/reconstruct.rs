@@ -629,6 +629,10 @@ impl Processor for TomoProcessor {
                 "{} needs projections or an HDF5 file, got opaque bytes",
                 self.name()
             ))),
+            Payload::Frame(_) => Err(ProcessError::Rejected(format!(
+                "{} reconstructs whole scans or row blocks, got a single detector frame",
+                self.name()
+            ))),
         }
     }
 

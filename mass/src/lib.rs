@@ -18,6 +18,7 @@
 //!
 //! The message format and client settings come from `pilot-core` (shared with MASA).
 
+pub mod angles;
 pub mod config;
 pub mod normal;
 pub mod phantom;

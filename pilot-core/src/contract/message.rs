@@ -20,7 +20,7 @@
 //! | 64 | ... | payload, little-endian elements of `dtype`, row-major |
 //!
 //! The payload's length must equal the product of the shape times the element size (for `hdf5-file` and
-//! `bytes`, dtype `u8` and shape `[len]`). [`decode`] checks all of this and returns a typed [`DecodeError`];
+//! `bytes`, dtype `u8` and shape `[len]`; a `frame` adds its 32-byte frame header, see [`super::frame`]). [`decode`] checks all of this and returns a typed [`DecodeError`];
 //! it never panics, whatever the bytes.
 //!
 //! # The paper's encodings
@@ -59,6 +59,8 @@ pub enum PayloadKind {
     Hdf5File = 3,
     /// Opaque bytes, dtype u8.
     Bytes = 4,
+    /// One detector frame (projection, flat or dark), shape `[rows, cols]`; see [`super::frame`] for the payload.
+    Frame = 5,
 }
 
 impl PayloadKind {
@@ -68,6 +70,7 @@ impl PayloadKind {
             2 => Self::Projections,
             3 => Self::Hdf5File,
             4 => Self::Bytes,
+            5 => Self::Frame,
             _ => return None,
         })
     }
@@ -81,6 +84,8 @@ pub enum Dtype {
     U8 = 1,
     F32 = 2,
     F64 = 3,
+    /// Detector pixels.
+    U16 = 4,
 }
 
 impl Dtype {
@@ -90,6 +95,7 @@ impl Dtype {
             Dtype::U8 => 1,
             Dtype::F32 => 4,
             Dtype::F64 => 8,
+            Dtype::U16 => 2,
         }
     }
 
@@ -98,6 +104,7 @@ impl Dtype {
             1 => Self::U8,
             2 => Self::F32,
             3 => Self::F64,
+            4 => Self::U16,
             _ => return None,
         })
     }
@@ -142,6 +149,15 @@ impl Header {
                     .checked_mul(r)
                     .and_then(|x| x.checked_mul(c))
                     .and_then(|x| x.checked_add(a))
+            }
+            PayloadKind::Frame => {
+                return self
+                    .dims()
+                    .iter()
+                    .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+                    .and_then(|e| e.checked_mul(self.dtype.size() as u64))
+                    .and_then(|b| b.checked_add(super::frame::FRAME_HEADER_BYTES as u64))
+                    .unwrap_or(u64::MAX);
             }
             _ => self
                 .dims()
@@ -251,6 +267,8 @@ pub enum DecodeError {
     BadKey { got: usize },
     #[error("malformed projections payload: {0}")]
     BadProjections(String),
+    #[error("malformed frame: {0}")]
+    BadFrame(String),
 }
 
 impl DecodeError {
@@ -271,6 +289,7 @@ impl DecodeError {
             DecodeError::BadHex { .. } => "malformed hex",
             DecodeError::BadKey { .. } => "malformed accounting key",
             DecodeError::BadProjections(_) => "malformed projections",
+            DecodeError::BadFrame(_) => "malformed frame",
         }
     }
 }
