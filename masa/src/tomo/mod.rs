@@ -12,6 +12,8 @@
 //! - [`center`]: the rotation centre by the entropy criterion, coarse to fine.
 //! - [`pipeline`]: normalisation, minus log, sinograms per row, the circular mask.
 //! - [`quality`]: RMSE and SSIM inside a circle, for comparing reconstructions with a phantom.
+//! - [`rolling`]: a frame stream's rolling reconstruction: a buffer of the latest frames covering 180 degrees and
+//!   three ortho-slices updated per frame (the new frame added, the replaced one taken out).
 
 pub mod center;
 pub mod fbp;
@@ -20,6 +22,7 @@ pub mod gridrec;
 pub mod mlem;
 pub mod pipeline;
 pub mod quality;
+pub mod rolling;
 
 /// Integration weight of each angle over [0, pi): half the distance to its neighbours, angles taken modulo pi
 /// (so 181 angles over [0, pi] inclusive give the coinciding ends half a step each).
