@@ -11,6 +11,9 @@
 //!   (connection, source, rate, points profile, stop rule, threads) into a `ProducerPlan`.
 //! - [`source`]: the sources behind one trait; [`phantom`]: an analytic Shepp-Logan scan written in tooth.h5's
 //!   layout (the project's own template data).
+//! - [`frames`]: a detector streaming one message per frame (darks, flats, projections in an
+//!   [`angles::AngleOrder`], flat/dark re-takes), its pixels from [`phantom3d`], the 3-D Shepp-Logan head
+//!   projected in closed form.
 //! - [`normal`]: a fast ziggurat N(0,1) sampler (the generator's hot loop).
 //! - [`rate`]: open-loop rate control (intended send time of message n = start + n / rate, or where a rate
 //!   profile's integral reaches n); [`profile`]: values that change over a run (rate and points per message:
@@ -20,8 +23,10 @@
 
 pub mod angles;
 pub mod config;
+pub mod frames;
 pub mod normal;
 pub mod phantom;
+pub mod phantom3d;
 pub mod producer;
 pub mod profile;
 pub mod rate;

@@ -1,0 +1,358 @@
+//! A detector that streams frames: one message per frame ([`pilot_core::contract::frame`]), as beamline
+//! detectors send them. Darks, then flats, then projections in an [`AngleOrder`]; with `retake_every` set, the
+//! darks and flats are taken again after that many projections under a new flat/dark epoch. Message `seq` is
+//! frame index `seq` (the detector's counter counts flats and darks too), so the sequence a consumer sees says
+//! which frames it lost.
+//!
+//! The pixels come from the 3-D phantom ([`crate::phantom3d`]): counts `dark + i0 exp(-mu p)` as u16, flats
+//! `dark + i0`, darks `dark`; `mu` makes the most attenuating ray of the first projection `max_attenuation`.
+//! Rendering a frame is exact and costs rows x cols chords, so rendered projections are kept (up to
+//! `cache_frames`) for angles that come round again.
+
+use std::collections::HashMap;
+
+use pilot_core::contract::frame::{encode_frame, frame_header, FrameInfo, FrameType};
+use pilot_core::contract::message::{set_sequence, Dtype, Encoding};
+
+use crate::angles::AngleOrder;
+use crate::phantom3d::{projection, shepp_logan_3d, Ellipsoid};
+use crate::source::{Source, SourceError};
+
+/// How the emulated detector scans.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameParams {
+    pub rows: u32,
+    pub cols: u32,
+    /// Projections per 180 degrees.
+    pub projections_per_180: u32,
+    pub order: AngleOrder,
+    pub darks: u32,
+    pub flats: u32,
+    /// Take darks and flats again after this many projections (0: only at the start).
+    pub retake_every: u64,
+    /// Rotation axis, detector column.
+    pub center_px: f64,
+    pub i0: f64,
+    pub dark_counts: f64,
+    pub max_attenuation: f64,
+    /// Rendered projections kept for angles that come round again.
+    pub cache_frames: usize,
+}
+
+impl Default for FrameParams {
+    fn default() -> Self {
+        FrameParams {
+            rows: 64,
+            cols: 64,
+            projections_per_180: 100,
+            order: AngleOrder::Golden,
+            darks: 4,
+            flats: 4,
+            retake_every: 0,
+            center_px: 32.0,
+            i0: 20_000.0,
+            dark_counts: 100.0,
+            max_attenuation: 2.0,
+            cache_frames: 512,
+        }
+    }
+}
+
+/// What frame `seq` of a scan is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Planned {
+    pub frame_type: FrameType,
+    pub epoch: u16,
+    /// The projection's number (angles are taken in this order), for projections.
+    pub projection: Option<u64>,
+    pub angle_deg: f64,
+}
+
+impl FrameParams {
+    /// Check the settings, naming the one that is wrong.
+    pub fn check(&self) -> Result<(), SourceError> {
+        let bad = |m: String| Err(SourceError::Invalid(m));
+        if self.rows == 0 || self.cols < 2 {
+            return bad(format!(
+                "a frame of {} x {} pixels: rows must be at least 1 and columns at least 2",
+                self.rows, self.cols
+            ));
+        }
+        if pilot_core::contract::frame::frame_payload_bytes(self.rows, self.cols, Dtype::U16)
+            .is_none()
+        {
+            return bad(format!(
+                "a frame of {} x {} u16 pixels is over the message size limit",
+                self.rows, self.cols
+            ));
+        }
+        if self.projections_per_180 == 0 {
+            return bad("projections_per_180 must be at least 1".into());
+        }
+        if self.retake_every > 0 && (self.darks == 0 || self.flats == 0) {
+            return bad("retake_every needs darks and flats to retake (both at least 1)".into());
+        }
+        if !(self.i0 > 0.0 && self.i0 + self.dark_counts <= u16::MAX as f64) {
+            return bad(format!(
+                "i0 {} plus dark counts {} must be positive and fit u16 pixels (<= 65535)",
+                self.i0, self.dark_counts
+            ));
+        }
+        if !(self.dark_counts >= 0.0 && self.max_attenuation > 0.0) {
+            return bad("dark counts must be >= 0 and max_attenuation > 0".into());
+        }
+        Ok(())
+    }
+
+    /// What frame `seq` is: the darks and flats of an epoch, then its projections.
+    pub fn plan(&self, seq: u64) -> Planned {
+        let fields = self.darks as u64 + self.flats as u64;
+        let (epoch, pos) = if self.retake_every > 0 {
+            let block = fields + self.retake_every;
+            (seq / block, seq % block)
+        } else {
+            (0, seq)
+        };
+        let epoch16 = epoch.min(u16::MAX as u64) as u16;
+        let field = |frame_type| Planned {
+            frame_type,
+            epoch: epoch16,
+            projection: None,
+            angle_deg: 0.0,
+        };
+        if pos < self.darks as u64 {
+            return field(FrameType::Dark);
+        }
+        if pos < fields {
+            return field(FrameType::Flat);
+        }
+        let k = epoch * self.retake_every + (pos - fields);
+        Planned {
+            frame_type: FrameType::Projection,
+            epoch: epoch16,
+            projection: Some(k),
+            angle_deg: self.order.angle_deg(k, self.projections_per_180),
+        }
+    }
+}
+
+/// The frame source.
+pub struct FrameSource {
+    p: FrameParams,
+    producer_id: u32,
+    phantom: Vec<Ellipsoid>,
+    mu: f64,
+    cache: HashMap<u64, Vec<u8>>,
+    line: Vec<f64>,
+    buf: Vec<u8>,
+}
+
+impl FrameSource {
+    pub fn new(p: FrameParams, producer_id: u32) -> Result<Self, SourceError> {
+        p.check()?;
+        let phantom = shepp_logan_3d();
+        let (rows, cols) = (p.rows as usize, p.cols as usize);
+        let mut line = vec![0.0; rows * cols];
+        projection(&phantom, 0.0, rows, cols, p.center_px, &mut line);
+        let max = line.iter().cloned().fold(0.0, f64::max);
+        let mu = if max > 0.0 {
+            p.max_attenuation / max
+        } else {
+            0.0
+        };
+        Ok(FrameSource {
+            p,
+            producer_id,
+            phantom,
+            mu,
+            cache: HashMap::new(),
+            line,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Attenuation per phantom value per pixel (`-ln(normalised) = mu * projection`).
+    pub fn mu(&self) -> f64 {
+        self.mu
+    }
+
+    /// The u16 pixels of a frame.
+    fn pixels(&mut self, planned: &Planned) -> Vec<u8> {
+        let (dark, i0) = (self.p.dark_counts, self.p.i0);
+        let n = (self.p.rows * self.p.cols) as usize;
+        let flat_value = |v: f64| -> Vec<u8> {
+            let px = v.round().clamp(0.0, u16::MAX as f64) as u16;
+            std::iter::repeat_n(px.to_le_bytes(), n).flatten().collect()
+        };
+        match planned.frame_type {
+            FrameType::Dark => flat_value(dark),
+            FrameType::Flat => flat_value(dark + i0),
+            FrameType::Projection => {
+                let key = planned.angle_deg.to_bits();
+                if let Some(px) = self.cache.get(&key) {
+                    return px.clone();
+                }
+                let (rows, cols) = (self.p.rows as usize, self.p.cols as usize);
+                let theta = planned.angle_deg.to_radians();
+                projection(
+                    &self.phantom,
+                    theta,
+                    rows,
+                    cols,
+                    self.p.center_px,
+                    &mut self.line,
+                );
+                let mu = self.mu;
+                let px: Vec<u8> = self
+                    .line
+                    .iter()
+                    .flat_map(|&p| {
+                        let c = dark + i0 * (-mu * p).exp();
+                        (c.round().clamp(0.0, u16::MAX as f64) as u16).to_le_bytes()
+                    })
+                    .collect();
+                if self.cache.len() >= self.p.cache_frames {
+                    self.cache.clear();
+                }
+                if self.p.cache_frames > 0 {
+                    self.cache.insert(key, px.clone());
+                }
+                px
+            }
+        }
+    }
+}
+
+impl Source for FrameSource {
+    fn encoding(&self) -> Encoding {
+        Encoding::Envelope
+    }
+
+    fn next(&mut self, seq: u64, intended_send_ns: u64) -> &mut [u8] {
+        let planned = self.p.plan(seq);
+        let pixels = self.pixels(&planned);
+        let h = frame_header(
+            self.producer_id,
+            seq,
+            intended_send_ns,
+            Dtype::U16,
+            self.p.rows,
+            self.p.cols,
+        );
+        let info = FrameInfo {
+            index: seq,
+            angle_deg: planned.angle_deg,
+            frame_type: planned.frame_type,
+            epoch: planned.epoch,
+            first_row: 0,
+            detector_rows: self.p.rows,
+        };
+        encode_frame(&h, &info, &pixels, &mut self.buf);
+        set_sequence(&mut self.buf, seq, intended_send_ns);
+        &mut self.buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pilot_core::contract::frame::decode_frame;
+
+    #[test]
+    fn darks_then_flats_then_projections_and_again_after_a_retake() {
+        let p = FrameParams {
+            darks: 2,
+            flats: 1,
+            retake_every: 3,
+            order: AngleOrder::Sequential,
+            projections_per_180: 4,
+            ..FrameParams::default()
+        };
+        let kinds: Vec<(FrameType, u16, Option<u64>, f64)> = (0..12)
+            .map(|s| {
+                let x = p.plan(s);
+                (x.frame_type, x.epoch, x.projection, x.angle_deg)
+            })
+            .collect();
+        use FrameType::*;
+        assert_eq!(
+            kinds,
+            vec![
+                (Dark, 0, None, 0.0),
+                (Dark, 0, None, 0.0),
+                (Flat, 0, None, 0.0),
+                (Projection, 0, Some(0), 0.0),
+                (Projection, 0, Some(1), 45.0),
+                (Projection, 0, Some(2), 90.0),
+                (Dark, 1, None, 0.0),
+                (Dark, 1, None, 0.0),
+                (Flat, 1, None, 0.0),
+                (Projection, 1, Some(3), 135.0),
+                (Projection, 1, Some(4), 180.0),
+                (Projection, 1, Some(5), 225.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn frames_decode_with_their_index_angle_and_counts() {
+        let p = FrameParams {
+            rows: 8,
+            cols: 16,
+            center_px: 8.0,
+            ..FrameParams::default()
+        };
+        let mut s = FrameSource::new(p.clone(), 5).unwrap();
+        for seq in [0u64, 4, 8, 9, 8] {
+            let msg = s.next(seq, 1_000 + seq).to_vec();
+            let f = decode_frame(&msg).unwrap();
+            let planned = p.plan(seq);
+            assert_eq!(f.info.index, seq);
+            assert_eq!(
+                (f.info.frame_type, f.info.angle_deg),
+                (planned.frame_type, planned.angle_deg)
+            );
+            assert_eq!((f.rows, f.cols, f.info.detector_rows), (8, 16, 8));
+            let mut px = Vec::new();
+            f.pixels_f32_into(&mut px);
+            match f.info.frame_type {
+                FrameType::Dark => assert!(px.iter().all(|&v| v == 100.0)),
+                FrameType::Flat => assert!(px.iter().all(|&v| v == 20_100.0)),
+                FrameType::Projection => {
+                    // The head absorbs in the middle, not at the edge.
+                    assert!(px[4 * 16 + 8] < 20_000.0 && px[4 * 16] > 20_000.0, "{px:?}");
+                }
+            }
+        }
+        // A cached projection is the same frame.
+        let again = s.next(8, 0).to_vec();
+        let first = FrameSource::new(p, 5).unwrap().next(8, 0).to_vec();
+        assert_eq!(again, first);
+    }
+
+    #[test]
+    fn bad_settings_name_the_setting() {
+        let with = |f: &dyn Fn(&mut FrameParams)| {
+            let mut p = FrameParams::default();
+            f(&mut p);
+            FrameSource::new(p, 0)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert!(with(&|p| p.rows = 0).contains("rows must be at least 1"));
+        assert!(with(&|p| p.projections_per_180 = 0).contains("projections_per_180"));
+        assert!(with(&|p| {
+            p.retake_every = 5;
+            p.flats = 0
+        })
+        .contains("retake_every"));
+        assert!(with(&|p| p.i0 = 70_000.0).contains("fit u16"));
+        assert!(with(&|p| p.max_attenuation = f64::NAN).contains("max_attenuation"));
+        assert!(with(&|p| {
+            p.rows = 40_000;
+            p.cols = 40_000
+        })
+        .contains("size limit"));
+    }
+}
