@@ -35,6 +35,8 @@ pub enum ProcessorKind {
     Gridrec,
     /// ML-EM tomography (light-source data).
     Mlem,
+    /// A rolling reconstruction of detector frames: three ortho-slices updated per frame.
+    Rolling,
 }
 
 impl ProcessorKind {
@@ -44,6 +46,7 @@ impl ProcessorKind {
             ProcessorKind::Kmeans => "kmeans",
             ProcessorKind::Gridrec => "gridrec",
             ProcessorKind::Mlem => "mlem",
+            ProcessorKind::Rolling => "rolling",
         }
     }
 }
@@ -214,6 +217,27 @@ pub struct RawConfig {
     /// Tomography: reconstruction threads per consumer thread, 0 = one per core [default: 0]
     #[arg(long)]
     pub tomo_threads: Option<usize>,
+    /// Rolling: projections in the buffer [default: about pi/2 x the frames' columns, a full scan's worth]
+    #[arg(long)]
+    pub buffer_frames: Option<usize>,
+    /// Rolling: detector row of the axial slice [default: the middle row of the frames]
+    #[arg(long)]
+    pub axial_row: Option<usize>,
+    /// Rolling: the vertical plane x = this offset from the axis, pixels [default: 0]
+    #[arg(long, allow_hyphen_values = true)]
+    pub plane_x_px: Option<f64>,
+    /// Rolling: the vertical plane y = this offset from the axis, pixels [default: 0]
+    #[arg(long, allow_hyphen_values = true)]
+    pub plane_y_px: Option<f64>,
+    /// Rolling: an update every N projections [default: 1]
+    #[arg(long)]
+    pub update_every_frames: Option<u64>,
+    /// Rolling: score every Nth update's axial slice against the previous scored one [default: 1]
+    #[arg(long)]
+    pub quality_every_updates: Option<u64>,
+    /// Rolling: rebuild the slices from the buffer after N replaced frames, 0 = never [default: the buffer's size]
+    #[arg(long)]
+    pub recompute_every: Option<usize>,
     /// Emulated processing cost per message taken, ms, on top of the processor's own work: an emulation that makes
     /// one consumer's true rate known (about 1000 / cost msg/s per thread), to show scaling on a small machine
     /// [default: none]
@@ -280,6 +304,7 @@ pub enum ProcessorPlan {
     None,
     KMeans(KMeansConfig),
     Tomo(TomoConfig),
+    Rolling(crate::rolling::RollingSettings),
 }
 
 impl ProcessorPlan {
@@ -291,6 +316,7 @@ impl ProcessorPlan {
                 Algorithm::GridRec { .. } => "gridrec",
                 Algorithm::Mlem { .. } => "mlem",
             },
+            ProcessorPlan::Rolling(_) => "rolling",
         }
     }
 }
@@ -379,6 +405,16 @@ impl ConsumerPlan {
                 k.k, k.decay, k.time_unit, k.init
             ),
             ProcessorPlan::Tomo(t) => t.describe(),
+            ProcessorPlan::Rolling(r) => format!(
+                "rolling (buffer {}, filter {:?}, axis {}, an update every {} projections, scored every {})",
+                r.buffer_frames
+                    .map_or("pi/2 x columns".to_string(), |b| format!("{b} frames")),
+                r.filter,
+                r.center_px
+                    .map_or("columns / 2".to_string(), |c| format!("{c} px")),
+                r.update_every_frames,
+                r.quality_every_updates
+            ),
         };
         format!(
             "run id:       {}\nsource:       {}\ntopic:        {} (group {}, offsets from {})\nthreads:      {}\nprocessor:    {proc}{}\nwindow:       {}\nstop:         {}{}idle {} s (first message within {} s)\nexpected:     {}\nresults:      {} (consumer id {})\nkafka:       {}\n",
@@ -583,9 +619,33 @@ impl RawConfig {
             )),
             None => Ok(()),
         };
+        let rolling_keys = [
+            ("buffer_frames", self.buffer_frames.is_some()),
+            ("axial_row", self.axial_row.is_some()),
+            ("plane_x_px", self.plane_x_px.is_some()),
+            ("plane_y_px", self.plane_y_px.is_some()),
+            ("update_every_frames", self.update_every_frames.is_some()),
+            (
+                "quality_every_updates",
+                self.quality_every_updates.is_some(),
+            ),
+            ("recompute_every", self.recompute_every.is_some()),
+        ];
         let tomo = matches!(kind, ProcessorKind::Gridrec | ProcessorKind::Mlem);
-        if !tomo {
-            misplaced(&tomo_keys, "gridrec or mlem")?;
+        if kind == ProcessorKind::Rolling {
+            // The rolling reconstruction shares the filter, the axis and the preview with the others.
+            let shared = ["filter", "center_px", "preview_png"];
+            let own: Vec<(&str, bool)> = tomo_keys
+                .iter()
+                .filter(|(k, _)| !shared.contains(k))
+                .copied()
+                .collect();
+            misplaced(&own, "gridrec or mlem")?;
+        } else {
+            misplaced(&rolling_keys, "rolling")?;
+            if !tomo {
+                misplaced(&tomo_keys, "gridrec or mlem")?;
+            }
         }
         if kind != ProcessorKind::Kmeans {
             misplaced(&kmeans_keys, "kmeans")?;
@@ -607,6 +667,51 @@ impl RawConfig {
             ProcessorKind::None => ProcessorPlan::None,
             ProcessorKind::Gridrec | ProcessorKind::Mlem => ProcessorPlan::Tomo(self.tomo(kind)?),
             ProcessorKind::Kmeans => ProcessorPlan::KMeans(self.kmeans()?),
+            ProcessorKind::Rolling => ProcessorPlan::Rolling(self.rolling()?),
+        })
+    }
+
+    /// The rolling reconstruction: one stream of frames per consumer thread.
+    fn rolling(&self) -> Result<crate::rolling::RollingSettings, SettingError> {
+        if self.threads.unwrap_or(1) != 1 {
+            return Err(err(
+                "threads",
+                "processor rolling keeps one reconstruction of one frame stream: threads must be 1",
+            ));
+        }
+        for (key, v) in [
+            ("update_every_frames", self.update_every_frames),
+            ("quality_every_updates", self.quality_every_updates),
+        ] {
+            if v == Some(0) {
+                return Err(err(key, format!("{key} must be at least 1")));
+            }
+        }
+        if self.buffer_frames == Some(0) {
+            return Err(err("buffer_frames", "buffer_frames must be at least 1"));
+        }
+        for (key, v) in [
+            ("plane_x_px", self.plane_x_px),
+            ("plane_y_px", self.plane_y_px),
+            ("center_px", self.center_px),
+        ] {
+            if v.is_some_and(|x| !x.is_finite()) {
+                return Err(err(key, format!("{key} must be a finite number of pixels")));
+            }
+        }
+        Ok(crate::rolling::RollingSettings {
+            buffer_frames: self.buffer_frames,
+            filter: self.filter.unwrap_or_default().kind(),
+            center_px: self.center_px,
+            axial_row: self.axial_row,
+            plane_x_px: self.plane_x_px.unwrap_or(0.0),
+            plane_y_px: self.plane_y_px.unwrap_or(0.0),
+            update_every_frames: self.update_every_frames.unwrap_or(1),
+            quality_every_updates: self.quality_every_updates.unwrap_or(1),
+            recompute_every: self.recompute_every,
+            reference: None,
+            output_dir: self.results_dir.clone(),
+            preview_png: self.preview_png.unwrap_or(true),
         })
     }
 
@@ -798,6 +903,53 @@ mod tests {
             topic: Some("t".into()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn rolling_settings_are_checked_and_share_the_tomography_keys_they_use() {
+        let rolling = |f: &dyn Fn(&mut RawConfig)| {
+            let mut r = base();
+            r.processor = Some(ProcessorKind::Rolling);
+            f(&mut r);
+            r.check()
+        };
+        let p = rolling(&|r| {
+            r.buffer_frames = Some(180);
+            r.center_px = Some(31.5);
+            r.filter = Some(Filter::Hann);
+            r.plane_y_px = Some(-4.0);
+        })
+        .unwrap();
+        let ProcessorPlan::Rolling(s) = &p.processor else {
+            panic!("{:?}", p.processor)
+        };
+        assert_eq!(
+            (s.buffer_frames, s.center_px, s.filter, s.plane_y_px),
+            (Some(180), Some(31.5), FilterKind::Hann, -4.0)
+        );
+        assert_eq!((s.update_every_frames, s.quality_every_updates), (1, 1));
+        let key = |f: &dyn Fn(&mut RawConfig)| rolling(f).unwrap_err().key;
+        assert_eq!(key(&|r| r.threads = Some(2)).as_deref(), Some("threads"));
+        assert_eq!(
+            key(&|r| r.buffer_frames = Some(0)).as_deref(),
+            Some("buffer_frames")
+        );
+        assert_eq!(
+            key(&|r| r.update_every_frames = Some(0)).as_deref(),
+            Some("update_every_frames")
+        );
+        assert_eq!(
+            key(&|r| r.plane_x_px = Some(f64::NAN)).as_deref(),
+            Some("plane_x_px")
+        );
+        assert_eq!(
+            key(&|r| r.iterations = Some(3)).as_deref(),
+            Some("iterations")
+        );
+        // A rolling key on another processor.
+        let mut r = base();
+        r.buffer_frames = Some(10);
+        assert_eq!(r.check().unwrap_err().key.as_deref(), Some("buffer_frames"));
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //!   cost (`--cost-ms-per-message`, sleep or busy) that wraps any of them.
 //! - [`reconstruct`]: the light-source processors `gridrec` and `mlem` (per-message pipeline, centre cache,
 //!   rayon over slice pairs, HDF5 and PNG output).
+//! - [`rolling`]: the `rolling` processor: detector frames into a rolling reconstruction (a buffer covering 180
+//!   degrees, three ortho-slices updated per frame), live quality per update, PNG quick-looks.
 //! - [`tomo`]: tomographic reconstruction numerics, no I/O (filters, FBP baseline, GridRec, ML-EM, centre search,
 //!   normalisation, quality measures).
 //! - [`simd`]: the run-time choice of AVX-512 / AVX2 / baseline code for those kernels (bit-identical).
@@ -29,6 +31,7 @@ pub mod kmeans;
 pub mod processor;
 pub mod reconstruct;
 pub mod report;
+pub mod rolling;
 pub mod simd;
 pub mod tomo;
 pub mod window;

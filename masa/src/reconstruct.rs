@@ -558,6 +558,16 @@ impl TomoProcessor {
 
 /// An 8-bit grey PNG of an `n x n` image, scaled from its 0.5th to 99.5th percentile.
 pub fn write_png(path: &Path, img: &[f32], n: usize) -> Result<(), ProcessError> {
+    write_png_rect(path, img, n, n)
+}
+
+/// [`write_png`] for a `width x height` image (rows of `width`).
+pub fn write_png_rect(
+    path: &Path,
+    img: &[f32],
+    width: usize,
+    height: usize,
+) -> Result<(), ProcessError> {
     let mut sorted: Vec<f32> = img.iter().copied().filter(|v| v.is_finite()).collect();
     sorted.sort_by(f32::total_cmp);
     let (lo, hi) = if sorted.is_empty() {
@@ -572,7 +582,7 @@ pub fn write_png(path: &Path, img: &[f32], n: usize) -> Result<(), ProcessError>
         .map(|&v| (((v - lo) / span).clamp(0.0, 1.0) * 255.0).round() as u8)
         .collect();
     let file = std::fs::File::create(path).map_err(|e| ProcessError::output(path, e))?;
-    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), n as u32, n as u32);
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), width as u32, height as u32);
     enc.set_color(png::ColorType::Grayscale);
     enc.set_depth(png::BitDepth::Eight);
     enc.write_header()

@@ -43,6 +43,8 @@ pub enum SourceKind {
     Template,
     /// A random blob of a given size.
     Synthetic,
+    /// A detector streaming one message per frame: darks, flats, projections of the 3-D phantom in an angle order.
+    Frames,
 }
 
 /// How a template file is cut into messages.
@@ -206,6 +208,27 @@ pub struct RawConfig {
     /// Template source, rows mode: open-beam counts for a file without flat fields [default: from the data]
     #[arg(long)]
     pub open_beam_counts: Option<f64>,
+    /// Frames source: detector rows per frame [default: 256]
+    #[arg(long)]
+    pub frame_rows: Option<u32>,
+    /// Frames source: detector columns per frame [default: 256]
+    #[arg(long)]
+    pub frame_cols: Option<u32>,
+    /// Frames source: projections per 180 degrees [default: about pi/2 x columns, as real scans sample]
+    #[arg(long)]
+    pub projections_per_180: Option<u32>,
+    /// Frames source: sequential, back-and-forth, interlaced:K or golden [default: golden]
+    #[arg(long)]
+    pub angle_order: Option<String>,
+    /// Frames source: dark frames at the start and at every re-take [default: 10]
+    #[arg(long)]
+    pub darks: Option<u32>,
+    /// Frames source: flat frames at the start and at every re-take [default: 10]
+    #[arg(long)]
+    pub flats: Option<u32>,
+    /// Frames source: take darks and flats again after this many projections, a new epoch (0: never) [default: 0]
+    #[arg(long)]
+    pub retake_every: Option<u64>,
     /// Stop after this many messages [default: 1000 unless --duration-s or a finite --rate-profile]
     #[arg(long)]
     pub messages: Option<u64>,
@@ -315,6 +338,7 @@ pub enum SourcePlan {
     Static(ClusterParams),
     Synthetic { bytes: usize, seed: u64 },
     Template(TemplatePlan),
+    Frames(crate::frames::FrameParams),
 }
 
 impl SourcePlan {
@@ -325,6 +349,7 @@ impl SourcePlan {
             SourcePlan::Static(_) => "static",
             SourcePlan::Synthetic { .. } => "synthetic",
             SourcePlan::Template { .. } => "template",
+            SourcePlan::Frames(_) => "frames",
         }
     }
 }
@@ -410,6 +435,20 @@ impl ProducerPlan {
                 t.open_beam_counts
                     .map(|c| format!(", open beam {c} counts"))
                     .unwrap_or_default()
+            ),
+            SourcePlan::Frames(f) => format!(
+                "frames ({} x {} u16, {} projections per 180 degrees, {} order, {} darks and {} flats{})",
+                f.rows,
+                f.cols,
+                f.projections_per_180,
+                f.order,
+                f.darks,
+                f.flats,
+                if f.retake_every > 0 {
+                    format!(", again every {} projections", f.retake_every)
+                } else {
+                    String::new()
+                }
             ),
         };
         let stop = match (self.stop.messages, self.stop.duration_s) {
@@ -600,6 +639,17 @@ impl RawConfig {
         ] {
             only(key, set, &[Template])?;
         }
+        for (key, set) in [
+            ("frame_rows", self.frame_rows.is_some()),
+            ("frame_cols", self.frame_cols.is_some()),
+            ("projections_per_180", self.projections_per_180.is_some()),
+            ("angle_order", self.angle_order.is_some()),
+            ("darks", self.darks.is_some()),
+            ("flats", self.flats.is_some()),
+            ("retake_every", self.retake_every.is_some()),
+        ] {
+            only(key, set, &[Frames])?;
+        }
         for (key, v) in [
             ("clusters", cluster.clusters),
             ("dims", cluster.dims),
@@ -682,7 +732,72 @@ impl RawConfig {
                 }
                 SourcePlan::Template(self.template(encoding)?)
             }
+            Frames => SourcePlan::Frames(self.frames(encoding)?),
         })
+    }
+
+    /// The frames source: one detector, frames in the envelope.
+    fn frames(&self, encoding: Encoding) -> Result<crate::frames::FrameParams, SettingError> {
+        if encoding != Encoding::Envelope {
+            return Err(err(
+                "encoding",
+                "source frames sends detector frames in the envelope encoding only",
+            ));
+        }
+        if self.threads.unwrap_or(1) != 1 {
+            return Err(err(
+                "threads",
+                "source frames is one detector, one stream of frames: threads must be 1 (run a MASS per detector)",
+            ));
+        }
+        let order = match &self.angle_order {
+            Some(s) => crate::angles::AngleOrder::parse(s)
+                .map_err(|e| err("angle_order", e.to_string()))?,
+            None => crate::angles::AngleOrder::Golden,
+        };
+        let rows = self.frame_rows.unwrap_or(256);
+        let cols = self.frame_cols.unwrap_or(256);
+        let p = crate::frames::FrameParams {
+            rows,
+            cols,
+            projections_per_180: self
+                .projections_per_180
+                .unwrap_or_else(|| (std::f64::consts::FRAC_PI_2 * cols as f64).round() as u32),
+            order,
+            darks: self.darks.unwrap_or(10),
+            flats: self.flats.unwrap_or(10),
+            retake_every: self.retake_every.unwrap_or(0),
+            center_px: cols as f64 / 2.0,
+            ..crate::frames::FrameParams::default()
+        };
+        p.check().map_err(|e| {
+            let key = match &e {
+                crate::source::SourceError::Invalid(m) if m.contains("projections_per_180") => {
+                    "projections_per_180"
+                }
+                crate::source::SourceError::Invalid(m) if m.contains("retake_every") => {
+                    "retake_every"
+                }
+                _ => "frame_rows",
+            };
+            err(key, e.to_string())
+        })?;
+        let bytes = pilot_core::contract::frame::frame_payload_bytes(
+            rows,
+            cols,
+            pilot_core::contract::message::Dtype::U16,
+        )
+        .unwrap_or(u64::MAX);
+        if bytes > (pilot_core::contract::client::MAX_MESSAGE_BYTES - 1024) as u64 {
+            return Err(err(
+                "frame_rows",
+                format!(
+                    "a {rows} x {cols} u16 frame is {bytes} bytes, more than the brokers' message limit ({} B)",
+                    pilot_core::contract::client::MAX_MESSAGE_BYTES
+                ),
+            ));
+        }
+        Ok(p)
     }
 
     /// The rate: a fixed rate (msg/s or MB/s) or a rate profile, within bounds.
@@ -918,6 +1033,52 @@ mod tests {
             topic: Some("t".into()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn the_frames_source_is_one_detector_with_its_keys_checked() {
+        let toml = "bootstrap_servers = \"127.0.0.2:9092\"\ntopic = \"t\"\nsource = \"frames\"\nframe_rows = 32\nframe_cols = 100\nangle_order = \"interlaced:16\"\nretake_every = 50\n";
+        let p = RawConfig::from_toml(toml, "mass.toml")
+            .unwrap()
+            .validate("mass.toml")
+            .unwrap();
+        let SourcePlan::Frames(f) = &p.source else {
+            panic!("{:?}", p.source)
+        };
+        assert_eq!((f.rows, f.cols, f.projections_per_180), (32, 100, 157));
+        assert_eq!(f.order, crate::angles::AngleOrder::Interlaced(16));
+        assert_eq!(
+            (f.darks, f.flats, f.retake_every, f.center_px),
+            (10, 10, 50, 50.0)
+        );
+        let bad = |f: &dyn Fn(&mut RawConfig)| {
+            let mut r = base();
+            r.source = Some(SourceKind::Frames);
+            f(&mut r);
+            r.validate("test").unwrap_err().to_string()
+        };
+        assert!(bad(&|r| r.angle_order = Some("spiral".into())).contains("key `angle_order`"));
+        assert!(bad(&|r| r.threads = Some(2)).contains("key `threads`"));
+        assert!(bad(&|r| r.encoding = Some(Encoding::PointsText)).contains("key `encoding`"));
+        assert!(bad(&|r| r.projections_per_180 = Some(0)).contains("key `projections_per_180`"));
+        assert!(bad(&|r| {
+            r.retake_every = Some(5);
+            r.flats = Some(0)
+        })
+        .contains("key `retake_every`"));
+        assert!(bad(&|r| {
+            r.frame_rows = Some(8192);
+            r.frame_cols = Some(8192)
+        })
+        .contains("message limit"));
+        // A frames key on another source.
+        let mut r = base();
+        r.darks = Some(3);
+        assert!(r
+            .validate("test")
+            .unwrap_err()
+            .to_string()
+            .contains("darks applies to source frames"));
     }
 
     #[test]

@@ -94,6 +94,10 @@ pub fn make_processor(
         ProcessorPlan::Tomo(cfg) => {
             Box::new(crate::reconstruct::TomoProcessor::new(cfg.clone(), label)?)
         }
+        ProcessorPlan::Rolling(settings) => Box::new(crate::rolling::RollingProcessor::new(
+            settings.clone(),
+            label,
+        )),
     })
 }
 

@@ -73,9 +73,77 @@ pub fn ssim_in_circle(recon: &[f64], truth: &[f64], n: usize, radius: f64, range
     sum / count.max(1) as f64
 }
 
+/// How alike two images are, each rescaled to [0, 1] over the pixels inside the circle first (as the
+/// light-source peers score their reconstructions): SSIM, PSNR in dB, and the RMSE over the reference's RMS.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Comparison {
+    pub ssim: f64,
+    pub psnr_db: f64,
+    pub nrmse: f64,
+}
+
+/// Compare `image` with `reference` (both `n x n`) inside the circle of `radius`. None when either is empty,
+/// not `n x n`, or has a non-finite value inside the circle; a flat image rescales to zeros.
+pub fn compare_unit(image: &[f32], reference: &[f32], n: usize, radius: f64) -> Option<Comparison> {
+    if n == 0 || image.len() != n * n || reference.len() != n * n {
+        return None;
+    }
+    let unit = |img: &[f32]| -> Option<Vec<f64>> {
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        for i in 0..n {
+            for j in 0..n {
+                if in_circle(i, j, n, radius) {
+                    let v = img[i * n + j] as f64;
+                    if !v.is_finite() {
+                        return None;
+                    }
+                    lo = lo.min(v);
+                    hi = hi.max(v);
+                }
+            }
+        }
+        let span = if hi > lo { hi - lo } else { 1.0 };
+        let lo = if lo.is_finite() { lo } else { 0.0 };
+        Some(
+            img.iter()
+                .map(|&v| ((v as f64 - lo) / span).clamp(0.0, 1.0))
+                .collect(),
+        )
+    };
+    let (a, b) = (unit(image)?, unit(reference)?);
+    let rmse = rmse_in_circle(&a, &b, n, radius);
+    let rms_ref = rmse_in_circle(&vec![0.0; n * n], &b, n, radius);
+    Some(Comparison {
+        ssim: ssim_in_circle(&a, &b, n, radius, 1.0),
+        psnr_db: if rmse > 0.0 {
+            -20.0 * rmse.log10()
+        } else {
+            f64::INFINITY
+        },
+        nrmse: if rms_ref > 0.0 { rmse / rms_ref } else { rmse },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn comparisons_rescale_first_and_refuse_what_they_cannot_score() {
+        let n = 16;
+        let a: Vec<f32> = (0..n * n).map(|k| (k % n) as f32).collect();
+        // Scaled and shifted, the same image after rescaling.
+        let b: Vec<f32> = a.iter().map(|v| 3.0 * v + 7.0).collect();
+        let c = compare_unit(&b, &a, n, 1.0).unwrap();
+        assert!((c.ssim - 1.0).abs() < 1e-9 && c.nrmse < 1e-9 && c.psnr_db.is_infinite());
+        let mut bad = a.clone();
+        bad[n * n / 2 + n / 2] = f32::NAN;
+        assert_eq!(compare_unit(&bad, &a, n, 1.0), None);
+        assert_eq!(compare_unit(&a[1..], &a, n, 1.0), None);
+        let flat = vec![5.0f32; n * n];
+        let c = compare_unit(&flat, &a, n, 1.0).unwrap();
+        assert!(c.ssim < 0.1 && c.psnr_db.is_finite() && c.nrmse.is_finite());
+    }
 
     #[test]
     fn identical_images_score_one_and_noise_scores_less() {
