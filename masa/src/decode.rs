@@ -241,6 +241,23 @@ impl Decoder {
                 decode_hex(body, &mut self.bytes).map_err(rejected)?;
                 Payload::Hdf5File(&self.bytes)
             }
+            Encoding::Ad00 => {
+                let bad = |e: pilot_core::contract::ess::EssError| Rejected {
+                    reason: "malformed ad00 frame",
+                    detail: e.to_string(),
+                };
+                let f = pilot_core::contract::ess::decode_ad00(body)
+                    .map_err(bad)?
+                    .frame(None)
+                    .map_err(bad)?;
+                Payload::Frame(Frame {
+                    info: f.info,
+                    rows: f.rows,
+                    cols: f.cols,
+                    dtype: f.dtype,
+                    pixels: f.pixels,
+                })
+            }
             Encoding::Envelope => unreachable!("handled above"),
         };
         Ok((meta, payload))

@@ -47,7 +47,12 @@ fn rolling(buffer_frames: usize) -> Rolling {
 /// Stream frames `seqs` from a source into `roll`; the axial slice in phantom units against the truth: (SSIM,
 /// RMSE) inside the inscribed circle.
 fn stream(order: AngleOrder, seqs: impl Iterator<Item = u64>, roll: &mut Rolling) -> (f64, f64) {
-    let mut src = FrameSource::new(params(order), 0).unwrap();
+    let mut src = FrameSource::new(
+        params(order),
+        0,
+        pilot_core::contract::message::Encoding::Envelope,
+    )
+    .unwrap();
     let mu = src.mu();
     for seq in seqs {
         let msg = src.next(seq, 0).to_vec();

@@ -507,48 +507,224 @@ fn a_geometry_change_within_a_window_loses_nothing() {
 }
 
 /// Issue 23 end to end: MASS's detector streams frames (darks, flats, golden-angle projections of the 3-D
-/// phantom) through tansu into MASA's rolling reconstruction: every frame accounted for, an update per
-/// projection scored against the one before, the slices written as quick-looks.
+/// phantom) through tansu into MASA's rolling reconstruction, in the envelope and as ESS ad00 FlatBuffers: every
+/// frame accounted for, an update per projection scored against the one before, the slices written as
+/// quick-looks, and the two formats give the same reconstruction.
 #[test]
 fn detector_frames_stream_through_tansu_into_a_rolling_reconstruction() {
-    let dir = tempfile::tempdir().unwrap();
     let (fields, projections) = (8u64, 150u64);
-    let (s, results) = through_tansu(
-        dir.path(),
-        mass::config::RawConfig {
-            source: Some(mass::config::SourceKind::Frames),
-            frame_rows: Some(16),
-            frame_cols: Some(64),
-            projections_per_180: Some(100),
-            darks: Some(4),
-            flats: Some(4),
-            partitioning: Some(mass::config::Partitioning::KeyByProducer),
-            messages: Some(fields + projections),
-            ..Default::default()
-        },
-        masa::config::RawConfig {
-            processor: Some(masa::config::ProcessorKind::Rolling),
-            buffer_frames: Some(100),
-            ..Default::default()
-        },
+    let mut runs = Vec::new();
+    for encoding in [
+        pilot_core::contract::message::Encoding::Envelope,
+        pilot_core::contract::message::Encoding::Ad00,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, results) = through_tansu(
+            dir.path(),
+            mass::config::RawConfig {
+                source: Some(mass::config::SourceKind::Frames),
+                encoding: Some(encoding),
+                frame_rows: Some(16),
+                frame_cols: Some(64),
+                projections_per_180: Some(100),
+                darks: Some(4),
+                flats: Some(4),
+                partitioning: Some(mass::config::Partitioning::KeyByProducer),
+                messages: Some(fields + projections),
+                ..Default::default()
+            },
+            masa::config::RawConfig {
+                processor: Some(masa::config::ProcessorKind::Rolling),
+                buffer_frames: Some(100),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            (s.received_msgs, s.rejected_msgs, s.missing_msgs),
+            (fields + projections, 0, 0),
+            "{encoding}"
+        );
+        assert!(s.complete, "{encoding}: {}", s.incomplete_reason);
+        let rows: Vec<masa::rolling::QualityRow> =
+            pilot_core::contract::metrics::read_csv(&results.join("rolling-c-0-quality.csv"))
+                .unwrap();
+        assert_eq!(rows.len() as u64, projections, "an update per projection");
+        let last = rows.last().unwrap();
+        assert_eq!(last.buffered, 100);
+        assert_eq!(last.newest_frame, fields + projections - 1);
+        // One frame in a hundred changes little: consecutive updates are alike, and golden angles leave no
+        // large gap in the buffer.
+        assert!(last.ssim_previous > 0.95, "{last:?}");
+        assert!(last.largest_gap_deg < 4.0, "{last:?}");
+        for name in ["axial", "xz", "yz"] {
+            let png = std::fs::read(results.join(format!("rolling-c-0-{name}.png"))).unwrap();
+            assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{name}");
+        }
+        runs.push(rows);
+    }
+    // Bit for bit (the first update has no previous one: NaN, which only compares equal as bits).
+    let scores = |rows: &[masa::rolling::QualityRow]| -> Vec<(u64, u64, u64)> {
+        rows.iter()
+            .map(|r| {
+                let (a, b) = (r.ssim_previous.to_bits(), r.largest_gap_deg.to_bits());
+                (r.newest_frame, a, b)
+            })
+            .collect()
+    };
+    assert_eq!(
+        scores(&runs[0]),
+        scores(&runs[1]),
+        "envelope and ad00 alike"
+    );
+}
+
+/// Where `scripts/setup.sh --frameworks` put the Python peers.
+fn peers_python() -> PathBuf {
+    let venv = std::env::var_os("PILOT_FRAMEWORKS_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME");
+            std::env::var_os("XDG_DATA_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(home).join(".local/share"))
+                .join("pilot-streaming/venv")
+        });
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup.sh --frameworks (it installs ess-streaming-data-types and \
+         confluent-kafka, the peers this test needs)",
+        python.display()
+    );
+    python
+}
+
+/// Frames written by another producer: PyPI's ess-streaming-data-types serialises them as ad00 (angle, frame
+/// type and epoch as attributes) and confluent-kafka sends them; MASA's rolling reconstruction takes them as
+/// unaccounted messages and reconstructs exactly what the same frames give in-process.
+#[test]
+fn ad00_frames_from_the_python_peer_reconstruct_like_envelope_frames() {
+    use mass::source::Source;
+    let python = peers_python();
+    let dir = tempfile::tempdir().unwrap();
+    let (rows, cols, count) = (8u32, 48u32, 6 + 90u64);
+    let params = mass::frames::FrameParams {
+        rows,
+        cols,
+        projections_per_180: 60,
+        darks: 3,
+        flats: 3,
+        center_px: cols as f64 / 2.0,
+        ..Default::default()
+    };
+    let mut src = mass::frames::FrameSource::new(
+        params,
+        0,
+        pilot_core::contract::message::Encoding::Envelope,
+    )
+    .unwrap();
+    // The frames, for the peer (frames.json, frames.bin) and for the in-process reconstruction.
+    let settings = masa::rolling::RollingSettings {
+        buffer_frames: Some(60),
+        ..Default::default()
+    };
+    let mut offline = masa::rolling::RollingProcessor::new(settings, "offline");
+    let (mut meta, mut pixels) = (Vec::new(), Vec::new());
+    for seq in 0..count {
+        let msg = src.next(seq, 0).to_vec();
+        let f = pilot_core::contract::frame::decode_frame(&msg).unwrap();
+        meta.push(format!(
+            r#"{{"index": {}, "angle_deg": {:?}, "frame_type": "{}", "epoch": {}}}"#,
+            f.info.index,
+            f.info.angle_deg,
+            f.info.frame_type.as_str(),
+            f.info.epoch
+        ));
+        pixels.extend_from_slice(f.pixels);
+        offline.add(&Payload::Frame(f)).unwrap();
+        offline.process().unwrap();
+    }
+    let frames_dir = dir.path().join("frames");
+    std::fs::create_dir_all(&frames_dir).unwrap();
+    std::fs::write(
+        frames_dir.join("frames.json"),
+        format!(
+            r#"{{"rows": {rows}, "cols": {cols}, "frames": [{}]}}"#,
+            meta.join(", ")
+        ),
+    )
+    .unwrap();
+    std::fs::write(frames_dir.join("frames.bin"), &pixels).unwrap();
+    // The peer produces into a fresh pilot; MASA consumes.
+    let pilot = pilot_core::pilots::pilot::Pilot::create_local(&dir.path().join("pilots"))
+        .expect("tansu installed (scripts/setup.sh)");
+    let conn = pilot.connection().unwrap();
+    pilot_core::contract::admin::KafkaAdmin::new(
+        &conn.bootstrap,
+        &conn.client,
+        Duration::from_secs(10),
+    )
+    .create_topic("detector", 1, 1)
+    .unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/ad00_producer.py");
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .args([&conn.bootstrap, "detector"])
+        .arg(&frames_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "peer: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(
-        (s.received_msgs, s.rejected_msgs, s.missing_msgs),
-        (fields + projections, 0, 0)
+        String::from_utf8_lossy(&out.stdout).trim(),
+        count.to_string()
+    );
+    let results = dir.path().join("results");
+    let plan = masa::config::RawConfig {
+        bootstrap_servers: Some(conn.bootstrap.clone()),
+        topic: Some("detector".into()),
+        idle_timeout_s: Some(3.0),
+        results_dir: Some(results.clone()),
+        consumer_id: Some("c".into()),
+        processor: Some(masa::config::ProcessorKind::Rolling),
+        buffer_frames: Some(60),
+        ..Default::default()
+    };
+    let plan = masa::config::Settings::validate(&plan, "test").unwrap();
+    let got = masa::consumer::run(
+        &plan,
+        &conn,
+        Arc::new(pilot_core::contract::clock::SystemClock::new()),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    let s = &got.summary;
+    // Another producer's messages carry no MASS accounting: taken and counted as unaccounted.
+    assert_eq!(
+        (s.unaccounted_msgs, s.rejected_msgs, s.handled_msgs),
+        (count, 0, count),
+        "{s:?}"
     );
     assert!(s.complete, "{}", s.incomplete_reason);
     let rows: Vec<masa::rolling::QualityRow> =
         pilot_core::contract::metrics::read_csv(&results.join("rolling-c-0-quality.csv")).unwrap();
-    assert_eq!(rows.len() as u64, projections, "an update per projection");
-    let last = rows.last().unwrap();
-    assert_eq!(last.buffered, 100);
-    assert_eq!(last.newest_frame, fields + projections - 1);
-    // One frame in a hundred changes little: consecutive updates are alike, and golden angles leave no
-    // large gap in the buffer.
-    assert!(last.ssim_previous > 0.95, "{last:?}");
-    assert!(last.largest_gap_deg < 4.0, "{last:?}");
-    for name in ["axial", "xz", "yz"] {
-        let png = std::fs::read(results.join(format!("rolling-c-0-{name}.png"))).unwrap();
-        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{name}");
-    }
+    let scores = |rows: &[masa::rolling::QualityRow]| -> Vec<(u64, u64, u64, u64)> {
+        rows.iter()
+            .map(|r| {
+                let (a, b) = (r.ssim_previous.to_bits(), r.largest_gap_deg.to_bits());
+                (r.newest_frame, r.projections, a, b)
+            })
+            .collect()
+    };
+    assert_eq!(rows.len(), 90);
+    assert_eq!(scores(&rows), scores(offline.quality()));
+    assert!(
+        rows.last().unwrap().ssim_previous > 0.9,
+        "{:?}",
+        rows.last()
+    );
 }

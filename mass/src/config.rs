@@ -738,10 +738,10 @@ impl RawConfig {
 
     /// The frames source: one detector, frames in the envelope.
     fn frames(&self, encoding: Encoding) -> Result<crate::frames::FrameParams, SettingError> {
-        if encoding != Encoding::Envelope {
+        if !matches!(encoding, Encoding::Envelope | Encoding::Ad00) {
             return Err(err(
                 "encoding",
-                "source frames sends detector frames in the envelope encoding only",
+                "source frames sends detector frames as envelope or ad00",
             ));
         }
         if self.threads.unwrap_or(1) != 1 {

@@ -1,5 +1,7 @@
-//! A detector that streams frames: one message per frame ([`pilot_core::contract::frame`]), as beamline
-//! detectors send them. Darks, then flats, then projections in an [`AngleOrder`]; with `retake_every` set, the
+//! A detector that streams frames: one message per frame, as beamline detectors send them, in the project's
+//! envelope ([`pilot_core::contract::frame`]) or as ESS's `ad00` FlatBuffers ([`pilot_core::contract::ess`]:
+//! the frame index as the array's id, the send time as its timestamp, angle, frame type and epoch as
+//! attributes; MASS's accounting then travels in the Kafka key). Darks, then flats, then projections in an [`AngleOrder`]; with `retake_every` set, the
 //! darks and flats are taken again after that many projections under a new flat/dark epoch. Message `seq` is
 //! frame index `seq` (the detector's counter counts flats and darks too), so the sequence a consumer sees says
 //! which frames it lost.
@@ -140,6 +142,7 @@ impl FrameParams {
 pub struct FrameSource {
     p: FrameParams,
     producer_id: u32,
+    encoding: Encoding,
     phantom: Vec<Ellipsoid>,
     mu: f64,
     cache: HashMap<u64, Vec<u8>>,
@@ -148,8 +151,14 @@ pub struct FrameSource {
 }
 
 impl FrameSource {
-    pub fn new(p: FrameParams, producer_id: u32) -> Result<Self, SourceError> {
+    /// `encoding`: envelope or ad00.
+    pub fn new(p: FrameParams, producer_id: u32, encoding: Encoding) -> Result<Self, SourceError> {
         p.check()?;
+        if !matches!(encoding, Encoding::Envelope | Encoding::Ad00) {
+            return Err(SourceError::Invalid(format!(
+                "detector frames travel as envelope or ad00, not {encoding}"
+            )));
+        }
         let phantom = shepp_logan_3d();
         let (rows, cols) = (p.rows as usize, p.cols as usize);
         let mut line = vec![0.0; rows * cols];
@@ -163,6 +172,7 @@ impl FrameSource {
         Ok(FrameSource {
             p,
             producer_id,
+            encoding,
             phantom,
             mu,
             cache: HashMap::new(),
@@ -225,12 +235,38 @@ impl FrameSource {
 
 impl Source for FrameSource {
     fn encoding(&self) -> Encoding {
-        Encoding::Envelope
+        self.encoding
     }
 
     fn next(&mut self, seq: u64, intended_send_ns: u64) -> &mut [u8] {
         let planned = self.p.plan(seq);
         let pixels = self.pixels(&planned);
+        if self.encoding == Encoding::Ad00 {
+            use pilot_core::contract::ess::{encode_ad00, Ad00, Ad00Type, AttributeValue};
+            let array = Ad00 {
+                source_name: "mass-detector",
+                // The frame index; ad00's id is 32 bits.
+                id: (seq & 0x7fff_ffff) as i32,
+                timestamp_ns: intended_send_ns.min(i64::MAX as u64) as i64,
+                dimensions: vec![self.p.rows as i64, self.p.cols as i64],
+                data_type: Some(Ad00Type::Uint16),
+                data: &pixels,
+                attributes: Vec::new(),
+            };
+            encode_ad00(
+                &array,
+                &[
+                    ("angle", AttributeValue::F64(planned.angle_deg)),
+                    (
+                        "frame_type",
+                        AttributeValue::Text(planned.frame_type.as_str().into()),
+                    ),
+                    ("epoch", AttributeValue::I64(planned.epoch as i64)),
+                ],
+                &mut self.buf,
+            );
+            return &mut self.buf;
+        }
         let h = frame_header(
             self.producer_id,
             seq,
@@ -302,7 +338,7 @@ mod tests {
             center_px: 8.0,
             ..FrameParams::default()
         };
-        let mut s = FrameSource::new(p.clone(), 5).unwrap();
+        let mut s = FrameSource::new(p.clone(), 5, Encoding::Envelope).unwrap();
         for seq in [0u64, 4, 8, 9, 8] {
             let msg = s.next(seq, 1_000 + seq).to_vec();
             let f = decode_frame(&msg).unwrap();
@@ -326,7 +362,10 @@ mod tests {
         }
         // A cached projection is the same frame.
         let again = s.next(8, 0).to_vec();
-        let first = FrameSource::new(p, 5).unwrap().next(8, 0).to_vec();
+        let first = FrameSource::new(p, 5, Encoding::Envelope)
+            .unwrap()
+            .next(8, 0)
+            .to_vec();
         assert_eq!(again, first);
     }
 
@@ -335,7 +374,7 @@ mod tests {
         let with = |f: &dyn Fn(&mut FrameParams)| {
             let mut p = FrameParams::default();
             f(&mut p);
-            FrameSource::new(p, 0)
+            FrameSource::new(p, 0, Encoding::Envelope)
                 .err()
                 .map(|e| e.to_string())
                 .unwrap_or_default()

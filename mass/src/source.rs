@@ -383,7 +383,7 @@ impl TemplateSource {
                     }
                     Encoding::Hdf5Raw => body = file,
                     Encoding::Hdf5Hex => encode_hex(&file, &mut body),
-                    Encoding::PointsText => {
+                    Encoding::PointsText | Encoding::Ad00 => {
                         return Err(SourceError::Invalid(
                             "the template source sends HDF5 data: encoding must be envelope, hdf5-raw or hdf5-hex".into(),
                         ))

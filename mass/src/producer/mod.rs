@@ -75,7 +75,11 @@ pub fn make_source(plan: &ProducerPlan, producer_id: u32) -> Result<Box<dyn Sour
             Box::new(StaticSource::synthetic(*bytes, producer_id, *seed)?)
         }
         SourcePlan::Template(t) => Box::new(TemplateSource::new(t, plan.encoding, producer_id)?),
-        SourcePlan::Frames(p) => Box::new(crate::frames::FrameSource::new(p.clone(), producer_id)?),
+        SourcePlan::Frames(p) => Box::new(crate::frames::FrameSource::new(
+            p.clone(),
+            producer_id,
+            plan.encoding,
+        )?),
     })
 }
 

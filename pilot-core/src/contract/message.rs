@@ -627,6 +627,9 @@ pub enum Encoding {
     Hdf5Raw,
     /// The whole HDF5 file as lowercase hex (the paper's form).
     Hdf5Hex,
+    /// A detector frame as ESS's FlatBuffers `ad00` array (what EPICS areaDetector's Kafka plugin sends); see
+    /// [`super::ess`].
+    Ad00,
 }
 
 impl Encoding {
@@ -638,6 +641,8 @@ impl Encoding {
             Some(Encoding::Hdf5Raw)
         } else if body.starts_with(b"894844460d0a1a0a") {
             Some(Encoding::Hdf5Hex)
+        } else if super::ess::is_ad00(body) {
+            Some(Encoding::Ad00)
         } else if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
             Some(Encoding::PointsText)
         } else {
@@ -653,6 +658,7 @@ impl fmt::Display for Encoding {
             Encoding::PointsText => "points-text",
             Encoding::Hdf5Raw => "hdf5-raw",
             Encoding::Hdf5Hex => "hdf5-hex",
+            Encoding::Ad00 => "ad00",
         })
     }
 }
