@@ -3,6 +3,7 @@
 //! - [`message`]: the wire format (versioned envelope; the paper's text and HDF5 encodings; the accounting key);
 //!   [`frame`]: detector frames (projection, flat, dark) as envelopes, one message per frame; [`ess`]: the same
 //!   frames as ESS's FlatBuffers (`ad00` arrays, `f144` rotation-stage positions).
+//! - [`control`]: commands to a frame source (stop, pause, rate, flat/dark re-takes, rows) and its answers.
 //! - [`client`]: client properties and where the brokers are ([`client::Connection`]); [`admin`]: topics and
 //!   metadata over the Kafka protocol.
 //! - [`aps`]: APS Data Exchange HDF5 files (from disk, or from a message's bytes in a helper process).
@@ -16,6 +17,7 @@ pub mod aps;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod ess;
 pub mod files;
 pub mod frame;
