@@ -728,3 +728,169 @@ fn ad00_frames_from_the_python_peer_reconstruct_like_envelope_frames() {
         rows.last()
     );
 }
+
+/// Issue 23's control topic: while MASS's detector streams, commands on the control topic change its rate,
+/// re-take the flats and darks, pause, resume and stop it; each is acknowledged there with the first frame it
+/// applied to, a malformed one is rejected with its reason and the source goes on, and MASA accounts for every
+/// frame MASS sent before the stop.
+#[test]
+fn control_commands_steer_the_detector_and_are_acknowledged() {
+    use pilot_core::contract::control::{self, Answer, ControlMessage};
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let pilot = pilot_core::pilots::pilot::Pilot::create_local(&dir.path().join("pilots"))
+        .expect("tansu installed (scripts/setup.sh)");
+    let conn = pilot.connection().unwrap();
+    let admin = pilot_core::contract::admin::KafkaAdmin::new(
+        &conn.bootstrap,
+        &conn.client,
+        Duration::from_secs(10),
+    );
+    admin.create_topic("detector", 1, 1).unwrap();
+    admin.create_topic("detector-control", 1, 1).unwrap();
+    let plan = mass::config::Settings::validate(
+        &mass::config::RawConfig {
+            bootstrap_servers: Some(conn.bootstrap.clone()),
+            topic: Some("detector".into()),
+            control_topic: Some("detector-control".into()),
+            source: Some(mass::config::SourceKind::Frames),
+            frame_rows: Some(8),
+            frame_cols: Some(32),
+            projections_per_180: Some(50),
+            darks: Some(2),
+            flats: Some(2),
+            rate_msgs_per_s: Some(100.0),
+            messages: Some(100_000),
+            interval_s: Some(0.2),
+            ..Default::default()
+        },
+        "test",
+    )
+    .unwrap();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let mass_conn = conn.clone();
+    let producer = std::thread::spawn(move || {
+        let mut first = Some(started_tx);
+        mass::producer::run(
+            &plan,
+            &mass_conn,
+            Arc::new(pilot_core::contract::clock::SystemClock::new()),
+            &AtomicBool::new(false),
+            &mut |_| {
+                if let Some(tx) = first.take() {
+                    let _ = tx.send(());
+                }
+            },
+        )
+        .unwrap()
+    });
+    // Frames flow once the control link is open.
+    started_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    let commands: BaseProducer = conn
+        .client
+        .producer_config(&conn.bootstrap)
+        .create()
+        .unwrap();
+    let send = |text: &str| {
+        commands
+            .send(BaseRecord::<(), str>::to("detector-control").payload(text))
+            .unwrap();
+        commands.flush(Duration::from_secs(5)).unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+    };
+    send("hello");
+    send(r#"{"command":"set_rate","frames_per_s":200,"id":"faster"}"#);
+    send(r#"{"command":"retake_fields","id":"fields"}"#);
+    send(r#"{"command":"set_rows","first_row":9,"rows":4}"#);
+    send(r#"{"command":"pause","id":"hold"}"#);
+    send(r#"{"command":"resume","id":"go"}"#);
+    send(r#"{"command":"stop","id":"enough"}"#);
+    let out = producer.join().unwrap();
+    let sent = out.summary.delivered_msgs;
+    assert!(out.summary.complete, "{}", out.summary.incomplete_reason);
+    assert!(sent > 50 && sent < 100_000, "{sent}");
+    assert!(
+        out.summary.notes.contains("6 commands, 1 malformed"),
+        "{}",
+        out.summary.notes
+    );
+    assert!(out
+        .summary
+        .notes
+        .contains(&format!("stopped by command before frame {sent}")));
+    // The answers on the control topic.
+    let mut cfg = conn.client.consumer_config(&conn.bootstrap, "answers");
+    cfg.set("auto.offset.reset", "earliest");
+    let answers: BaseConsumer = cfg.create().unwrap();
+    answers.subscribe(&["detector-control"]).unwrap();
+    let (mut acks, mut rejected) = (Vec::new(), Vec::new());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline && (acks.len() < 5 || rejected.len() < 2) {
+        if let Some(Ok(m)) = answers.poll(Duration::from_millis(200)) {
+            match control::parse(m.payload().unwrap_or_default()) {
+                ControlMessage::Answer(Answer::Ack {
+                    ack,
+                    command,
+                    applied_at_frame,
+                }) => acks.push((ack, command, applied_at_frame)),
+                ControlMessage::Answer(Answer::Rejected {
+                    rejected: r,
+                    reason,
+                }) => rejected.push((r, reason)),
+                _ => {}
+            }
+        }
+    }
+    let names: Vec<&str> = acks.iter().map(|a| a.1.as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["set_rate", "retake_fields", "pause", "resume", "stop"],
+        "{acks:?}"
+    );
+    assert_eq!(acks[0].0.as_deref(), Some("faster"));
+    let frames: Vec<u64> = acks.iter().map(|a| a.2).collect();
+    assert!(frames.windows(2).all(|w| w[0] <= w[1]), "{frames:?}");
+    assert_eq!(frames[2], frames[3], "nothing is sent while paused");
+    assert_eq!(
+        frames[4], sent,
+        "the stop applies to the first frame not sent"
+    );
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    assert!(rejected[0].1.contains("not JSON"));
+    assert!(rejected[1].1.contains("outside the detector"));
+    // MASA accounts for every frame sent, the re-taken flats under a new epoch included.
+    let results = dir.path().join("results");
+    let plan = masa::config::Settings::validate(
+        &masa::config::RawConfig {
+            bootstrap_servers: Some(conn.bootstrap.clone()),
+            topic: Some("detector".into()),
+            idle_timeout_s: Some(3.0),
+            expect_messages: Some(sent),
+            results_dir: Some(results),
+            consumer_id: Some("c".into()),
+            processor: Some(masa::config::ProcessorKind::Rolling),
+            buffer_frames: Some(50),
+            ..Default::default()
+        },
+        "test",
+    )
+    .unwrap();
+    let got = masa::consumer::run(
+        &plan,
+        &conn,
+        Arc::new(pilot_core::contract::clock::SystemClock::new()),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    let s = &got.summary;
+    assert_eq!(
+        (s.received_msgs, s.missing_msgs, s.rejected_msgs),
+        (sent, 0, 0),
+        "{s:?}"
+    );
+    assert!(s.complete, "{}", s.incomplete_reason);
+    assert!(s.notes.contains("4 flats, 4 darks absorbed"), "{}", s.notes);
+}

@@ -229,6 +229,10 @@ pub struct RawConfig {
     /// Frames source: take darks and flats again after this many projections, a new epoch (0: never) [default: 0]
     #[arg(long)]
     pub retake_every: Option<u64>,
+    /// Frames source: obey commands on this topic (stop, pause, resume, set_rate, retake_fields, set_rows; JSON)
+    /// and answer each there with the first frame it applied to [default: none]
+    #[arg(long)]
+    pub control_topic: Option<String>,
     /// Stop after this many messages [default: 1000 unless --duration-s or a finite --rate-profile]
     #[arg(long)]
     pub messages: Option<u64>,
@@ -366,6 +370,8 @@ pub struct StopRule {
 pub struct ProducerPlan {
     pub target: Target,
     pub topic: String,
+    /// The topic commands come from (frames source).
+    pub control_topic: Option<String>,
     pub create_topic: bool,
     pub partitions: Option<u32>,
     pub source: SourcePlan,
@@ -448,8 +454,12 @@ impl ProducerPlan {
                     format!(", again every {} projections", f.retake_every)
                 } else {
                     String::new()
-                }
-            ),
+                },
+            ) + &self
+                .control_topic
+                .as_ref()
+                .map(|c| format!("; commands from topic {c}"))
+                .unwrap_or_default(),
         };
         let stop = match (self.stop.messages, self.stop.duration_s) {
             (Some(m), Some(d)) => format!("{m} messages or {d} s, whichever first"),
@@ -647,6 +657,7 @@ impl RawConfig {
             ("darks", self.darks.is_some()),
             ("flats", self.flats.is_some()),
             ("retake_every", self.retake_every.is_some()),
+            ("control_topic", self.control_topic.is_some()),
         ] {
             only(key, set, &[Frames])?;
         }
@@ -994,10 +1005,24 @@ impl Settings for RawConfig {
             .run_id
             .clone()
             .unwrap_or_else(|| default_run_id("mass"));
+        let control_topic = match &self.control_topic {
+            Some(c) => {
+                check_topic(c).map_err(|e| err("control_topic", e.message))?;
+                if *c == topic {
+                    return Err(err(
+                        "control_topic",
+                        "control_topic must differ from the data topic",
+                    ));
+                }
+                Some(c.clone())
+            }
+            None => None,
+        };
         Ok(ProducerPlan {
             kafka,
             target,
             topic,
+            control_topic,
             create_topic: self.create_topic.unwrap_or(false),
             partitions: self.partitions,
             source,

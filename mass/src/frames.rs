@@ -143,6 +143,13 @@ pub struct FrameSource {
     p: FrameParams,
     producer_id: u32,
     encoding: Encoding,
+    /// Re-takes asked for by command: the field frames still to send, how many frames they have added to the
+    /// schedule, and how many epochs.
+    pending_fields: std::collections::VecDeque<FrameType>,
+    inserted: u64,
+    extra_epochs: u16,
+    /// The detector rows to send (first, count), by command.
+    band: Option<(u32, u32)>,
     phantom: Vec<Ellipsoid>,
     mu: f64,
     cache: HashMap<u64, Vec<u8>>,
@@ -173,6 +180,10 @@ impl FrameSource {
             p,
             producer_id,
             encoding,
+            pending_fields: Default::default(),
+            inserted: 0,
+            extra_epochs: 0,
+            band: None,
             phantom,
             mu,
             cache: HashMap::new(),
@@ -238,9 +249,71 @@ impl Source for FrameSource {
         self.encoding
     }
 
+    fn command(&mut self, c: &pilot_core::contract::control::Command) -> Result<(), String> {
+        use pilot_core::contract::control::Command;
+        match c {
+            Command::RetakeFields { .. } => {
+                if self.p.darks == 0 && self.p.flats == 0 {
+                    return Err("this detector takes no darks or flats (darks = flats = 0)".into());
+                }
+                self.extra_epochs = self.extra_epochs.saturating_add(1);
+                self.pending_fields.clear();
+                self.pending_fields
+                    .extend(std::iter::repeat_n(FrameType::Dark, self.p.darks as usize));
+                self.pending_fields
+                    .extend(std::iter::repeat_n(FrameType::Flat, self.p.flats as usize));
+                Ok(())
+            }
+            Command::SetRows {
+                first_row, rows, ..
+            } => {
+                let end = *first_row as u64 + *rows as u64;
+                if *rows == 0 || end > self.p.rows as u64 {
+                    return Err(format!(
+                        "rows {first_row}..{end} are outside the detector's {} rows",
+                        self.p.rows
+                    ));
+                }
+                self.band =
+                    (end - *first_row as u64 != self.p.rows as u64).then_some((*first_row, *rows));
+                Ok(())
+            }
+            other => Err(format!(
+                "the frame source itself takes no {} command",
+                other.name()
+            )),
+        }
+    }
+
     fn next(&mut self, seq: u64, intended_send_ns: u64) -> &mut [u8] {
-        let planned = self.p.plan(seq);
-        let pixels = self.pixels(&planned);
+        if seq == 0 {
+            // A run (or the producer's look at the first message) starts the scan again.
+            self.pending_fields.clear();
+            self.inserted = 0;
+            self.extra_epochs = 0;
+            self.band = None;
+        }
+        let planned = match self.pending_fields.pop_front() {
+            Some(frame_type) => {
+                self.inserted += 1;
+                let at = self.p.plan(seq.saturating_sub(self.inserted));
+                Planned {
+                    frame_type,
+                    epoch: at.epoch,
+                    projection: None,
+                    angle_deg: 0.0,
+                }
+            }
+            None => self.p.plan(seq - self.inserted),
+        };
+        let planned = Planned {
+            epoch: planned.epoch.saturating_add(self.extra_epochs),
+            ..planned
+        };
+        let full = self.pixels(&planned);
+        let (first_row, rows) = self.band.unwrap_or((0, self.p.rows));
+        let row_bytes = self.p.cols as usize * 2;
+        let pixels = &full[first_row as usize * row_bytes..(first_row + rows) as usize * row_bytes];
         if self.encoding == Encoding::Ad00 {
             use pilot_core::contract::ess::{encode_ad00, Ad00, Ad00Type, AttributeValue};
             let array = Ad00 {
@@ -248,9 +321,9 @@ impl Source for FrameSource {
                 // The frame index; ad00's id is 32 bits.
                 id: (seq & 0x7fff_ffff) as i32,
                 timestamp_ns: intended_send_ns.min(i64::MAX as u64) as i64,
-                dimensions: vec![self.p.rows as i64, self.p.cols as i64],
+                dimensions: vec![rows as i64, self.p.cols as i64],
                 data_type: Some(Ad00Type::Uint16),
-                data: &pixels,
+                data: pixels,
                 attributes: Vec::new(),
             };
             encode_ad00(
@@ -262,6 +335,8 @@ impl Source for FrameSource {
                         AttributeValue::Text(planned.frame_type.as_str().into()),
                     ),
                     ("epoch", AttributeValue::I64(planned.epoch as i64)),
+                    ("first_row", AttributeValue::I64(first_row as i64)),
+                    ("detector_rows", AttributeValue::I64(self.p.rows as i64)),
                 ],
                 &mut self.buf,
             );
@@ -272,7 +347,7 @@ impl Source for FrameSource {
             seq,
             intended_send_ns,
             Dtype::U16,
-            self.p.rows,
+            rows,
             self.p.cols,
         );
         let info = FrameInfo {
@@ -280,10 +355,10 @@ impl Source for FrameSource {
             angle_deg: planned.angle_deg,
             frame_type: planned.frame_type,
             epoch: planned.epoch,
-            first_row: 0,
+            first_row,
             detector_rows: self.p.rows,
         };
-        encode_frame(&h, &info, &pixels, &mut self.buf);
+        encode_frame(&h, &info, pixels, &mut self.buf);
         set_sequence(&mut self.buf, seq, intended_send_ns);
         &mut self.buf
     }
@@ -367,6 +442,60 @@ mod tests {
             .next(8, 0)
             .to_vec();
         assert_eq!(again, first);
+    }
+
+    #[test]
+    fn commands_retake_fields_under_a_new_epoch_and_cut_a_row_band() {
+        use pilot_core::contract::control::Command;
+        let p = FrameParams {
+            rows: 8,
+            cols: 16,
+            darks: 1,
+            flats: 2,
+            center_px: 8.0,
+            ..FrameParams::default()
+        };
+        let mut s = FrameSource::new(p.clone(), 0, Encoding::Envelope).unwrap();
+        let frame = |s: &mut FrameSource, seq: u64| {
+            let m = s.next(seq, 0).to_vec();
+            let f = decode_frame(&m).unwrap();
+            (
+                f.info.frame_type,
+                f.info.epoch,
+                f.info.angle_deg,
+                f.info.first_row,
+                f.rows,
+            )
+        };
+        use FrameType::*;
+        let before: Vec<_> = (0..5).map(|q| frame(&mut s, q)).collect();
+        assert_eq!(before[3].0, Projection);
+        s.command(&Command::RetakeFields { id: None }).unwrap();
+        let retake: Vec<_> = (5..9).map(|q| frame(&mut s, q)).collect();
+        assert_eq!(
+            retake.iter().map(|f| (f.0, f.1)).collect::<Vec<_>>(),
+            vec![(Dark, 1), (Flat, 1), (Flat, 1), (Projection, 1)]
+        );
+        // The projections go on where they left off: frame 8 is the third projection.
+        assert_eq!(retake[3].2, p.order.angle_deg(2, p.projections_per_180));
+        s.command(&Command::SetRows {
+            first_row: 2,
+            rows: 3,
+            id: None,
+        })
+        .unwrap();
+        assert_eq!((frame(&mut s, 9).3, frame(&mut s, 10).4), (2, 3));
+        assert!(s
+            .command(&Command::SetRows {
+                first_row: 6,
+                rows: 3,
+                id: None
+            })
+            .unwrap_err()
+            .contains("outside"));
+        assert!(s.command(&Command::Stop { id: None }).is_err());
+        // A new run starts the scan again.
+        assert_eq!(frame(&mut s, 0), before[0]);
     }
 
     #[test]

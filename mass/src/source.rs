@@ -52,6 +52,12 @@ pub trait Source: Send {
     fn set_points_per_message(&mut self, _points: usize) -> bool {
         false
     }
+    /// Obey a control command that changes what is sent (a frame source's flat/dark re-take or row band); Err
+    /// with the reason when this source cannot. Commands on the schedule (stop, pause, rate) are the
+    /// producer's.
+    fn command(&mut self, c: &pilot_core::contract::control::Command) -> Result<(), String> {
+        Err(format!("this source takes no {} command", c.name()))
+    }
 }
 
 /// Settings of the cluster source.

@@ -13,6 +13,7 @@
 //! the delivery callback measures produce-to-ack latency without a per-message allocation. On SIGINT/SIGTERM
 //! (the injected shutdown flag) sending stops, queues are flushed, and the summary is written marked incomplete.
 
+pub mod control;
 mod delivery;
 mod intervals;
 mod sender;
@@ -176,16 +177,45 @@ pub fn run(
         partitions,
         run: layout.run,
     };
+    let link = match &plan.control_topic {
+        Some(topic) => Some(control::ControlLink::open(
+            conn,
+            topic,
+            &plan.run_id,
+            plan.create_topic,
+        )?),
+        None => None,
+    };
+    let control = control::ControlState::default();
     let (results, intervals) = send(
         &schedule,
         &producers,
         &mut sources,
         &layout,
         &mut files,
+        link.as_ref().map(|l| (l, &control)),
         progress,
     );
     let tally = Tally::of(&producers, &results, &counters);
     let rates = Rates::of(&tally, &layout.rate, start_ns);
+    let mut notes = layout.notes;
+    if let Some(topic) = &plan.control_topic {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stopped = results.iter().find_map(|r| r.stopped_at);
+        let line = format!(
+            "control topic {topic}: {} commands, {} malformed messages rejected{}",
+            control.received.load(Relaxed),
+            control.malformed.load(Relaxed),
+            stopped
+                .map(|f| format!("; stopped by command before frame {f}"))
+                .unwrap_or_default()
+        );
+        notes = [notes, line]
+            .into_iter()
+            .filter(|n| !n.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+    }
     let shape = Shape {
         start_utc,
         elapsed_s: clock.now_ns().saturating_sub(start_ns) as f64 / 1e9,
@@ -194,7 +224,7 @@ pub fn run(
         message_bytes: layout.message_bytes,
         points: layout.points,
         batch_bytes: layout.batch_bytes,
-        notes: layout.notes,
+        notes,
     };
     let reason =
         summary::incomplete_reason(shutdown.load(std::sync::atomic::Ordering::Relaxed), &tally);
@@ -268,10 +298,17 @@ fn send(
     sources: &mut [Box<dyn Source>],
     layout: &Layout,
     files: &mut ResultFiles,
+    control: Option<(&control::ControlLink, &control::ControlState)>,
     progress: &mut dyn FnMut(&IntervalRow),
 ) -> (Vec<ThreadResult>, Vec<IntervalRow>) {
     let plan = schedule.plan;
+    let link_done = AtomicBool::new(false);
     std::thread::scope(|scope| {
+        // The control topic's reader and answerer, until the senders are done.
+        let link = control.map(|(link, state)| {
+            let done = &link_done;
+            scope.spawn(move || link.run(state, done))
+        });
         let handles: Vec<_> = producers
             .iter()
             .zip(sources.iter_mut())
@@ -282,6 +319,8 @@ fn send(
                     producer,
                     source: source.as_mut(),
                     t: t as u64,
+                    // One thread obeys the commands (the frames source has one).
+                    control: control.filter(|_| t == 0).map(|(_, state)| state),
                 };
                 scope.spawn(move || sender.run())
             })
@@ -312,6 +351,10 @@ fn send(
             .into_iter()
             .map(|h| h.join().expect("producer thread panicked"))
             .collect();
+        link_done.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = link {
+            h.join().expect("control thread panicked");
+        }
         (results, intervals)
     })
 }

@@ -15,6 +15,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
+use super::control::Obey;
 use super::delivery::{
     opaque, serve_delivery_reports, Counters, DeliveryContext, QUEUE_FULL_BACKOFF,
 };
@@ -33,6 +34,8 @@ pub(crate) struct ThreadResult {
     pub local_errors: BTreeMap<String, u64>,
     /// Points in the measured messages sent (a points profile varies them).
     pub points_measured: u64,
+    /// The first frame not sent because a control command stopped the source.
+    pub stopped_at: Option<u64>,
 }
 
 impl ThreadResult {
@@ -91,18 +94,40 @@ pub(crate) struct Sender<'a> {
     pub producer: &'a BaseProducer<DeliveryContext>,
     pub source: &'a mut dyn Source,
     pub t: u64,
+    /// The control topic's commands, for the thread that obeys them.
+    pub control: Option<&'a super::control::ControlState>,
 }
 
 impl Sender<'_> {
     /// Send until the schedule ends; then deliver what is queued (what remains after the timeout is unknown).
     pub fn run(mut self) -> ThreadResult {
         let s = self.schedule;
-        let pacer = Pacer::new(s.clock.clone(), s.start_ns, s.rate.clone());
+        let mut rate = s.rate.clone();
+        let mut pacer = Pacer::new(s.clock.clone(), s.start_ns, rate.clone());
         let mut points = self.source.points_per_message();
         let mut r = ThreadResult::default();
         s.clock.sleep_until_ns(s.start_ns);
-        let mut seq = 0u64;
-        while let Some(intended) = self.slot(&pacer, self.t + s.threads * seq) {
+        // The first message of the current schedule (a command to pause or change the rate starts a new one).
+        let (mut seq, mut seq0) = (0u64, 0u64);
+        loop {
+            match self.obey(seq) {
+                Obey::Go => {}
+                Obey::Restart(new_rate) => {
+                    if let Some(f) = new_rate {
+                        rate = Rate::MsgsPerS(f);
+                    }
+                    pacer = Pacer::new(s.clock.clone(), s.clock.now_ns(), rate.clone());
+                    seq0 = seq;
+                }
+                Obey::Stop => {
+                    r.stopped_at = Some(seq);
+                    break;
+                }
+            }
+            let n = self.t + s.threads * seq;
+            let Some(intended) = self.slot(&pacer, n, self.t + s.threads * (seq - seq0)) else {
+                break;
+            };
             points = self.follow_points_profile(intended, points);
             self.send_one(seq, intended, points, &mut r);
             serve_delivery_reports(self.producer);
@@ -114,19 +139,33 @@ impl Sender<'_> {
         r
     }
 
-    /// When the run's `n`th message is due (waiting for it), or None when the run is over for this thread: its
-    /// message count, the shutdown flag, the end of its duration, or the end of the rate profile.
-    fn slot(&self, pacer: &Pacer, n: u64) -> Option<u64> {
+    /// The control topic's commands before message `seq` (none without a control topic).
+    fn obey(&mut self, seq: u64) -> Obey {
+        let Some(control) = self.control else {
+            return Obey::Go;
+        };
+        let s = self.schedule;
+        let mut wait = || {
+            s.clock.sleep_until_ns(s.clock.now_ns() + 20_000_000);
+            s.shutdown.load(Ordering::Relaxed)
+        };
+        super::control::obey(control, seq, &mut *self.source, &mut wait)
+    }
+
+    /// When the run's `n`th message is due (message `n_schedule` of the current schedule; waiting for it), or
+    /// None when the run is over for this thread: its message count, the shutdown flag, the end of its duration,
+    /// or the end of the rate profile.
+    fn slot(&self, pacer: &Pacer, n: u64, n_schedule: u64) -> Option<u64> {
         let s = self.schedule;
         if s.plan.stop.messages.is_some_and(|m| n >= m) || s.shutdown.load(Ordering::Relaxed) {
             return None;
         }
-        if let (Some(end), Some(slot)) = (s.end_ns, pacer.slot_ns(n)) {
+        if let (Some(end), Some(slot)) = (s.end_ns, pacer.slot_ns(n_schedule)) {
             if slot >= end {
                 return None;
             }
         }
-        let intended = pacer.wait_for(n)?;
+        let intended = pacer.wait_for(n_schedule)?;
         s.end_ns.is_none_or(|e| intended < e).then_some(intended)
     }
 
