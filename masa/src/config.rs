@@ -238,6 +238,19 @@ pub struct RawConfig {
     /// Rolling: rebuild the slices from the buffer after N replaced frames, 0 = never [default: the buffer's size]
     #[arg(long)]
     pub recompute_every: Option<usize>,
+    /// Rolling: steer the source through its control topic (MASS's --control-topic) from the scored updates
+    /// [default: no steering]
+    #[arg(long)]
+    pub steer_control_topic: Option<String>,
+    /// Steering: stop the source once SSIM between scored updates holds at least this [default: 0.95]
+    #[arg(long)]
+    pub steer_converged_ssim: Option<f64>,
+    /// Steering: for this many scored updates in a row [default: 5]
+    #[arg(long)]
+    pub steer_converged_updates: Option<u32>,
+    /// Steering: re-take flats and darks when the background's line integral drifts past this [default: never]
+    #[arg(long)]
+    pub steer_background_drift: Option<f64>,
     /// Emulated processing cost per message taken, ms, on top of the processor's own work: an emulation that makes
     /// one consumer's true rate known (about 1000 / cost msg/s per thread), to show scaling on a small machine
     /// [default: none]
@@ -630,6 +643,16 @@ impl RawConfig {
                 self.quality_every_updates.is_some(),
             ),
             ("recompute_every", self.recompute_every.is_some()),
+            ("steer_control_topic", self.steer_control_topic.is_some()),
+            ("steer_converged_ssim", self.steer_converged_ssim.is_some()),
+            (
+                "steer_converged_updates",
+                self.steer_converged_updates.is_some(),
+            ),
+            (
+                "steer_background_drift",
+                self.steer_background_drift.is_some(),
+            ),
         ];
         let tomo = matches!(kind, ProcessorKind::Gridrec | ProcessorKind::Mlem);
         if kind == ProcessorKind::Rolling {
@@ -712,7 +735,60 @@ impl RawConfig {
             reference: None,
             output_dir: self.results_dir.clone(),
             preview_png: self.preview_png.unwrap_or(true),
+            steer: self.steering()?,
         })
+    }
+
+    /// Steering the source from the rolling reconstruction's updates.
+    fn steering(&self) -> Result<Option<crate::rolling::SteerSettings>, SettingError> {
+        let Some(topic) = &self.steer_control_topic else {
+            for (key, set) in [
+                ("steer_converged_ssim", self.steer_converged_ssim.is_some()),
+                (
+                    "steer_converged_updates",
+                    self.steer_converged_updates.is_some(),
+                ),
+                (
+                    "steer_background_drift",
+                    self.steer_background_drift.is_some(),
+                ),
+            ] {
+                if set {
+                    return Err(err(
+                        key,
+                        format!("{key} needs steer_control_topic (where the commands go)"),
+                    ));
+                }
+            }
+            return Ok(None);
+        };
+        check_topic(topic).map_err(|e| err("steer_control_topic", e.message))?;
+        if Some(topic) == self.topic.as_ref() {
+            return Err(err(
+                "steer_control_topic",
+                "steer_control_topic must differ from the data topic",
+            ));
+        }
+        let policy = pilot_core::ops::steer::SteerConfig {
+            converged_ssim: Some(self.steer_converged_ssim.unwrap_or(0.95)),
+            converged_updates: self.steer_converged_updates.unwrap_or(5),
+            background_drift: self.steer_background_drift,
+            ..Default::default()
+        };
+        policy.check().map_err(|e| {
+            let key = match e.key {
+                "converged_ssim" => "steer_converged_ssim",
+                "converged_updates" => "steer_converged_updates",
+                "background_drift" => "steer_background_drift",
+                _ => "steer_control_topic",
+            };
+            err(key, e.why)
+        })?;
+        Ok(Some(crate::rolling::SteerSettings {
+            policy,
+            control_topic: topic.clone(),
+            sink: None,
+        }))
     }
 
     /// Streaming KMeans: k, decay or half-life, time unit, random initial centres.

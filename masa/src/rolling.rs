@@ -10,6 +10,11 @@
 //! needed) and, with a reference slice, with that: SSIM, PSNR and NRMSE of images rescaled to [0, 1], a row of
 //! `rolling-<label>-quality.csv`. At the end the slices are written as PNG quick-looks.
 //!
+//! With steering ([`SteerSettings`]) every scored update is shown to the steering policy
+//! ([`pilot_core::ops::steer`]: stop when converged, re-take flats when the background drifts), whose commands
+//! go to the frame source's control topic and into `rolling-<label>-steering.csv` (the frame that triggered
+//! each, and why).
+//!
 //! A frame the reconstruction leaves out (a duplicate, another geometry, an older flat/dark epoch, a projection
 //! before its flats and darks) is rejected with its category as the reason, so MASA's accounting counts it.
 
@@ -23,6 +28,51 @@ use crate::processor::{ProcessError, Processor, WindowOutput};
 use crate::tomo::filter::FilterKind;
 use crate::tomo::quality::{compare_unit, Comparison};
 use crate::tomo::rolling::{Geometry, Rolling, RollingConfig};
+use pilot_core::contract::control::Command;
+use pilot_core::ops::steer::{Observation, SteerConfig, SteerPolicy};
+
+/// Where steering commands go: a function that sends one to the source's control topic (MASA's consumer
+/// builds it from its connection; tests inject their own).
+#[derive(Clone)]
+pub struct SteerSink(pub std::sync::Arc<SendCommand>);
+
+/// Send one command to the source (Err: why it could not be sent).
+pub type SendCommand = dyn Fn(&Command) -> Result<(), String> + Send + Sync;
+
+impl std::fmt::Debug for SteerSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SteerSink")
+    }
+}
+
+impl PartialEq for SteerSink {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// Steering the source from the updates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SteerSettings {
+    pub policy: SteerConfig,
+    /// The source's control topic.
+    pub control_topic: String,
+    /// Filled in when the consumer starts (None: decisions are recorded, not sent).
+    pub sink: Option<SteerSink>,
+}
+
+/// A steering decision, a row of the steering CSV.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SteeringRow {
+    pub update: u64,
+    pub trigger_frame: u64,
+    pub command: String,
+    pub id: String,
+    pub reason: String,
+    pub sent: bool,
+    pub error: String,
+    pub utc: String,
+}
 
 /// The processor's settings (validated by MASA's config).
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +95,7 @@ pub struct RollingSettings {
     /// Where the quality CSV and the PNG quick-looks go.
     pub output_dir: Option<PathBuf>,
     pub preview_png: bool,
+    pub steer: Option<SteerSettings>,
 }
 
 impl Default for RollingSettings {
@@ -62,6 +113,7 @@ impl Default for RollingSettings {
             reference: None,
             output_dir: None,
             preview_png: true,
+            steer: None,
         }
     }
 }
@@ -85,6 +137,9 @@ pub struct QualityRow {
     pub ssim_reference: f64,
     pub psnr_reference_db: f64,
     pub nrmse_reference: f64,
+    /// The newest projection's mean line integral over its two outermost columns on each side (0 with fresh
+    /// flats where the beam passes no object): how far the flat field has drifted.
+    pub background: f64,
     /// Seconds spent absorbing frames since the previous row.
     pub absorb_s: f64,
 }
@@ -102,6 +157,9 @@ pub struct RollingProcessor {
     rows: Vec<QualityRow>,
     absorb_s: f64,
     notes: Vec<String>,
+    policy: Option<SteerPolicy>,
+    steering: Vec<SteeringRow>,
+    started: Instant,
 }
 
 impl RollingProcessor {
@@ -117,6 +175,51 @@ impl RollingProcessor {
             rows: Vec::new(),
             absorb_s: 0.0,
             notes: Vec::new(),
+            policy: None,
+            steering: Vec::new(),
+            started: Instant::now(),
+        }
+    }
+
+    /// The steering decisions so far.
+    pub fn steering(&self) -> &[SteeringRow] {
+        &self.steering
+    }
+
+    /// Show a scored update to the steering policy; send and record what it decides.
+    fn steer(&mut self, row: &QualityRow, background: f64) {
+        let Some(steer) = &self.settings.steer else {
+            return;
+        };
+        let policy = match &mut self.policy {
+            Some(p) => p,
+            None => self
+                .policy
+                .insert(SteerPolicy::new(steer.policy.clone()).expect("checked by the config")),
+        };
+        let o = Observation {
+            frame: row.newest_frame,
+            ssim_previous: row.ssim_previous,
+            ssim_reference: row.ssim_reference,
+            lag_frames: f64::NAN,
+            rate: f64::NAN,
+            background,
+        };
+        for d in policy.observe(&o, self.started.elapsed().as_secs_f64()) {
+            let result = match &steer.sink {
+                Some(sink) => (sink.0)(&d.command),
+                None => Err("no control link (decision recorded only)".into()),
+            };
+            self.steering.push(SteeringRow {
+                update: row.update,
+                trigger_frame: d.trigger_frame,
+                command: d.command.name().to_string(),
+                id: d.command.id().unwrap_or_default().to_string(),
+                reason: d.reason,
+                sent: result.is_ok(),
+                error: result.err().unwrap_or_default(),
+                utc: pilot_core::contract::clock::now_utc(),
+            });
         }
     }
 
@@ -205,7 +308,8 @@ impl RollingProcessor {
         let prev = score(self.previous.as_ref());
         let reference = score(self.settings.reference.as_ref());
         let counts = rolling.counts();
-        self.rows.push(QualityRow {
+        let background = rolling.background();
+        let row = QualityRow {
             update: self.updates,
             projections: counts.projections,
             buffered: rolling.buffered().len(),
@@ -217,9 +321,12 @@ impl RollingProcessor {
             ssim_reference: reference.ssim,
             psnr_reference_db: reference.psnr_db,
             nrmse_reference: reference.nrmse,
+            background,
             absorb_s: std::mem::take(&mut self.absorb_s),
-        });
+        };
         self.previous = Some(slices.axial.clone());
+        self.steer(&row, background);
+        self.rows.push(row);
     }
 }
 
@@ -290,6 +397,14 @@ impl Processor for RollingProcessor {
         else {
             return Ok(());
         };
+        if self.settings.steer.is_some() {
+            let path = dir.join(format!("rolling-{}-steering.csv", self.label));
+            let mut w = pilot_core::contract::metrics::CsvWriter::create(&path)
+                .map_err(|e| ProcessError::output(&path, e))?;
+            for r in &self.steering {
+                w.write(r).map_err(|e| ProcessError::output(&path, e))?;
+            }
+        }
         let path = dir.join(format!("rolling-{}-quality.csv", self.label));
         let mut w = pilot_core::contract::metrics::CsvWriter::create(&path)
             .map_err(|e| ProcessError::output(&path, e))?;

@@ -894,3 +894,116 @@ fn control_commands_steer_the_detector_and_are_acknowledged() {
     assert!(s.complete, "{}", s.incomplete_reason);
     assert!(s.notes.contains("4 flats, 4 darks absorbed"), "{}", s.notes);
 }
+
+/// Issue 23's closed loop: MASA's rolling reconstruction steers MASS's detector. Once consecutive updates agree
+/// (SSIM >= 0.98 for 5 updates), MASA sends a stop on the control topic; MASS stops long before its scan's end,
+/// acknowledges the stop, and MASA's accounting matches what MASS sent.
+#[test]
+fn a_steered_run_stops_the_source_once_the_reconstruction_converges() {
+    let dir = tempfile::tempdir().unwrap();
+    let pilot = pilot_core::pilots::pilot::Pilot::create_local(&dir.path().join("pilots"))
+        .expect("tansu installed (scripts/setup.sh)");
+    let conn = pilot.connection().unwrap();
+    let admin = pilot_core::contract::admin::KafkaAdmin::new(
+        &conn.bootstrap,
+        &conn.client,
+        Duration::from_secs(10),
+    );
+    admin.create_topic("scan", 1, 1).unwrap();
+    admin.create_topic("scan-control", 1, 1).unwrap();
+    let results = dir.path().join("results");
+    let masa_plan = masa::config::Settings::validate(
+        &masa::config::RawConfig {
+            bootstrap_servers: Some(conn.bootstrap.clone()),
+            topic: Some("scan".into()),
+            idle_timeout_s: Some(4.0),
+            start_timeout_s: Some(60.0),
+            results_dir: Some(results.clone()),
+            consumer_id: Some("c".into()),
+            processor: Some(masa::config::ProcessorKind::Rolling),
+            buffer_frames: Some(100),
+            steer_control_topic: Some("scan-control".into()),
+            steer_converged_ssim: Some(0.98),
+            steer_converged_updates: Some(5),
+            ..Default::default()
+        },
+        "test",
+    )
+    .unwrap();
+    let masa_conn = conn.clone();
+    let consumer = std::thread::spawn(move || {
+        masa::consumer::run(
+            &masa_plan,
+            &masa_conn,
+            Arc::new(pilot_core::contract::clock::SystemClock::new()),
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )
+        .unwrap()
+    });
+    // The consumer's first group join waits half a session timeout (broker.md); let it settle first, so the
+    // figure printed below is the steering's reaction, not the join's.
+    std::thread::sleep(Duration::from_secs(4));
+    let scan_frames = 8 + 2000u64;
+    let mass_plan = mass::config::Settings::validate(
+        &mass::config::RawConfig {
+            bootstrap_servers: Some(conn.bootstrap.clone()),
+            topic: Some("scan".into()),
+            control_topic: Some("scan-control".into()),
+            source: Some(mass::config::SourceKind::Frames),
+            frame_rows: Some(8),
+            frame_cols: Some(64),
+            projections_per_180: Some(100),
+            darks: Some(4),
+            flats: Some(4),
+            rate_msgs_per_s: Some(100.0),
+            messages: Some(scan_frames),
+            ..Default::default()
+        },
+        "test",
+    )
+    .unwrap();
+    let out = mass::producer::run(
+        &mass_plan,
+        &conn,
+        Arc::new(pilot_core::contract::clock::SystemClock::new()),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .unwrap();
+    let sent = out.summary.delivered_msgs;
+    assert!(out.summary.complete, "{}", out.summary.incomplete_reason);
+    assert!(
+        sent < scan_frames / 2,
+        "stopped early: {sent} of {scan_frames}"
+    );
+    assert!(
+        out.summary
+            .notes
+            .contains(&format!("stopped by command before frame {sent}")),
+        "{}",
+        out.summary.notes
+    );
+    let got = consumer.join().unwrap();
+    let s = &got.summary;
+    assert_eq!(
+        (s.received_msgs, s.missing_msgs, s.rejected_msgs),
+        (sent, 0, 0),
+        "{s:?}"
+    );
+    assert!(s.complete, "{}", s.incomplete_reason);
+    let steering: Vec<masa::rolling::SteeringRow> =
+        pilot_core::contract::metrics::read_csv(&results.join("rolling-c-0-steering.csv")).unwrap();
+    assert_eq!(steering.len(), 1, "{steering:?}");
+    let stop = &steering[0];
+    assert_eq!(
+        (stop.command.as_str(), stop.sent),
+        ("stop", true),
+        "{stop:?}"
+    );
+    assert!(stop.trigger_frame < sent, "{stop:?} before {sent}");
+    eprintln!(
+        "steered run: stop decided at frame {} ({}), source stopped before frame {sent} of {scan_frames}",
+        stop.trigger_frame, stop.reason
+    );
+}

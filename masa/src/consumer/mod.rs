@@ -142,6 +142,41 @@ fn kafka_err(conn: &Connection, what: &str, e: impl ToString) -> ConsumeError {
     }
 }
 
+/// A rolling reconstruction that steers gets its way to the source's control topic: a producer that sends each
+/// command at once (a stop must not wait for a batch).
+fn with_steering_sink(
+    plan: &ConsumerPlan,
+    conn: &Connection,
+) -> Result<ConsumerPlan, ConsumeError> {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let mut plan = plan.clone();
+    let ProcessorPlan::Rolling(settings) = &mut plan.processor else {
+        return Ok(plan);
+    };
+    let Some(steer) = &mut settings.steer else {
+        return Ok(plan);
+    };
+    let producer: BaseProducer = conn
+        .client
+        .producer_config(&conn.bootstrap)
+        .set("linger.ms", "0")
+        .create()
+        .map_err(|e| kafka_err(conn, "creating the steering producer", e))?;
+    let topic = steer.control_topic.clone();
+    let producer = std::sync::Mutex::new(producer);
+    steer.sink = Some(crate::rolling::SteerSink(Arc::new(move |c| {
+        let text = pilot_core::contract::control::command_json(c);
+        let p = producer
+            .lock()
+            .map_err(|_| "steering producer poisoned".to_string())?;
+        p.send(BaseRecord::<(), str>::to(&topic).payload(&text))
+            .map_err(|(e, _)| e.to_string())?;
+        p.flush(std::time::Duration::from_secs(5))
+            .map_err(|e| e.to_string())
+    })));
+    Ok(plan)
+}
+
 /// Consume until the plan's stop rule or `shutdown`.
 pub fn run(
     plan: &ConsumerPlan,
@@ -151,6 +186,7 @@ pub fn run(
     progress: &mut dyn FnMut(&ConsumerInterval),
 ) -> Result<RunOutput, ConsumeError> {
     let conn = &connect(plan, conn)?;
+    let plan = &with_steering_sink(plan, conn)?;
     let dial = Arc::new(CostDial::new(plan.cost));
     let processors = (0..plan.threads)
         .map(|t| processor_for(plan, &format!("{}-{t}", plan.consumer_id), &dial))

@@ -461,6 +461,7 @@ pub struct Rolling {
     counts: FrameCounts,
     since_recompute: usize,
     scratch: Vec<f32>,
+    background: f64,
 }
 
 impl Rolling {
@@ -489,6 +490,7 @@ impl Rolling {
             counts: FrameCounts::default(),
             since_recompute: 0,
             scratch: Vec::new(),
+            background: f64::NAN,
         }
     }
 
@@ -579,6 +581,7 @@ impl Rolling {
         }
         let mut filtered = std::mem::take(&mut self.scratch);
         normalise(&mut filtered, &f.flat.mean, &f.dark.mean);
+        self.background = edge_mean(&filtered, self.cfg.geometry.cols, 2);
         self.filter.filter(&mut filtered);
         let angle_rad = angle_deg.to_radians();
         let w = self.weight();
@@ -642,6 +645,11 @@ impl Rolling {
         &self.slices
     }
 
+    /// The newest projection's mean line integral over its outermost columns (NaN before the first).
+    pub fn background(&self) -> f64 {
+        self.background
+    }
+
     pub fn counts(&self) -> FrameCounts {
         self.counts
     }
@@ -668,6 +676,23 @@ impl Rolling {
         (0..n)
             .map(|k| self.slots[(self.next_slot + k) % n].angle_rad.to_degrees())
             .collect()
+    }
+}
+
+/// Mean of the `k` outermost columns on each side of `rows x cols` line integrals (NaN when empty).
+pub fn edge_mean(data: &[f32], cols: usize, k: usize) -> f64 {
+    let k = k.min(cols / 2).max(1);
+    let (mut sum, mut n) = (0.0f64, 0usize);
+    for row in data.chunks_exact(cols.max(1)) {
+        for &v in row[..k].iter().chain(&row[cols - k..]) {
+            sum += v as f64;
+            n += 1;
+        }
+    }
+    if n == 0 {
+        f64::NAN
+    } else {
+        sum / n as f64
     }
 }
 
