@@ -185,6 +185,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             if !s.errors.is_empty() {
                 writeln!(o, "  errors: {}", s.errors)?;
             }
+            if !s.notes.is_empty() {
+                writeln!(o, "  notes: {}", s.notes)?;
+            }
             if let Some(d) = &plan.results_dir {
                 writeln!(o, "  results: {}", producer::summary_path(d).display())?;
             }
