@@ -12,6 +12,7 @@
 //! `cache_frames`) for angles that come round again.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use pilot_core::contract::frame::{encode_frame, frame_header, FrameInfo, FrameType};
 use pilot_core::contract::message::{set_sequence, Dtype, Encoding};
@@ -152,8 +153,9 @@ pub struct FrameSource {
     band: Option<(u32, u32)>,
     phantom: Vec<Ellipsoid>,
     mu: f64,
-    cache: HashMap<u64, Vec<u8>>,
-    line: Vec<f64>,
+    cache: HashMap<u64, Arc<[u8]>>,
+    flat: Arc<[u8]>,
+    dark: Arc<[u8]>,
     buf: Vec<u8>,
 }
 
@@ -176,7 +178,13 @@ impl FrameSource {
         } else {
             0.0
         };
-        Ok(FrameSource {
+        let n = (p.rows * p.cols) as usize;
+        let filled = |v: f64| -> Arc<[u8]> {
+            let px = v.round().clamp(0.0, u16::MAX as f64) as u16;
+            std::iter::repeat_n(px.to_le_bytes(), n).flatten().collect()
+        };
+        let (flat, dark) = (filled(p.dark_counts + p.i0), filled(p.dark_counts));
+        let mut s = FrameSource {
             p,
             producer_id,
             encoding,
@@ -187,9 +195,12 @@ impl FrameSource {
             phantom,
             mu,
             cache: HashMap::new(),
-            line,
+            flat,
+            dark,
             buf: Vec::new(),
-        })
+        };
+        s.prerender();
+        Ok(s)
     }
 
     /// Attenuation per phantom value per pixel (`-ln(normalised) = mu * projection`).
@@ -197,41 +208,25 @@ impl FrameSource {
         self.mu
     }
 
-    /// The u16 pixels of a frame.
-    fn pixels(&mut self, planned: &Planned) -> Vec<u8> {
+    /// The u16 pixels of a frame (shared: a cached projection is not copied).
+    fn pixels(&mut self, planned: &Planned) -> Arc<[u8]> {
         let (dark, i0) = (self.p.dark_counts, self.p.i0);
-        let n = (self.p.rows * self.p.cols) as usize;
-        let flat_value = |v: f64| -> Vec<u8> {
-            let px = v.round().clamp(0.0, u16::MAX as f64) as u16;
-            std::iter::repeat_n(px.to_le_bytes(), n).flatten().collect()
-        };
         match planned.frame_type {
-            FrameType::Dark => flat_value(dark),
-            FrameType::Flat => flat_value(dark + i0),
+            FrameType::Dark => self.dark.clone(),
+            FrameType::Flat => self.flat.clone(),
             FrameType::Projection => {
                 let key = planned.angle_deg.to_bits();
                 if let Some(px) = self.cache.get(&key) {
                     return px.clone();
                 }
-                let (rows, cols) = (self.p.rows as usize, self.p.cols as usize);
-                let theta = planned.angle_deg.to_radians();
-                projection(
+                let px: Arc<[u8]> = render(
                     &self.phantom,
-                    theta,
-                    rows,
-                    cols,
-                    self.p.center_px,
-                    &mut self.line,
-                );
-                let mu = self.mu;
-                let px: Vec<u8> = self
-                    .line
-                    .iter()
-                    .flat_map(|&p| {
-                        let c = dark + i0 * (-mu * p).exp();
-                        (c.round().clamp(0.0, u16::MAX as f64) as u16).to_le_bytes()
-                    })
-                    .collect();
+                    planned.angle_deg,
+                    &self.p,
+                    self.mu,
+                    (dark, i0),
+                )
+                .into();
                 if self.cache.len() >= self.p.cache_frames {
                     self.cache.clear();
                 }
@@ -242,6 +237,74 @@ impl FrameSource {
             }
         }
     }
+
+    /// Render every angle of a scan that visits finitely many (all orders but golden) when they fit the cache,
+    /// on every core, so a fast detector is not held up by its own phantom.
+    fn prerender(&mut self) {
+        let n = self.p.projections_per_180 as u64;
+        let distinct = match self.p.order {
+            AngleOrder::Sequential => 2 * n,
+            AngleOrder::BackAndForth => 2 * n,
+            AngleOrder::Interlaced(_) => n,
+            AngleOrder::Golden => return,
+        };
+        if distinct > self.p.cache_frames as u64 {
+            return;
+        }
+        let mut angles: Vec<f64> = (0..distinct)
+            .map(|k| self.p.order.angle_deg(k, self.p.projections_per_180))
+            .collect();
+        angles.sort_by(f64::total_cmp);
+        angles.dedup();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = angles.len().div_ceil(threads).max(1);
+        let (p, phantom, mu) = (&self.p, &self.phantom, self.mu);
+        let rendered: Vec<(f64, Vec<u8>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = angles
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|&a| (a, render(phantom, a, p, mu, (p.dark_counts, p.i0))))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("render thread panicked"))
+                .collect()
+        });
+        for (a, px) in rendered {
+            self.cache.insert(a.to_bits(), px.into());
+        }
+    }
+}
+
+/// One projection's u16 counts `dark + i0 exp(-mu p)`, little-endian bytes.
+fn render(
+    phantom: &[Ellipsoid],
+    angle_deg: f64,
+    p: &FrameParams,
+    mu: f64,
+    (dark, i0): (f64, f64),
+) -> Vec<u8> {
+    let (rows, cols) = (p.rows as usize, p.cols as usize);
+    let mut line = vec![0.0; rows * cols];
+    projection(
+        phantom,
+        angle_deg.to_radians(),
+        rows,
+        cols,
+        p.center_px,
+        &mut line,
+    );
+    line.iter()
+        .flat_map(|&v| {
+            let c = dark + i0 * (-mu * v).exp();
+            (c.round().clamp(0.0, u16::MAX as f64) as u16).to_le_bytes()
+        })
+        .collect()
 }
 
 impl Source for FrameSource {
