@@ -48,7 +48,8 @@ fn stream(
             ..Default::default()
         },
         "bench",
-    );
+    )
+    .unwrap();
     for seq in 0..FIELDS + projections {
         let msg = src.next(seq, 0).to_vec();
         let f = decode_frame(&msg).unwrap();

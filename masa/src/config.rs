@@ -238,6 +238,10 @@ pub struct RawConfig {
     /// Rolling: rebuild the slices from the buffer after N replaced frames, 0 = never [default: the buffer's size]
     #[arg(long)]
     pub recompute_every: Option<usize>,
+    /// Rolling: score each update against this file's slice of the axial row too (reconstructed slices with
+    /// their rows, as `mass phantom --truth` writes) [default: none]
+    #[arg(long)]
+    pub reference_file: Option<PathBuf>,
     /// Rolling: steer the source through its control topic (MASS's --control-topic) from the scored updates
     /// [default: no steering]
     #[arg(long)]
@@ -301,7 +305,7 @@ pub struct RawConfig {
 }
 
 /// The settings that name files (an experiment resolves them against its own directory).
-pub const PATH_SETTINGS: &[&str] = &["results_dir", "pilot_workdir"];
+pub const PATH_SETTINGS: &[&str] = &["results_dir", "pilot_workdir", "reference_file"];
 
 /// librdkafka properties MASA sets from its own settings, and the setting to use instead.
 pub const RESERVED_CONSUMER_PROPERTIES: &[(&str, &str)] = &[
@@ -317,7 +321,7 @@ pub enum ProcessorPlan {
     None,
     KMeans(KMeansConfig),
     Tomo(TomoConfig),
-    Rolling(crate::rolling::RollingSettings),
+    Rolling(Box<crate::rolling::RollingSettings>),
 }
 
 impl ProcessorPlan {
@@ -643,6 +647,7 @@ impl RawConfig {
                 self.quality_every_updates.is_some(),
             ),
             ("recompute_every", self.recompute_every.is_some()),
+            ("reference_file", self.reference_file.is_some()),
             ("steer_control_topic", self.steer_control_topic.is_some()),
             ("steer_converged_ssim", self.steer_converged_ssim.is_some()),
             (
@@ -690,7 +695,7 @@ impl RawConfig {
             ProcessorKind::None => ProcessorPlan::None,
             ProcessorKind::Gridrec | ProcessorKind::Mlem => ProcessorPlan::Tomo(self.tomo(kind)?),
             ProcessorKind::Kmeans => ProcessorPlan::KMeans(self.kmeans()?),
-            ProcessorKind::Rolling => ProcessorPlan::Rolling(self.rolling()?),
+            ProcessorKind::Rolling => ProcessorPlan::Rolling(Box::new(self.rolling()?)),
         })
     }
 
@@ -733,6 +738,15 @@ impl RawConfig {
             quality_every_updates: self.quality_every_updates.unwrap_or(1),
             recompute_every: self.recompute_every,
             reference: None,
+            reference_file: match &self.reference_file {
+                Some(p) if !p.is_file() => {
+                    return Err(err(
+                        "reference_file",
+                        format!("reference_file {} is not a file", p.display()),
+                    ))
+                }
+                p => p.clone(),
+            },
             output_dir: self.results_dir.clone(),
             preview_png: self.preview_png.unwrap_or(true),
             steer: self.steering()?,

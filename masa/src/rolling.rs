@@ -92,6 +92,9 @@ pub struct RollingSettings {
     pub recompute_every: Option<usize>,
     /// The slice to score against (`n x n`, n = columns), e.g. the phantom's truth.
     pub reference: Option<Vec<f32>>,
+    /// Or a file of reconstructed slices (`/exchange/recon` with `/exchange/recon_row`, as `mass phantom --truth`
+    /// writes): the slice of the axial row is the reference.
+    pub reference_file: Option<PathBuf>,
     /// Where the quality CSV and the PNG quick-looks go.
     pub output_dir: Option<PathBuf>,
     pub preview_png: bool,
@@ -111,6 +114,7 @@ impl Default for RollingSettings {
             quality_every_updates: 1,
             recompute_every: None,
             reference: None,
+            reference_file: None,
             output_dir: None,
             preview_png: true,
             steer: None,
@@ -160,11 +164,34 @@ pub struct RollingProcessor {
     policy: Option<SteerPolicy>,
     steering: Vec<SteeringRow>,
     started: Instant,
+    /// A reference file's slices, their detector rows, and their side.
+    reference_slices: Option<(Vec<f32>, Vec<u32>, usize)>,
+    /// The reference slice taken from the file for the axial row.
+    reference_from_file: Option<Vec<f32>>,
 }
 
 impl RollingProcessor {
-    pub fn new(settings: RollingSettings, label: &str) -> Self {
-        RollingProcessor {
+    /// The processor; a reference file is read now (an unreadable one is a configuration error).
+    pub fn new(settings: RollingSettings, label: &str) -> Result<Self, ProcessError> {
+        let reference_slices = match &settings.reference_file {
+            Some(path) => {
+                let (volume, rows, _) = pilot_core::contract::aps::ReconFile::read(path)
+                    .map_err(|e| ProcessError::Config(format!("reference_file: {e}")))?;
+                let [count, n, m] = volume.dims;
+                if n != m || rows.len() != count {
+                    return Err(ProcessError::Config(format!(
+                        "reference_file {}: {count} slices of {n} x {m} with {} rows (square slices, one row each)",
+                        path.display(),
+                        rows.len()
+                    )));
+                }
+                Some((volume.values, rows, n))
+            }
+            None => None,
+        };
+        Ok(RollingProcessor {
+            reference_slices,
+            reference_from_file: None,
             settings,
             label: label.to_string(),
             rolling: None,
@@ -178,7 +205,7 @@ impl RollingProcessor {
             policy: None,
             steering: Vec::new(),
             started: Instant::now(),
-        }
+        })
     }
 
     /// The steering decisions so far.
@@ -234,7 +261,7 @@ impl RollingProcessor {
     }
 
     /// The reconstruction for a first frame's geometry.
-    fn build(&self, f: &Frame<'_>) -> Result<Rolling, ProcessError> {
+    fn build(&mut self, f: &Frame<'_>) -> Result<Rolling, ProcessError> {
         let s = &self.settings;
         let (rows, cols) = (f.rows as usize, f.cols as usize);
         let first = f.info.first_row as usize;
@@ -256,6 +283,20 @@ impl RollingProcessor {
                 "a buffer of {buffer_frames} frames of {rows} x {cols} needs {} GiB; set buffer_frames lower",
                 bytes >> 30
             )));
+        }
+        if let (Some((values, rows, n)), Some(axial)) = (&self.reference_slices, axial_row) {
+            let Some(k) = rows.iter().position(|&r| r as usize == axial) else {
+                return Err(ProcessError::Config(format!(
+                    "reference_file has no slice of detector row {axial} (rows {:?})",
+                    &rows[..rows.len().min(8)]
+                )));
+            };
+            if *n != cols {
+                return Err(ProcessError::Config(format!(
+                    "reference_file slices are {n} x {n}, the frames' {cols} x {cols}"
+                )));
+            }
+            self.reference_from_file = Some(values[k * n * n..(k + 1) * n * n].to_vec());
         }
         if s.reference.as_ref().is_some_and(|r| r.len() != cols * cols) {
             return Err(ProcessError::Config(format!(
@@ -306,7 +347,12 @@ impl RollingProcessor {
                 .unwrap_or(nan)
         };
         let prev = score(self.previous.as_ref());
-        let reference = score(self.settings.reference.as_ref());
+        let reference = score(
+            self.settings
+                .reference
+                .as_ref()
+                .or(self.reference_from_file.as_ref()),
+        );
         let counts = rolling.counts();
         let background = rolling.background();
         let row = QualityRow {

@@ -628,7 +628,7 @@ fn ad00_frames_from_the_python_peer_reconstruct_like_envelope_frames() {
         buffer_frames: Some(60),
         ..Default::default()
     };
-    let mut offline = masa::rolling::RollingProcessor::new(settings, "offline");
+    let mut offline = masa::rolling::RollingProcessor::new(settings, "offline").unwrap();
     let (mut meta, mut pixels) = (Vec::new(), Vec::new());
     for seq in 0..count {
         let msg = src.next(seq, 0).to_vec();

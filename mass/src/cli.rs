@@ -68,6 +68,13 @@ pub enum Command {
         /// Seed of the Poisson noise
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// The 3-D head: each detector row sees its own slice (tall detectors; e.g. --rows 1024 --cols 1024)
+        #[arg(long)]
+        volume: bool,
+        /// Also write the truth, each row's slice on the cols x cols grid, as reconstructed slices
+        /// (/exchange/recon, one per row; what masa's --reference-file reads)
+        #[arg(long)]
+        truth: Option<PathBuf>,
     },
 }
 
@@ -208,6 +215,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             poisson,
             i0,
             seed,
+            volume,
+            truth,
         } => {
             if angles == 0 || rows == 0 || cols < 2 {
                 anyhow::bail!("--angles and --rows must be at least 1 and --cols at least 2");
@@ -234,10 +243,26 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 poisson,
                 i0,
                 seed,
+                volume,
                 ..Default::default()
             };
             let s = scan(&p);
             s.scan.write(&out)?;
+            if let Some(t) = &truth {
+                let values = mass::phantom::truth(&p);
+                let mut f = pilot_core::contract::aps::ReconFile::create(t, cols)?;
+                f.append(
+                    values
+                        .chunks_exact(cols * cols)
+                        .enumerate()
+                        .map(|(row, slice)| (slice, row as u32, s.center_px)),
+                )?;
+                println!(
+                    "wrote {} (the truth: {rows} slices of {cols} x {cols}, phantom values; x mu {:.6} per px to compare with a reconstruction)",
+                    t.display(),
+                    s.mu
+                );
+            }
             println!(
                 "wrote {} ({angles} angles x {rows} rows x {cols} cols, rotation axis at {:.2} px, mu {:.6} per px{})",
                 out.display(),

@@ -45,6 +45,24 @@ pub fn shepp_logan_3d() -> Vec<Ellipsoid> {
     ]
 }
 
+/// The ellipsoids shrunk by `scale` about the centre (values unchanged).
+pub fn scaled_3d(ellipsoids: &[Ellipsoid], scale: f64) -> Vec<Ellipsoid> {
+    ellipsoids
+        .iter()
+        .map(|e| Ellipsoid {
+            base: Ellipse {
+                a: e.base.a * scale,
+                b: e.base.b * scale,
+                x0: e.base.x0 * scale,
+                y0: e.base.y0 * scale,
+                ..e.base
+            },
+            c: e.c * scale,
+            z0: e.z0 * scale,
+        })
+        .collect()
+}
+
 /// The ellipses the ellipsoids leave at height `z` (unit-cube coordinates).
 pub fn cross_section(ellipsoids: &[Ellipsoid], z: f64) -> Vec<Ellipse> {
     ellipsoids

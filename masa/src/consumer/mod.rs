@@ -95,9 +95,9 @@ pub fn make_processor(
             Box::new(crate::reconstruct::TomoProcessor::new(cfg.clone(), label)?)
         }
         ProcessorPlan::Rolling(settings) => Box::new(crate::rolling::RollingProcessor::new(
-            settings.clone(),
+            (**settings).clone(),
             label,
-        )),
+        )?),
     })
 }
 
