@@ -105,6 +105,34 @@ fn seeds() -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
         &mut b,
     );
     out.push((None, b));
+    out.extend(frame_seeds());
+    out
+}
+
+/// How many of the seeds are detector frames (a dark, a flat, three projections, one as ad00).
+const FRAME_SEEDS: usize = 6;
+
+/// Detector frames from MASS's frame source: a dark, a flat and three projections in the envelope, and a fourth
+/// projection as ESS ad00.
+fn frame_seeds() -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
+    use mass::source::Source;
+    use pilot_core::contract::message::Encoding;
+    let p = mass::frames::FrameParams {
+        rows: 2,
+        cols: 16,
+        darks: 1,
+        flats: 1,
+        center_px: 8.0,
+        ..Default::default()
+    };
+    let mut env = mass::frames::FrameSource::new(p.clone(), 7, Encoding::Envelope).unwrap();
+    let mut out: Vec<_> = (0..5)
+        .map(|seq| (None, env.next(seq, 1).to_vec()))
+        .collect();
+    let mut ad00 = mass::frames::FrameSource::new(p, 7, Encoding::Ad00).unwrap();
+    let last = (0..6).map(|seq| ad00.next(seq, 1).to_vec()).last().unwrap();
+    out.push((None, last));
+    assert_eq!(out.len(), FRAME_SEEDS);
     out
 }
 
@@ -200,6 +228,10 @@ fn processors() -> Vec<(&'static str, ProcessorPlan)> {
             "mlem",
             plan("processor = \"mlem\"\niterations = 2\ntomo_threads = 1\npreview_png = false\ncenter_every_messages = 1\nhdf5_timeout_s = 2\n"),
         ),
+        (
+            "rolling",
+            plan("processor = \"rolling\"\nbuffer_frames = 3\npreview_png = false\n"),
+        ),
     ]
 }
 
@@ -252,7 +284,7 @@ proptest! {
     #[test]
     fn arbitrary_and_mutated_messages_never_stop_a_consumer(
         ms in proptest::collection::vec(mutation(), 1..14),
-        which in 0usize..4,
+        which in 0usize..5,
     ) {
         let seeds = seeds();
         let messages: Vec<_> = ms.iter().map(|m| apply(m, &seeds)).collect();
@@ -283,6 +315,7 @@ fn every_seed_is_taken_by_the_processors_that_read_it() {
         let want = match name {
             "none" => seeds.len(),
             "kmeans" => 4,
+            "rolling" => FRAME_SEEDS,
             _ => 4,
         };
         assert_eq!(taken, want, "{name}: {outcomes:?}");
