@@ -248,6 +248,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let s = scan(&p);
             s.scan.write(&out)?;
+            println!(
+                "wrote {} ({angles} angles x {rows} rows x {cols} cols, rotation axis at {:.2} px, mu {:.6} per px{})",
+                out.display(),
+                s.center_px,
+                s.mu,
+                if poisson { ", Poisson noise" } else { "" }
+            );
             if let Some(t) = &truth {
                 let values = mass::phantom::truth(&p);
                 let mut f = pilot_core::contract::aps::ReconFile::create(t, cols)?;
@@ -263,13 +270,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     s.mu
                 );
             }
-            println!(
-                "wrote {} ({angles} angles x {rows} rows x {cols} cols, rotation axis at {:.2} px, mu {:.6} per px{})",
-                out.display(),
-                s.center_px,
-                s.mu,
-                if poisson { ", Poisson noise" } else { "" }
-            );
             Ok(())
         }
     }
