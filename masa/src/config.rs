@@ -238,6 +238,10 @@ pub struct RawConfig {
     /// Rolling: rebuild the slices from the buffer after N replaced frames, 0 = never [default: the buffer's size]
     #[arg(long)]
     pub recompute_every: Option<usize>,
+    /// Rolling: a full GridRec reconstruction of the axial slice from the buffer every N projections (the latest
+    /// written as rolling-<consumer>-<thread>-gridrec.png) [default: never]
+    #[arg(long)]
+    pub gridrec_every_frames: Option<u64>,
     /// Rolling: score each update against this file's slice of the axial row too (reconstructed slices with
     /// their rows, as `mass phantom --truth` writes) [default: none]
     #[arg(long)]
@@ -648,6 +652,7 @@ impl RawConfig {
             ),
             ("recompute_every", self.recompute_every.is_some()),
             ("reference_file", self.reference_file.is_some()),
+            ("gridrec_every_frames", self.gridrec_every_frames.is_some()),
             ("steer_control_topic", self.steer_control_topic.is_some()),
             ("steer_converged_ssim", self.steer_converged_ssim.is_some()),
             (
@@ -710,6 +715,7 @@ impl RawConfig {
         for (key, v) in [
             ("update_every_frames", self.update_every_frames),
             ("quality_every_updates", self.quality_every_updates),
+            ("gridrec_every_frames", self.gridrec_every_frames),
         ] {
             if v == Some(0) {
                 return Err(err(key, format!("{key} must be at least 1")));
@@ -750,6 +756,7 @@ impl RawConfig {
             output_dir: self.results_dir.clone(),
             preview_png: self.preview_png.unwrap_or(true),
             steer: self.steering()?,
+            gridrec_every_frames: self.gridrec_every_frames,
         })
     }
 

@@ -99,6 +99,8 @@ pub struct RollingSettings {
     pub output_dir: Option<PathBuf>,
     pub preview_png: bool,
     pub steer: Option<SteerSettings>,
+    /// A full GridRec reconstruction of the axial slice from the buffer every N projections (None: never).
+    pub gridrec_every_frames: Option<u64>,
 }
 
 impl Default for RollingSettings {
@@ -118,6 +120,7 @@ impl Default for RollingSettings {
             output_dir: None,
             preview_png: true,
             steer: None,
+            gridrec_every_frames: None,
         }
     }
 }
@@ -168,6 +171,10 @@ pub struct RollingProcessor {
     reference_slices: Option<(Vec<f32>, Vec<u32>, usize)>,
     /// The reference slice taken from the file for the axial row.
     reference_from_file: Option<Vec<f32>>,
+    /// The latest triggered GridRec slice, how many were made and the seconds they took.
+    gridrec: Option<Vec<f32>>,
+    gridrecs: (u64, f64),
+    projections: u64,
 }
 
 impl RollingProcessor {
@@ -192,6 +199,9 @@ impl RollingProcessor {
         Ok(RollingProcessor {
             reference_slices,
             reference_from_file: None,
+            gridrec: None,
+            gridrecs: (0, 0.0),
+            projections: 0,
             settings,
             label: label.to_string(),
             rolling: None,
@@ -412,6 +422,15 @@ impl Processor for RollingProcessor {
         self.absorb_s += t.elapsed().as_secs_f64();
         match absorbed {
             Ok(crate::tomo::rolling::Absorbed::Projection { .. }) => {
+                self.projections += 1;
+                if let Some(every) = self.settings.gridrec_every_frames {
+                    if self.projections.is_multiple_of(every.max(1)) {
+                        let t = Instant::now();
+                        self.gridrec = rolling.gridrec_axial(self.settings.filter);
+                        self.gridrecs.0 += 1;
+                        self.gridrecs.1 += t.elapsed().as_secs_f64();
+                    }
+                }
                 self.projections_since_update += 1;
                 if self.projections_since_update >= self.settings.update_every_frames.max(1) {
                     self.projections_since_update = 0;
@@ -461,6 +480,10 @@ impl Processor for RollingProcessor {
             let s = r.slices();
             let n = rolling_cols(r);
             let rows = s.plane_xz.len().checked_div(n).unwrap_or(0);
+            if let Some(img) = &self.gridrec {
+                let p = dir.join(format!("rolling-{}-gridrec.png", self.label));
+                crate::reconstruct::write_png_rect(&p, img, n, n)?;
+            }
             for (name, img, h) in [
                 ("axial", &s.axial, n),
                 ("xz", &s.plane_xz, rows),
@@ -483,6 +506,13 @@ impl Processor for RollingProcessor {
                 "rolling: {} projections, {} flats, {} darks absorbed; {} duplicates, {} out of order, {} of another geometry, {} of an older epoch, {} before their flats/darks; {} frame indices missing",
                 c.projections, c.flats, c.darks, c.duplicates, c.out_of_order, c.wrong_geometry,
                 c.stale_epoch, c.without_fields, r.missing()
+            ));
+        }
+        if self.gridrecs.0 > 0 {
+            notes.push(format!(
+                "rolling: {} GridRec slices of the buffer, {:.1} ms each",
+                self.gridrecs.0,
+                self.gridrecs.1 * 1e3 / self.gridrecs.0 as f64
             ));
         }
         notes

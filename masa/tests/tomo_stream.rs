@@ -536,6 +536,7 @@ fn detector_frames_stream_through_tansu_into_a_rolling_reconstruction() {
             masa::config::RawConfig {
                 processor: Some(masa::config::ProcessorKind::Rolling),
                 buffer_frames: Some(100),
+                gridrec_every_frames: Some(50),
                 ..Default::default()
             },
         );
@@ -544,6 +545,9 @@ fn detector_frames_stream_through_tansu_into_a_rolling_reconstruction() {
             (fields + projections, 0, 0),
             "{encoding}"
         );
+        // A full GridRec slice of the buffer every 50 projections: 3 of them, the last as a quick-look.
+        assert!(s.notes.contains("3 GridRec slices"), "{}", s.notes);
+        assert!(results.join("rolling-c-0-gridrec.png").exists());
         assert!(s.complete, "{encoding}: {}", s.incomplete_reason);
         let rows: Vec<masa::rolling::QualityRow> =
             pilot_core::contract::metrics::read_csv(&results.join("rolling-c-0-quality.csv"))

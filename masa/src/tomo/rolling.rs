@@ -431,11 +431,13 @@ pub fn backproject_all(g: &Geometry, frames: &[(&[f32], f64, f32)], s: &mut Orth
         });
 }
 
-/// A projection in the buffer: its index, angle and filtered line integrals.
+/// A projection in the buffer: its index, angle, filtered line integrals, and the axial row's line integrals
+/// before filtering (what a full reconstruction of that slice starts from).
 struct Slot {
     index: u64,
     angle_rad: f64,
     filtered: Vec<f32>,
+    axial_line: Vec<f32>,
 }
 
 /// What a pushed frame did.
@@ -582,6 +584,13 @@ impl Rolling {
         let mut filtered = std::mem::take(&mut self.scratch);
         normalise(&mut filtered, &f.flat.mean, &f.dark.mean);
         self.background = edge_mean(&filtered, self.cfg.geometry.cols, 2);
+        let g = &self.cfg.geometry;
+        let axial_line = match g.axial_row {
+            Some(r) => {
+                filtered[(r - g.first_row) * g.cols..(r - g.first_row + 1) * g.cols].to_vec()
+            }
+            None => Vec::new(),
+        };
         self.filter.filter(&mut filtered);
         let angle_rad = angle_deg.to_radians();
         let w = self.weight();
@@ -590,6 +599,7 @@ impl Rolling {
             index,
             angle_rad,
             filtered,
+            axial_line,
         };
         if self.slots.len() < self.cfg.buffer_frames {
             backproject(
@@ -643,6 +653,38 @@ impl Rolling {
 
     pub fn slices(&self) -> &OrthoSlices {
         &self.slices
+    }
+
+    /// A full reconstruction of the axial slice from the buffer's frames by GridRec (`cols x cols`, the buffer's
+    /// angles, each frame's line integrals before filtering); None without an axial slice or frames.
+    pub fn gridrec_axial(&self, filter: super::filter::FilterKind) -> Option<Vec<f32>> {
+        let g = &self.cfg.geometry;
+        if g.axial_row.is_none() || self.slots.is_empty() {
+            return None;
+        }
+        let theta: Vec<f64> = self.slots.iter().map(|s| s.angle_rad).collect();
+        let sino: Vec<f32> = self
+            .slots
+            .iter()
+            .flat_map(|s| s.axial_line.iter().copied())
+            .collect();
+        let plan = super::gridrec::GridRecPlan::new(g.cols, g.cols, &theta, filter);
+        let mut work = plan.work();
+        let mut out = vec![0.0; g.cols * g.cols];
+        plan.reconstruct(&mut work, g.center, &sino, &mut out);
+        Some(out)
+    }
+
+    /// The line integrals of the buffer's frames on the axial row (`frames x cols`, before filtering) and their
+    /// angles, in buffer order.
+    pub fn axial_sinogram(&self) -> (Vec<f32>, Vec<f64>) {
+        (
+            self.slots
+                .iter()
+                .flat_map(|s| s.axial_line.iter().copied())
+                .collect(),
+            self.slots.iter().map(|s| s.angle_rad).collect(),
+        )
     }
 
     /// The newest projection's mean line integral over its outermost columns (NaN before the first).
@@ -962,6 +1004,86 @@ mod tests {
         // Rebuilt from the buffer: the same sums in another order.
         roll.recompute();
         same(roll.slices());
+    }
+
+    #[test]
+    fn the_rolling_gridrec_slice_equals_an_offline_gridrec_of_the_same_frames() {
+        let (rows, cols) = (3usize, 40usize);
+        let mut roll = Rolling::new(RollingConfig {
+            geometry: geometry(rows, cols),
+            buffer_frames: 12,
+            filter: FilterKind::Ramp,
+            recompute_every: 0,
+        });
+        let (rw, cl) = (rows as u32, cols as u32);
+        let (flat, dark) = (vec![3000u16; rows * cols], vec![50u16; rows * cols]);
+        roll.push(&frame(&u16s(&flat), rw, cl, 0, 0.0, FrameType::Flat, 0))
+            .unwrap();
+        roll.push(&frame(&u16s(&dark), rw, cl, 1, 0.0, FrameType::Dark, 0))
+            .unwrap();
+        assert!(
+            roll.gridrec_axial(FilterKind::SheppLogan).is_none(),
+            "no frames yet"
+        );
+        let mut kept: Vec<(f64, Vec<u16>)> = Vec::new();
+        for k in 0..20u64 {
+            let px: Vec<u16> = (0..rows * cols)
+                .map(|p| 800 + ((p as u64 * 13 + k * 29) % 1500) as u16)
+                .collect();
+            let angle = (k as f64 * 111.246_117_974_981) % 180.0;
+            roll.push(&frame(
+                &u16s(&px),
+                rw,
+                cl,
+                2 + k,
+                angle,
+                FrameType::Projection,
+                0,
+            ))
+            .unwrap();
+            kept.push((angle, px));
+        }
+        let got = roll.gridrec_axial(FilterKind::SheppLogan).unwrap();
+        // Offline: the same 12 frames in the buffer's order (the ring has turned: slots 8..12 then 0..8 hold
+        // frames 8..20 as 16..20, 8..16), TomoPy's normalisation of the axial row, GridRec.
+        let (_, order) = roll.axial_sinogram();
+        let frames: Vec<&(f64, Vec<u16>)> = order
+            .iter()
+            .map(|a| {
+                kept.iter()
+                    .rev()
+                    .find(|(b, _)| (b.to_radians() - a).abs() < 1e-12)
+                    .unwrap()
+            })
+            .collect();
+        let data: Vec<f32> = frames
+            .iter()
+            .flat_map(|(_, px)| px.iter().map(|&v| v as f32))
+            .collect();
+        let (f32flat, f32dark): (Vec<f32>, Vec<f32>) = (
+            flat.iter().map(|&v| v as f32).collect(),
+            dark.iter().map(|&v| v as f32).collect(),
+        );
+        let mut sino = vec![0.0; frames.len() * cols];
+        super::super::pipeline::row_sinogram(
+            &data,
+            &f32flat,
+            &f32dark,
+            (frames.len(), rows, cols),
+            rows / 2,
+            &mut sino,
+        );
+        let plan =
+            super::super::gridrec::GridRecPlan::new(cols, cols, &order, FilterKind::SheppLogan);
+        let mut work = plan.work();
+        let mut want = vec![0.0; cols * cols];
+        plan.reconstruct(&mut work, (cols as f64 - 1.0) / 2.0, &sino, &mut want);
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let worst = got
+            .iter()
+            .zip(&want)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(scale > 0.0 && worst <= 1e-4 * scale, "{worst} of {scale}");
     }
 
     #[test]
