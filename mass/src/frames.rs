@@ -349,8 +349,46 @@ impl Source for FrameSource {
     }
 
     fn next(&mut self, seq: u64, intended_send_ns: u64) -> &mut [u8] {
+        let planned = self.plan_next(seq);
+        let full = self.pixels(&planned);
+        let (first_row, rows) = self.band.unwrap_or((0, self.p.rows));
+        let row_bytes = self.p.cols as usize * 2;
+        let pixels = &full[first_row as usize * row_bytes..(first_row + rows) as usize * row_bytes];
+        let info = FrameInfo {
+            index: seq,
+            angle_deg: planned.angle_deg,
+            frame_type: planned.frame_type,
+            epoch: planned.epoch,
+            first_row,
+            detector_rows: self.p.rows,
+        };
+        match self.encoding {
+            Encoding::Ad00 => {
+                encode_as_ad00(&info, self.p.cols, intended_send_ns, pixels, &mut self.buf)
+            }
+            _ => {
+                let h = frame_header(
+                    self.producer_id,
+                    seq,
+                    intended_send_ns,
+                    Dtype::U16,
+                    rows,
+                    self.p.cols,
+                );
+                encode_frame(&h, &info, pixels, &mut self.buf);
+                set_sequence(&mut self.buf, seq, intended_send_ns);
+            }
+        }
+        &mut self.buf
+    }
+}
+
+impl FrameSource {
+    /// What frame `seq` is: a re-take's field frame if one is pending, else the scan's plan shifted by the frames
+    /// re-takes have added, under the epochs they have added. Frame 0 starts the scan again (a run, or the
+    /// producer's look at its first message).
+    fn plan_next(&mut self, seq: u64) -> Planned {
         if seq == 0 {
-            // A run (or the producer's look at the first message) starts the scan again.
             self.pending_fields.clear();
             self.inserted = 0;
             self.extra_epochs = 0;
@@ -369,62 +407,50 @@ impl Source for FrameSource {
             }
             None => self.p.plan(seq - self.inserted),
         };
-        let planned = Planned {
+        Planned {
             epoch: planned.epoch.saturating_add(self.extra_epochs),
             ..planned
-        };
-        let full = self.pixels(&planned);
-        let (first_row, rows) = self.band.unwrap_or((0, self.p.rows));
-        let row_bytes = self.p.cols as usize * 2;
-        let pixels = &full[first_row as usize * row_bytes..(first_row + rows) as usize * row_bytes];
-        if self.encoding == Encoding::Ad00 {
-            use pilot_core::contract::ess::{encode_ad00, Ad00, Ad00Type, AttributeValue};
-            let array = Ad00 {
-                source_name: "mass-detector",
-                // The frame index; ad00's id is 32 bits.
-                id: (seq & 0x7fff_ffff) as i32,
-                timestamp_ns: intended_send_ns.min(i64::MAX as u64) as i64,
-                dimensions: vec![rows as i64, self.p.cols as i64],
-                data_type: Some(Ad00Type::Uint16),
-                data: pixels,
-                attributes: Vec::new(),
-            };
-            encode_ad00(
-                &array,
-                &[
-                    ("angle", AttributeValue::F64(planned.angle_deg)),
-                    (
-                        "frame_type",
-                        AttributeValue::Text(planned.frame_type.as_str().into()),
-                    ),
-                    ("epoch", AttributeValue::I64(planned.epoch as i64)),
-                    ("first_row", AttributeValue::I64(first_row as i64)),
-                    ("detector_rows", AttributeValue::I64(self.p.rows as i64)),
-                ],
-                &mut self.buf,
-            );
-            return &mut self.buf;
         }
-        let h = frame_header(
-            self.producer_id,
-            seq,
-            intended_send_ns,
-            Dtype::U16,
-            rows,
-            self.p.cols,
-        );
-        let info = FrameInfo {
-            index: seq,
-            angle_deg: planned.angle_deg,
-            frame_type: planned.frame_type,
-            epoch: planned.epoch,
-            first_row,
-            detector_rows: self.p.rows,
-        };
-        encode_frame(&h, &info, pixels, &mut self.buf);
-        set_sequence(&mut self.buf, seq, intended_send_ns);
-        &mut self.buf
     }
+}
+
+/// A frame as ESS ad00: the frame index as the id (32 bits), the send time as the timestamp, the frame header's
+/// fields as attributes.
+fn encode_as_ad00(
+    info: &FrameInfo,
+    cols: u32,
+    intended_send_ns: u64,
+    pixels: &[u8],
+    out: &mut Vec<u8>,
+) {
+    use pilot_core::contract::ess::{encode_ad00, Ad00, Ad00Type, AttributeValue};
+    let rows = (pixels.len() / (2 * cols as usize)) as i64;
+    let array = Ad00 {
+        source_name: "mass-detector",
+        id: (info.index & 0x7fff_ffff) as i32,
+        timestamp_ns: intended_send_ns.min(i64::MAX as u64) as i64,
+        dimensions: vec![rows, cols as i64],
+        data_type: Some(Ad00Type::Uint16),
+        data: pixels,
+        attributes: Vec::new(),
+    };
+    encode_ad00(
+        &array,
+        &[
+            ("angle", AttributeValue::F64(info.angle_deg)),
+            (
+                "frame_type",
+                AttributeValue::Text(info.frame_type.as_str().into()),
+            ),
+            ("epoch", AttributeValue::I64(info.epoch as i64)),
+            ("first_row", AttributeValue::I64(info.first_row as i64)),
+            (
+                "detector_rows",
+                AttributeValue::I64(info.detector_rows as i64),
+            ),
+        ],
+        out,
+    );
 }
 
 #[cfg(test)]

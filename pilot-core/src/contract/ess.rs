@@ -287,6 +287,40 @@ impl<'a> Ad00<'a> {
     /// The detector frame this array is: its fields (the angle from the `angle` attribute, else `stage`'s
     /// position at the frame's timestamp), rows, cols, pixel dtype and pixel bytes.
     pub fn frame(&self, stage: Option<&StageLog>) -> Result<Ad00Frame<'a>, EssError> {
+        let (rows, cols, dtype) = self.shape()?;
+        let frame_type = self.frame_type()?;
+        let angle_deg = self.angle(frame_type, stage)?;
+        let first_row = self.whole("first_row", 0, u32::MAX as u64)? as u32;
+        let detector_rows = self.whole(
+            "detector_rows",
+            first_row as u64 + rows as u64,
+            u32::MAX as u64,
+        )?;
+        if first_row as u64 + rows as u64 > detector_rows {
+            return Err(EssError::Frame(format!(
+                "rows {first_row}..{} outside a detector of {detector_rows} rows",
+                first_row as u64 + rows as u64
+            )));
+        }
+        Ok(Ad00Frame {
+            info: FrameInfo {
+                index: self.id.max(0) as u64,
+                angle_deg,
+                frame_type,
+                epoch: self.whole("epoch", 0, u16::MAX as u64)? as u16,
+                first_row,
+                detector_rows: detector_rows as u32,
+            },
+            rows,
+            cols,
+            dtype,
+            pixels: self.data,
+            timestamp_ns: self.timestamp_ns,
+        })
+    }
+
+    /// Rows, columns and pixel dtype, checked against the data's length.
+    fn shape(&self) -> Result<(u32, u32, Dtype), EssError> {
         let bad = |m: String| Err(EssError::Frame(m));
         let dims: Vec<i64> = match self.dimensions.as_slice() {
             [1, r, c] => vec![*r, *c],
@@ -318,67 +352,50 @@ impl<'a> Ad00<'a> {
                 self.data.len()
             ));
         }
-        let number = |name: &str| self.attribute(name).and_then(|a| a.number());
-        let frame_type = match self.attribute("frame_type") {
-            None => FrameType::Projection,
-            Some(a) => match (a.text(), a.number()) {
-                (Some("projection"), _) => FrameType::Projection,
-                (Some("flat"), _) => FrameType::Flat,
-                (Some("dark"), _) => FrameType::Dark,
-                (None, Some(v)) if v.fract() == 0.0 && (0.0..=2.0).contains(&v) => {
-                    FrameType::from_u8(v as u8).expect("0..=2")
-                }
-                (t, v) => return bad(format!("frame_type {t:?} {v:?} (projection, flat or dark)")),
-            },
+        Ok((rows as u32, cols as u32, dtype))
+    }
+
+    /// The `frame_type` attribute: a name or 0/1/2; a projection without one.
+    fn frame_type(&self) -> Result<FrameType, EssError> {
+        let Some(a) = self.attribute("frame_type") else {
+            return Ok(FrameType::Projection);
         };
-        let angle_deg =
-            match (number("angle"), frame_type) {
-                (Some(a), _) if a.is_finite() => a,
-                (Some(a), _) => return bad(format!("angle {a}")),
-                (None, FrameType::Projection) => match stage.map(|s| s.at(self.timestamp_ns)) {
-                    Some(Ok(a)) => a,
-                    Some(Err(e)) => return bad(e),
-                    None => return bad(
-                        "no angle attribute and no rotation-stage (f144) stream to take it from"
-                            .into(),
-                    ),
-                },
-                (None, _) => 0.0,
-            };
-        let whole = |name: &str, default: u64, max: u64| -> Result<u64, EssError> {
-            match number(name) {
-                None => Ok(default),
-                Some(v) if v.fract() == 0.0 && (0.0..=max as f64).contains(&v) => Ok(v as u64),
-                Some(v) => Err(EssError::Frame(format!("{name} {v}"))),
+        match (a.text(), a.number()) {
+            (Some("projection"), _) => Ok(FrameType::Projection),
+            (Some("flat"), _) => Ok(FrameType::Flat),
+            (Some("dark"), _) => Ok(FrameType::Dark),
+            (None, Some(v)) if v.fract() == 0.0 && (0.0..=2.0).contains(&v) => {
+                Ok(FrameType::from_u8(v as u8).expect("0..=2"))
             }
-        };
-        let first_row = whole("first_row", 0, u32::MAX as u64)? as u32;
-        let detector_rows = whole(
-            "detector_rows",
-            first_row as u64 + rows as u64,
-            u32::MAX as u64,
-        )?;
-        if first_row as u64 + rows as u64 > detector_rows {
-            return bad(format!(
-                "rows {first_row}..{} outside a detector of {detector_rows} rows",
-                first_row as u64 + rows as u64
-            ));
+            (t, v) => Err(EssError::Frame(format!(
+                "frame_type {t:?} {v:?} (projection, flat or dark)"
+            ))),
         }
-        Ok(Ad00Frame {
-            info: FrameInfo {
-                index: self.id.max(0) as u64,
-                angle_deg,
-                frame_type,
-                epoch: whole("epoch", 0, u16::MAX as u64)? as u16,
-                first_row,
-                detector_rows: detector_rows as u32,
+    }
+
+    /// The angle: the attribute's, else (a projection) the stage's at the frame's time; 0 for flats and darks.
+    fn angle(&self, frame_type: FrameType, stage: Option<&StageLog>) -> Result<f64, EssError> {
+        let number = self.attribute("angle").and_then(|a| a.number());
+        match (number, frame_type) {
+            (Some(a), _) if a.is_finite() => Ok(a),
+            (Some(a), _) => Err(EssError::Frame(format!("angle {a}"))),
+            (None, FrameType::Projection) => match stage {
+                Some(s) => s.at(self.timestamp_ns).map_err(EssError::Frame),
+                None => Err(EssError::Frame(
+                    "no angle attribute and no rotation-stage (f144) stream to take it from".into(),
+                )),
             },
-            rows: rows as u32,
-            cols: cols as u32,
-            dtype,
-            pixels: self.data,
-            timestamp_ns: self.timestamp_ns,
-        })
+            (None, _) => Ok(0.0),
+        }
+    }
+
+    /// A whole-number attribute within `0..=max` (`default` when absent).
+    fn whole(&self, name: &str, default: u64, max: u64) -> Result<u64, EssError> {
+        match self.attribute(name).and_then(|a| a.number()) {
+            None => Ok(default),
+            Some(v) if v.fract() == 0.0 && (0.0..=max as f64).contains(&v) => Ok(v as u64),
+            Some(v) => Err(EssError::Frame(format!("{name} {v}"))),
+        }
     }
 }
 
