@@ -660,16 +660,7 @@ fn ad00_frames_from_the_python_peer_reconstruct_like_envelope_frames() {
     .unwrap();
     std::fs::write(frames_dir.join("frames.bin"), &pixels).unwrap();
     // The peer produces into a fresh pilot; MASA consumes.
-    let pilot = pilot_core::pilots::pilot::Pilot::create_local(&dir.path().join("pilots"))
-        .expect("tansu installed (scripts/setup.sh)");
-    let conn = pilot.connection().unwrap();
-    pilot_core::contract::admin::KafkaAdmin::new(
-        &conn.bootstrap,
-        &conn.client,
-        Duration::from_secs(10),
-    )
-    .create_topic("detector", 1, 1)
-    .unwrap();
+    let (_pilot, conn) = pilot_with_topics(dir.path(), &[("detector", 1)]);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/ad00_producer.py");
     let out = std::process::Command::new(&python)
         .arg(&script)
@@ -744,16 +735,7 @@ fn control_commands_steer_the_detector_and_are_acknowledged() {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     use rdkafka::Message;
     let dir = tempfile::tempdir().unwrap();
-    let pilot = pilot_core::pilots::pilot::Pilot::create_local(&dir.path().join("pilots"))
-        .expect("tansu installed (scripts/setup.sh)");
-    let conn = pilot.connection().unwrap();
-    let admin = pilot_core::contract::admin::KafkaAdmin::new(
-        &conn.bootstrap,
-        &conn.client,
-        Duration::from_secs(10),
-    );
-    admin.create_topic("detector", 1, 1).unwrap();
-    admin.create_topic("detector-control", 1, 1).unwrap();
+    let (_pilot, conn) = pilot_with_topics(dir.path(), &[("detector", 1), ("detector-control", 1)]);
     let plan = mass::config::Settings::validate(
         &mass::config::RawConfig {
             bootstrap_servers: Some(conn.bootstrap.clone()),
@@ -905,16 +887,7 @@ fn control_commands_steer_the_detector_and_are_acknowledged() {
 #[test]
 fn a_steered_run_stops_the_source_once_the_reconstruction_converges() {
     let dir = tempfile::tempdir().unwrap();
-    let pilot = pilot_core::pilots::pilot::Pilot::create_local(&dir.path().join("pilots"))
-        .expect("tansu installed (scripts/setup.sh)");
-    let conn = pilot.connection().unwrap();
-    let admin = pilot_core::contract::admin::KafkaAdmin::new(
-        &conn.bootstrap,
-        &conn.client,
-        Duration::from_secs(10),
-    );
-    admin.create_topic("scan", 1, 1).unwrap();
-    admin.create_topic("scan-control", 1, 1).unwrap();
+    let (_pilot, conn) = pilot_with_topics(dir.path(), &[("scan", 1), ("scan-control", 1)]);
     let results = dir.path().join("results");
     let masa_plan = masa::config::Settings::validate(
         &masa::config::RawConfig {
@@ -1010,4 +983,27 @@ fn a_steered_run_stops_the_source_once_the_reconstruction_converges() {
         "steered run: stop decided at frame {} ({}), source stopped before frame {sent} of {scan_frames}",
         stop.trigger_frame, stop.reason
     );
+}
+
+/// A fresh 1-node tansu pilot under `dir` with `topics` (name, partitions) made: the pilot (cancelled when
+/// dropped) and its connection.
+fn pilot_with_topics(
+    dir: &Path,
+    topics: &[(&str, u32)],
+) -> (
+    pilot_core::pilots::pilot::Pilot,
+    pilot_core::contract::client::Connection,
+) {
+    let pilot = pilot_core::pilots::pilot::Pilot::create_local(&dir.join("pilots"))
+        .expect("tansu installed (scripts/setup.sh)");
+    let conn = pilot.connection().unwrap();
+    let admin = pilot_core::contract::admin::KafkaAdmin::new(
+        &conn.bootstrap,
+        &conn.client,
+        Duration::from_secs(10),
+    );
+    for (topic, partitions) in topics {
+        admin.create_topic(topic, *partitions, 1).unwrap();
+    }
+    (pilot, conn)
 }

@@ -34,48 +34,52 @@ pub enum Command {
         quiet: bool,
     },
     /// Write an analytic Shepp-Logan scan as an APS Data Exchange HDF5 file (tooth.h5's layout)
-    Phantom {
-        /// Output file
-        #[arg(long)]
-        out: PathBuf,
-        /// Projection angles, evenly spaced from 0 to 180 degrees inclusive (the paper's convention)
-        #[arg(long, default_value_t = 181)]
-        angles: usize,
-        /// Detector rows (sinograms); each row is the phantom's slice
-        #[arg(long, default_value_t = 2)]
-        rows: usize,
-        /// Detector columns (the reconstruction is cols x cols)
-        #[arg(long, default_value_t = 640)]
-        cols: usize,
-        /// Rotation axis offset from cols/2, pixels
-        #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-        center_offset_px: f64,
-        /// Width of the phantom as a fraction of the detector (below 1 keeps an off-centre axis from cutting it off)
-        #[arg(long, default_value_t = 1.0)]
-        object_scale: f64,
-        /// Write no flat fields (/exchange/data_white), as some detectors' files have none
-        #[arg(long)]
-        no_flats: bool,
-        /// Write no dark fields (/exchange/data_dark)
-        #[arg(long)]
-        no_darks: bool,
-        /// Add Poisson noise to every count
-        #[arg(long)]
-        poisson: bool,
-        /// Open-beam counts
-        #[arg(long, default_value_t = 20_000.0)]
-        i0: f64,
-        /// Seed of the Poisson noise
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// The 3-D head: each detector row sees its own slice (tall detectors; e.g. --rows 1024 --cols 1024)
-        #[arg(long)]
-        volume: bool,
-        /// Also write the truth, each row's slice on the cols x cols grid, as reconstructed slices
-        /// (/exchange/recon, one per row; what masa's --reference-file reads)
-        #[arg(long)]
-        truth: Option<PathBuf>,
-    },
+    Phantom(PhantomArgs),
+}
+
+/// `mass phantom` settings.
+#[derive(Debug, Args)]
+pub struct PhantomArgs {
+    /// Output file
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Projection angles, evenly spaced from 0 to 180 degrees inclusive (the paper's convention)
+    #[arg(long, default_value_t = 181)]
+    pub angles: usize,
+    /// Detector rows (sinograms); each row is the phantom's slice
+    #[arg(long, default_value_t = 2)]
+    pub rows: usize,
+    /// Detector columns (the reconstruction is cols x cols)
+    #[arg(long, default_value_t = 640)]
+    pub cols: usize,
+    /// Rotation axis offset from cols/2, pixels
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub center_offset_px: f64,
+    /// Width of the phantom as a fraction of the detector (below 1 keeps an off-centre axis from cutting it off)
+    #[arg(long, default_value_t = 1.0)]
+    pub object_scale: f64,
+    /// Write no flat fields (/exchange/data_white), as some detectors' files have none
+    #[arg(long)]
+    pub no_flats: bool,
+    /// Write no dark fields (/exchange/data_dark)
+    #[arg(long)]
+    pub no_darks: bool,
+    /// Add Poisson noise to every count
+    #[arg(long)]
+    pub poisson: bool,
+    /// Open-beam counts
+    #[arg(long, default_value_t = 20_000.0)]
+    pub i0: f64,
+    /// Seed of the Poisson noise
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The 3-D head: each detector row sees its own slice (tall detectors; e.g. --rows 1024 --cols 1024)
+    #[arg(long)]
+    pub volume: bool,
+    /// Also write the truth, each row's slice on the cols x cols grid, as reconstructed slices
+    /// (/exchange/recon, one per row; what masa's --reference-file reads)
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
 }
 
 /// `mass run` settings: a file and/or flags; every flag is the settings key of the same name.
@@ -203,74 +207,78 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Phantom {
-            out,
-            angles,
-            rows,
-            cols,
-            center_offset_px,
-            object_scale,
-            no_flats,
-            no_darks,
-            poisson,
-            i0,
-            seed,
-            volume,
-            truth,
-        } => {
-            if angles == 0 || rows == 0 || cols < 2 {
-                anyhow::bail!("--angles and --rows must be at least 1 and --cols at least 2");
-            }
-            if !(object_scale > 0.0 && object_scale <= 1.0) {
-                anyhow::bail!("--object-scale must be in (0, 1] (got {object_scale})");
-            }
-            if !center_offset_px.is_finite() || center_offset_px.abs() >= cols as f64 / 2.0 {
-                anyhow::bail!(
-                    "--center-offset-px {center_offset_px} puts the axis off the {cols}-column detector"
-                );
-            }
-            if !(i0.is_finite() && i0 > 0.0) {
-                anyhow::bail!("--i0 must be a positive number of counts (got {i0})");
-            }
-            let p = ScanParams {
-                angles,
-                rows,
-                cols,
-                center_offset_px,
-                object_scale,
-                n_white: if no_flats { 0 } else { 10 },
-                n_dark: if no_darks { 0 } else { 10 },
-                poisson,
-                i0,
-                seed,
-                volume,
-                ..Default::default()
-            };
-            let s = scan(&p);
-            s.scan.write(&out)?;
-            println!(
-                "wrote {} ({angles} angles x {rows} rows x {cols} cols, rotation axis at {:.2} px, mu {:.6} per px{})",
-                out.display(),
-                s.center_px,
-                s.mu,
-                if poisson { ", Poisson noise" } else { "" }
-            );
-            if let Some(t) = &truth {
-                let values = mass::phantom::truth(&p);
-                let mut f = pilot_core::contract::aps::ReconFile::create(t, cols)?;
-                f.append(
-                    values
-                        .chunks_exact(cols * cols)
-                        .enumerate()
-                        .map(|(row, slice)| (slice, row as u32, s.center_px)),
-                )?;
-                println!(
-                    "wrote {} (the truth: {rows} slices of {cols} x {cols}, phantom values; x mu {:.6} per px to compare with a reconstruction)",
-                    t.display(),
-                    s.mu
-                );
-            }
-            Ok(())
-        }
+        Command::Phantom(args) => phantom(args),
     }
+}
+
+/// `mass phantom`: the scan file, and its truth when asked.
+fn phantom(a: PhantomArgs) -> anyhow::Result<()> {
+    let PhantomArgs {
+        out,
+        angles,
+        rows,
+        cols,
+        center_offset_px,
+        object_scale,
+        no_flats,
+        no_darks,
+        poisson,
+        i0,
+        seed,
+        volume,
+        truth,
+    } = a;
+    if angles == 0 || rows == 0 || cols < 2 {
+        anyhow::bail!("--angles and --rows must be at least 1 and --cols at least 2");
+    }
+    if !(object_scale > 0.0 && object_scale <= 1.0) {
+        anyhow::bail!("--object-scale must be in (0, 1] (got {object_scale})");
+    }
+    if !center_offset_px.is_finite() || center_offset_px.abs() >= cols as f64 / 2.0 {
+        anyhow::bail!(
+            "--center-offset-px {center_offset_px} puts the axis off the {cols}-column detector"
+        );
+    }
+    if !(i0.is_finite() && i0 > 0.0) {
+        anyhow::bail!("--i0 must be a positive number of counts (got {i0})");
+    }
+    let p = ScanParams {
+        angles,
+        rows,
+        cols,
+        center_offset_px,
+        object_scale,
+        n_white: if no_flats { 0 } else { 10 },
+        n_dark: if no_darks { 0 } else { 10 },
+        poisson,
+        i0,
+        seed,
+        volume,
+        ..Default::default()
+    };
+    let s = scan(&p);
+    s.scan.write(&out)?;
+    println!(
+            "wrote {} ({angles} angles x {rows} rows x {cols} cols, rotation axis at {:.2} px, mu {:.6} per px{})",
+            out.display(),
+            s.center_px,
+            s.mu,
+            if poisson { ", Poisson noise" } else { "" }
+        );
+    if let Some(t) = &truth {
+        let values = mass::phantom::truth(&p);
+        let mut f = pilot_core::contract::aps::ReconFile::create(t, cols)?;
+        f.append(
+            values
+                .chunks_exact(cols * cols)
+                .enumerate()
+                .map(|(row, slice)| (slice, row as u32, s.center_px)),
+        )?;
+        println!(
+                "wrote {} (the truth: {rows} slices of {cols} x {cols}, phantom values; x mu {:.6} per px to compare with a reconstruction)",
+                t.display(),
+                s.mu
+            );
+    }
+    Ok(())
 }
