@@ -196,6 +196,14 @@ impl RollingProcessor {
             }
             None => None,
         };
+        // Steering settings a library caller made by hand are checked here, as the config checks its own.
+        let policy = match &settings.steer {
+            Some(s) => Some(
+                SteerPolicy::new(s.policy.clone())
+                    .map_err(|e| ProcessError::Config(e.to_string()))?,
+            ),
+            None => None,
+        };
         Ok(RollingProcessor {
             reference_slices,
             reference_from_file: None,
@@ -212,7 +220,7 @@ impl RollingProcessor {
             rows: Vec::new(),
             absorb_s: 0.0,
             notes: Vec::new(),
-            policy: None,
+            policy,
             steering: Vec::new(),
             started: Instant::now(),
         })
@@ -225,14 +233,8 @@ impl RollingProcessor {
 
     /// Show a scored update to the steering policy; send and record what it decides.
     fn steer(&mut self, row: &QualityRow, background: f64) {
-        let Some(steer) = &self.settings.steer else {
+        let (Some(steer), Some(policy)) = (&self.settings.steer, &mut self.policy) else {
             return;
-        };
-        let policy = match &mut self.policy {
-            Some(p) => p,
-            None => self
-                .policy
-                .insert(SteerPolicy::new(steer.policy.clone()).expect("checked by the config")),
         };
         let o = Observation {
             frame: row.newest_frame,
@@ -345,7 +347,7 @@ impl RollingProcessor {
         if slices.axial.is_empty() {
             return;
         }
-        let n = rolling_cols(rolling);
+        let n = rolling.geometry().cols;
         let nan = Comparison {
             ssim: f64::NAN,
             psnr_db: f64::NAN,
@@ -368,7 +370,7 @@ impl RollingProcessor {
         let row = QualityRow {
             update: self.updates,
             projections: counts.projections,
-            buffered: rolling.buffered().len(),
+            buffered: rolling.buffered_len(),
             newest_frame,
             largest_gap_deg: largest_gap_deg(&rolling.buffered_angles_deg()),
             ssim_previous: prev.ssim,
@@ -384,11 +386,6 @@ impl RollingProcessor {
         self.steer(&row, background);
         self.rows.push(row);
     }
-}
-
-fn rolling_cols(r: &Rolling) -> usize {
-    let s = r.slices();
-    (s.axial.len() as f64).sqrt().round() as usize
 }
 
 /// The largest gap between angles taken modulo 180 degrees (180 for one angle or none).
@@ -478,8 +475,7 @@ impl Processor for RollingProcessor {
         }
         if let (true, Some(r)) = (self.settings.preview_png, &self.rolling) {
             let s = r.slices();
-            let n = rolling_cols(r);
-            let rows = s.plane_xz.len().checked_div(n).unwrap_or(0);
+            let (n, rows) = (r.geometry().cols, r.geometry().rows);
             if let Some(img) = &self.gridrec {
                 let p = dir.join(format!("rolling-{}-gridrec.png", self.label));
                 crate::reconstruct::write_png_rect(&p, img, n, n)?;

@@ -781,18 +781,7 @@ impl RawConfig {
             center_px: cols as f64 / 2.0,
             ..crate::frames::FrameParams::default()
         };
-        p.check().map_err(|e| {
-            let key = match &e {
-                crate::source::SourceError::Invalid(m) if m.contains("projections_per_180") => {
-                    "projections_per_180"
-                }
-                crate::source::SourceError::Invalid(m) if m.contains("retake_every") => {
-                    "retake_every"
-                }
-                _ => "frame_rows",
-            };
-            err(key, e.to_string())
-        })?;
+        p.check().map_err(|e| err(e.key, e.message))?;
         let bytes = pilot_core::contract::frame::frame_payload_bytes(
             rows,
             cols,

@@ -71,38 +71,76 @@ pub struct Planned {
     pub angle_deg: f64,
 }
 
+/// A frame setting that cannot be used: the setting (as MASS's settings call it) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct FrameParamError {
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl From<FrameParamError> for SourceError {
+    fn from(e: FrameParamError) -> Self {
+        SourceError::Invalid(e.message)
+    }
+}
+
 impl FrameParams {
     /// Check the settings, naming the one that is wrong.
-    pub fn check(&self) -> Result<(), SourceError> {
-        let bad = |m: String| Err(SourceError::Invalid(m));
+    pub fn check(&self) -> Result<(), FrameParamError> {
+        let bad = |key, message: String| Err(FrameParamError { key, message });
         if self.rows == 0 || self.cols < 2 {
-            return bad(format!(
-                "a frame of {} x {} pixels: rows must be at least 1 and columns at least 2",
-                self.rows, self.cols
-            ));
+            let key = if self.rows == 0 {
+                "frame_rows"
+            } else {
+                "frame_cols"
+            };
+            return bad(
+                key,
+                format!(
+                    "a frame of {} x {} pixels: rows must be at least 1 and columns at least 2",
+                    self.rows, self.cols
+                ),
+            );
         }
         if pilot_core::contract::frame::frame_payload_bytes(self.rows, self.cols, Dtype::U16)
             .is_none()
         {
-            return bad(format!(
-                "a frame of {} x {} u16 pixels is over the message size limit",
-                self.rows, self.cols
-            ));
+            return bad(
+                "frame_rows",
+                format!(
+                    "a frame of {} x {} u16 pixels is over the message size limit",
+                    self.rows, self.cols
+                ),
+            );
         }
         if self.projections_per_180 == 0 {
-            return bad("projections_per_180 must be at least 1".into());
+            return bad(
+                "projections_per_180",
+                "projections_per_180 must be at least 1".into(),
+            );
         }
         if self.retake_every > 0 && (self.darks == 0 || self.flats == 0) {
-            return bad("retake_every needs darks and flats to retake (both at least 1)".into());
+            return bad(
+                "retake_every",
+                "retake_every needs darks and flats to retake (both at least 1)".into(),
+            );
         }
+        // The counts model is not a MASS setting (library callers set it); named as the source's.
         if !(self.i0 > 0.0 && self.i0 + self.dark_counts <= u16::MAX as f64) {
-            return bad(format!(
-                "i0 {} plus dark counts {} must be positive and fit u16 pixels (<= 65535)",
-                self.i0, self.dark_counts
-            ));
+            return bad(
+                "source",
+                format!(
+                    "i0 {} plus dark counts {} must be positive and fit u16 pixels (<= 65535)",
+                    self.i0, self.dark_counts
+                ),
+            );
         }
         if !(self.dark_counts >= 0.0 && self.max_attenuation > 0.0) {
-            return bad("dark counts must be >= 0 and max_attenuation > 0".into());
+            return bad(
+                "source",
+                "dark counts must be >= 0 and max_attenuation > 0".into(),
+            );
         }
         Ok(())
     }

@@ -696,6 +696,16 @@ impl Rolling {
         self.counts
     }
 
+    /// The band and slices the reconstruction was built for.
+    pub fn geometry(&self) -> &Geometry {
+        &self.cfg.geometry
+    }
+
+    /// Projections in the buffer now.
+    pub fn buffered_len(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Frame indices missing between the lowest and the highest seen.
     pub fn missing(&self) -> u64 {
         match (self.lowest, self.highest) {
@@ -1044,8 +1054,8 @@ mod tests {
             kept.push((angle, px));
         }
         let got = roll.gridrec_axial(FilterKind::SheppLogan).unwrap();
-        // Offline: the same 12 frames in the buffer's order (the ring has turned: slots 8..12 then 0..8 hold
-        // frames 8..20 as 16..20, 8..16), TomoPy's normalisation of the axial row, GridRec.
+        // Offline: the 12 frames the buffer holds (the last 12), in its slot order, normalised as TomoPy does
+        // (the axial row), reconstructed by GridRec with their angles.
         let (_, order) = roll.axial_sinogram();
         let frames: Vec<&(f64, Vec<u16>)> = order
             .iter()
