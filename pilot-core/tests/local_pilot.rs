@@ -60,6 +60,32 @@ fn tansu_pilot_carries_1000_messages_exactly_once_and_leaves_nothing() {
 }
 
 #[test]
+fn creators_racing_for_one_topic_all_go_on_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pilot = Pilot::create(tansu_plan(dir.path(), 1), &never).unwrap();
+    let k = pilot.details().unwrap().framework.kafka().unwrap().clone();
+    let topic = format!("race-{}", pilot.id());
+    // Eight clients create the same missing topic at once (producers started together with create-if-missing).
+    let counts: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (k, topic) = (&k, &topic);
+                s.spawn(move || k.admin(Duration::from_secs(10)).ensure_topic(topic, 4, 1))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for c in &counts {
+        assert_eq!(c.as_ref().ok(), Some(&4), "{counts:?}");
+    }
+    let admin = k.admin(Duration::from_secs(10));
+    // An existing topic keeps its partitions; creating it outright is still an error naming it.
+    assert_eq!(admin.ensure_topic(&topic, 12, 1).unwrap(), 4);
+    let e = admin.create_topic(&topic, 4, 1).unwrap_err().to_string();
+    assert!(e.contains(&topic) && e.contains("exists"), "{e}");
+}
+
+#[test]
 fn extending_pilot_lists_both_nodes_and_shrinks_back() {
     let dir = tempfile::tempdir().unwrap();
     let parent = Pilot::create(tansu_plan(dir.path(), 1), &never).unwrap();

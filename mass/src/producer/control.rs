@@ -86,8 +86,8 @@ impl ControlLink {
             &conn.client,
             Duration::from_secs(10),
         );
-        if create && admin.describe_topic(topic).is_err() {
-            admin.create_topic(topic, 1, 1)?;
+        if create {
+            admin.ensure_topic(topic, 1, 1)?;
         }
         let mut cfg = conn
             .client

@@ -128,8 +128,7 @@ pub fn prepare_topic(plan: &ProducerPlan, conn: &Connection) -> Result<u32, Prod
         Ok(t) => Ok(t.partitions.len() as u32),
         Err(_) if plan.create_topic => {
             let n = plan.partitions.unwrap_or(conn.default_partitions);
-            admin.create_topic(&plan.topic, n, 1)?;
-            Ok(n)
+            Ok(admin.ensure_topic(&plan.topic, n, 1)?)
         }
         Err(e) => Err(kafka_err(
             conn,

@@ -8,6 +8,7 @@ use futures::executor::block_on;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
 use serde::{Deserialize, Serialize};
 
 use crate::contract::client::ClientProperties;
@@ -41,6 +42,12 @@ pub struct PartitionMeta {
 pub struct TopicMeta {
     pub name: String,
     pub partitions: Vec<PartitionMeta>,
+}
+
+/// What the brokers answered a topic creation.
+enum Created {
+    New,
+    AlreadyThere(RDKafkaErrorCode),
 }
 
 /// Admin operations against one cluster.
@@ -104,6 +111,30 @@ impl KafkaAdmin {
     /// Create `name` with `partitions` partitions and the given replication factor. Waits until the topic shows
     /// in metadata with all its partitions led.
     pub fn create_topic(&self, name: &str, partitions: u32, replication: u32) -> Result<()> {
+        match self.request_topic(name, partitions, replication)? {
+            Created::New => self.wait_led(name, Some(partitions)).map(|_| ()),
+            Created::AlreadyThere(code) => Err(self.err("create topic", format!("{name}: {code}"))),
+        }
+    }
+
+    /// The partition count of `name`, creating it with `partitions` partitions when it is missing. A topic
+    /// that another client creates meanwhile counts as there: several producers started together with
+    /// create-if-missing race on the same topic, and all of them must go on with it.
+    pub fn ensure_topic(&self, name: &str, partitions: u32, replication: u32) -> Result<u32> {
+        if let Ok(t) = self.describe_topic(name) {
+            if !t.partitions.is_empty() {
+                return Ok(t.partitions.len() as u32);
+            }
+        }
+        match self.request_topic(name, partitions, replication)? {
+            Created::New => self.wait_led(name, Some(partitions)),
+            // The winner's topic may not be in metadata yet; take its partition count once it is.
+            Created::AlreadyThere(_) => self.wait_led(name, None),
+        }
+    }
+
+    /// Ask the brokers for a new topic: created, or already there (with the broker's answer).
+    fn request_topic(&self, name: &str, partitions: u32, replication: u32) -> Result<Created> {
         if name.is_empty() || partitions == 0 || replication == 0 {
             return Err(self.err(
                 "create topic",
@@ -122,25 +153,36 @@ impl KafkaAdmin {
         let results = block_on(admin.create_topics([&topic], &opts))
             .map_err(|e| self.err("create topic", format!("{name}: {e}")))?;
         for r in results {
-            if let Err((t, code)) = r {
-                return Err(self.err("create topic", format!("{t}: {code}")));
+            match r {
+                Err((_, code)) if code == RDKafkaErrorCode::TopicAlreadyExists => {
+                    return Ok(Created::AlreadyThere(code))
+                }
+                Err((t, code)) => return Err(self.err("create topic", format!("{t}: {code}"))),
+                Ok(_) => {}
             }
         }
-        // Metadata can lag the admin answer; wait until every partition has a leader.
+        Ok(Created::New)
+    }
+
+    /// Wait until `name` shows in metadata with every partition led (and `partitions` of them, when given: metadata
+    /// can lag the admin answer); its partition count.
+    fn wait_led(&self, name: &str, partitions: Option<u32>) -> Result<u32> {
         let deadline = std::time::Instant::now() + self.timeout;
         loop {
             match self.describe_topic(name) {
                 Ok(t)
-                    if t.partitions.len() == partitions as usize
+                    if !t.partitions.is_empty()
+                        && partitions.is_none_or(|n| t.partitions.len() == n as usize)
                         && t.partitions.iter().all(|p| p.leader >= 0) =>
                 {
-                    return Ok(())
+                    return Ok(t.partitions.len() as u32)
                 }
                 other => {
                     if std::time::Instant::now() >= deadline {
+                        let want = partitions.map_or("its".to_string(), |n| n.to_string());
                         return Err(self.err(
                             "create topic",
-                            format!("{name}: not visible with {partitions} led partitions in time ({other:?})"),
+                            format!("{name}: not visible with {want} led partitions in time ({other:?})"),
                         ));
                     }
                     std::thread::sleep(Duration::from_millis(20));

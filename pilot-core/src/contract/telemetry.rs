@@ -329,15 +329,7 @@ pub fn ensure_topic(conn: &Connection, topic: &str) -> Result<()> {
         &conn.client,
         Duration::from_secs(10),
     );
-    if admin.describe_topic(topic).is_ok() {
-        return Ok(());
-    }
-    match admin.create_topic(topic, 1, 1) {
-        Ok(()) => Ok(()),
-        // Another process created it first.
-        Err(_) if admin.describe_topic(topic).is_ok() => Ok(()),
-        Err(e) => Err(e),
-    }
+    admin.ensure_topic(topic, 1, 1).map(|_| ())
 }
 
 /// Publishes reports (a consumer process has one).
