@@ -256,14 +256,24 @@ fn mass_as_dask_tasks(slurm: Option<&SlurmCluster>) {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
+    // On failure, what the producers themselves reported, next to what MASA received.
+    let producers = || {
+        tasks
+            .iter()
+            .map(|t| std::fs::read_to_string(&t.log).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     assert!(
         out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+        "{text}{}\nproducers:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        producers()
     );
     assert!(
         text.contains("received 1200 msgs") && text.contains("duplicates 0, rejected 0, missing 0"),
-        "{text}"
+        "{text}\nproducers:\n{}",
+        producers()
     );
     // An extension's workers join the scheduler.
     let mut more = Pilot::create(

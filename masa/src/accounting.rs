@@ -166,6 +166,30 @@ impl Accounting {
         }
     }
 
+    /// Each producer's received sequences as half-open ranges, `p<id> a..b` (`+` between ranges of one producer),
+    /// at most `max_ranges` ranges in all and then `...`: where a run's missing messages were.
+    pub fn received_text(&self, max_ranges: usize) -> String {
+        let mut out = Vec::new();
+        let mut shown = 0;
+        for (p, r) in &self.received {
+            if shown >= max_ranges {
+                out.push("...".to_string());
+                break;
+            }
+            let take = (max_ranges - shown).min(r.0.len());
+            let mut ranges: Vec<String> = r.0[..take]
+                .iter()
+                .map(|(a, b)| format!("{a}..{b}"))
+                .collect();
+            if take < r.0.len() {
+                ranges.push("...".into());
+            }
+            shown += take;
+            out.push(format!("p{p} {}", ranges.join("+")));
+        }
+        out.join(", ")
+    }
+
     /// `reason=count;...` for CSV.
     pub fn rejected_text(&self) -> String {
         self.rejected
@@ -179,6 +203,23 @@ impl Accounting {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn received_text_shows_where_the_gaps_are_within_a_bound() {
+        let mut a = Accounting::default();
+        for s in (0..10).chain(20..30) {
+            a.record(3, s);
+        }
+        for s in [0, 2, 4, 6] {
+            a.record(1, s);
+        }
+        assert_eq!(
+            a.received_text(12),
+            "p1 0..1+2..3+4..5+6..7, p3 0..10+20..30"
+        );
+        assert_eq!(a.received_text(3), "p1 0..1+2..3+4..5+..., ...");
+        assert_eq!(Accounting::default().received_text(5), "");
+    }
 
     #[test]
     fn ranges_merge_in_any_order() {

@@ -151,10 +151,12 @@ pub(crate) fn run_notes(
 
 /// Why the run is incomplete: interrupted, messages missing (when a count was expected) or rejected, errors.
 /// Empty when it is complete.
+/// `received` says what did arrive (see [`Accounting::received_text`]), named with the missing count.
 pub(crate) fn incomplete_reasons(
     interrupted: bool,
     expect_messages: Option<u64>,
     totals: &Totals,
+    received: &str,
     mut errors: Vec<String>,
 ) -> Vec<String> {
     let mut reasons = Vec::new();
@@ -162,7 +164,15 @@ pub(crate) fn incomplete_reasons(
         reasons.push("interrupted by SIGINT/SIGTERM".to_string());
     }
     if expect_messages.is_some() && totals.missing > 0 {
-        reasons.push(format!("{} messages missing", totals.missing));
+        reasons.push(format!(
+            "{} messages missing (received: {})",
+            totals.missing,
+            if received.is_empty() {
+                "none"
+            } else {
+                received
+            }
+        ));
     }
     if totals.rejected > 0 {
         reasons.push(format!("{} messages rejected", totals.rejected));
@@ -443,7 +453,7 @@ mod tests {
     #[test]
     fn a_run_is_complete_only_without_interruption_loss_rejection_or_error() {
         let clean = Totals::default();
-        assert!(incomplete_reasons(false, Some(10), &clean, vec![]).is_empty());
+        assert!(incomplete_reasons(false, Some(10), &clean, "", vec![]).is_empty());
         let lost = Totals {
             missing: 4,
             rejected: 2,
@@ -453,20 +463,21 @@ mod tests {
             true,
             Some(10),
             &lost,
+            "p0 0..3+5..7",
             vec!["b".into(), "a".into(), "b".into()],
         );
         assert_eq!(
             r,
             vec![
                 "interrupted by SIGINT/SIGTERM",
-                "4 messages missing",
+                "4 messages missing (received: p0 0..3+5..7)",
                 "2 messages rejected",
                 "errors: a; b"
             ]
         );
         // Missing counts only when a count was expected (gaps alone may be another consumer's share).
         assert_eq!(
-            incomplete_reasons(false, None, &lost, vec![]),
+            incomplete_reasons(false, None, &lost, "p0 0..3+5..7", vec![]),
             vec!["2 messages rejected"]
         );
     }

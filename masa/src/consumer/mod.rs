@@ -443,6 +443,7 @@ impl Running<'_> {
                 self.flags.shutdown.load(Ordering::Relaxed),
                 plan.expect_messages,
                 &totals,
+                &merged.accounting.received_text(12),
                 std::mem::take(&mut merged.errors),
             ),
             notes: finish::run_notes(
