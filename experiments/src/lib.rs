@@ -30,6 +30,7 @@
 pub mod calibration;
 pub mod compare;
 pub mod elastic;
+pub mod model;
 pub mod results;
 pub mod runner;
 pub mod spec;

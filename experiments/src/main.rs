@@ -60,6 +60,21 @@ enum Command {
         min_relative: f64,
     },
     /// Check a results directory against reference bands; exits 1 on a breach
+    /// Fit models of each metric against the counts (nodes, processes) and message size of a results directory:
+    /// the Universal Scalability Law, Ernest's form and interpolation, chosen by held-out error, with bootstrap
+    /// intervals, the predicted optimum and the pipeline's bottleneck
+    Model {
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Predict metrics at settings that were not run, from the models of a results directory (marked predicted)
+    Predict {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The settings to predict at: KEY=VALUE,... over the results' count, size and group columns
+        #[arg(long)]
+        at: String,
+    },
     Check {
         /// Results directory (results/<name>)
         results: PathBuf,
@@ -70,6 +85,39 @@ enum Command {
         #[arg(long)]
         machine: Option<String>,
     },
+}
+
+#[derive(clap::Args)]
+struct ModelArgs {
+    /// Results directory (results/<name>) or its results.csv
+    results: PathBuf,
+    /// Metric column to model (repeatable) [default: the throughputs, latency p50/p99, start-up and
+    /// consumer-seconds the results hold]
+    #[arg(long = "metric")]
+    metrics: Vec<String>,
+    /// Settings column that is a count N (repeatable; their product) [default: varying columns named for nodes
+    /// or processes]
+    #[arg(long = "count")]
+    count: Vec<String>,
+    /// Settings column that is the message size (repeatable; their product) [default: varying columns named for
+    /// points per message, bytes, size or frame rows/cols]
+    #[arg(long = "size")]
+    size: Vec<String>,
+    /// Seed of the bootstrap's resampling
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+impl ModelArgs {
+    fn fit(&self) -> anyhow::Result<experiments::model::analysis::Fitted> {
+        Ok(experiments::model::analysis::fit_results(
+            &self.results,
+            &self.metrics,
+            &self.count,
+            &self.size,
+            self.seed,
+        )?)
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -126,6 +174,14 @@ fn main() -> anyhow::Result<()> {
                     s.failed + s.incomplete
                 );
             }
+        }
+        Command::Model { model } => {
+            let f = model.fit()?;
+            print!("{}", f.report());
+        }
+        Command::Predict { model, at } => {
+            let f = model.fit()?;
+            print!("{}", f.predict_at(&at)?);
         }
         Command::Compare { baseline, current } => {
             print!(
