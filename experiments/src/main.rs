@@ -66,6 +66,17 @@ enum Command {
     Model {
         #[command(flatten)]
         model: ModelArgs,
+        /// Also replay an adaptive sweep on these measured points: a design that may choose --budget-pct of them,
+        /// its model scored on the held-out rest against interpolation and random runs, and a search for the
+        /// best point within --best-pct
+        #[arg(long)]
+        replay: bool,
+        /// Share of the points the replayed design may choose, percent
+        #[arg(long, default_value_t = 25.0)]
+        budget_pct: f64,
+        /// Share of the points the replayed best-configuration search may run, percent
+        #[arg(long, default_value_t = 30.0)]
+        best_pct: f64,
     },
     /// Predict metrics at settings that were not run, from the models of a results directory (marked predicted)
     Predict {
@@ -175,9 +186,20 @@ fn main() -> anyhow::Result<()> {
                 );
             }
         }
-        Command::Model { model } => {
+        Command::Model {
+            model,
+            replay,
+            budget_pct,
+            best_pct,
+        } => {
+            if !(budget_pct > 0.0 && budget_pct <= 100.0 && best_pct > 0.0 && best_pct <= 100.0) {
+                bail!("--budget-pct and --best-pct must be in (0, 100] (got {budget_pct} and {best_pct})");
+            }
             let f = model.fit()?;
             print!("{}", f.report());
+            if replay {
+                print!("{}", f.replay(budget_pct / 100.0, best_pct / 100.0));
+            }
         }
         Command::Predict { model, at } => {
             let f = model.fit()?;

@@ -306,6 +306,7 @@ pub struct Fitted {
     pub name: String,
     pub layout: Layout,
     pub fits: Vec<MetricFit>,
+    pub table: Table,
 }
 
 /// Read `results` (a results directory or its `results.csv`) and fit `metrics` (none: the defaults there) over
@@ -335,12 +336,59 @@ pub fn fit_results(
         .first()
         .and_then(|r| r.get("experiment").cloned())
         .unwrap_or_else(|| csv.display().to_string());
-    Ok(Fitted { name, layout, fits })
+    Ok(Fitted {
+        name,
+        layout,
+        fits,
+        table,
+    })
 }
 
 impl Fitted {
     pub fn report(&self) -> String {
         render(&self.name, &self.layout, &self.fits)
+    }
+
+    /// Each modelled metric's sweep replayed (see [`super::adaptive::replay`]): a design choosing
+    /// `budget_fraction` of the points against interpolation and random runs, and a search for the best within
+    /// `best_fraction`.
+    pub fn replay(&self, budget_fraction: f64, best_fraction: f64) -> String {
+        let mut out = String::new();
+        for f in &self.fits {
+            let points: Vec<(f64, f64, f64, f64)> = super::select::by_point(&f.series.obs)
+                .iter()
+                .map(|p| {
+                    let mean = p.iter().map(|o| o.value).sum::<f64>() / p.len() as f64;
+                    (p[0].n, p[0].size, mean, self.run_seconds(&p[0].point))
+                })
+                .collect();
+            let title = format!("{} [{}]", f.metric, f.series.group_text());
+            if points.len() < 6 {
+                let _ = writeln!(
+                    out,
+                    "{title}: {} points, too few to replay a design (6 or more)",
+                    points.len()
+                );
+                continue;
+            }
+            out.push_str(&super::adaptive::replay(
+                &title,
+                &points,
+                is_rate(&f.metric),
+                budget_fraction,
+                best_fraction,
+            ));
+        }
+        out
+    }
+
+    /// The measured run-seconds of `point` (all its repetitions).
+    fn run_seconds(&self, point: &str) -> f64 {
+        self.table
+            .numbers("run_wall_s")
+            .filter(|(r, _)| r.get("point").map(String::as_str) == Some(point))
+            .map(|(_, v)| v)
+            .sum()
     }
 
     /// Predictions at `at` (`KEY=VALUE,...`).

@@ -5,12 +5,18 @@
 //!   and interpolation (the baseline to beat), each fitted and evaluated as pure arithmetic;
 //! - [`select`]: leave-one-point-out cross-validation, the form chosen per metric by held-out error, and a
 //!   bootstrap over repetitions for intervals;
+//! - [`design`]: which runs to make: D- or A-optimal design for a model's parameters (as Ernest), and Bayesian
+//!   optimisation by expected improvement toward the best configuration (as CherryPick);
+//! - [`adaptive`]: the adaptive loop (design runs for a model, or expected improvement toward the best), and
+//!   its replay on a full measured sweep, scored on the held-out points against interpolation and random runs;
 //! - [`data`]: a results table's settings read as counts, sizes and groups, its ok runs as observations;
 //! - [`analysis`]: every metric of every group fitted, the predicted optimum, the pipeline's bottleneck (the
 //!   smaller of the producer's and the consumer's modelled capacity), and predictions at given settings, as text.
 
+pub mod adaptive;
 pub mod analysis;
 pub mod data;
+pub mod design;
 pub mod forms;
 pub mod nnls;
 pub mod select;
