@@ -36,6 +36,13 @@ enum Command {
         /// Run again the runs recorded as failed or incomplete
         #[arg(long)]
         rerun_failed: bool,
+        /// Choose the runs one at a time instead of running every point (the file's [adaptive] table, or D-optimal
+        /// design for consumer throughput): see `strategy = "adaptive"`
+        #[arg(long)]
+        adaptive: bool,
+        /// With --adaptive: run at most this many points [default: the file's, or a quarter of the points]
+        #[arg(long, requires = "adaptive")]
+        budget: Option<usize>,
     },
     /// Compare two results directories metric by metric (mean +- sd over repetitions)
     Compare {
@@ -142,8 +149,13 @@ fn main() -> anyhow::Result<()> {
             file,
             results,
             rerun_failed,
+            adaptive,
+            budget,
         } => {
-            let e = Experiment::from_file(&file)?;
+            let mut e = Experiment::from_file(&file)?;
+            if adaptive {
+                e.make_adaptive(budget)?;
+            }
             print!("{}", e.describe());
             let mut exec = LocalExecutor::locate().map_err(anyhow::Error::msg)?;
             let shutdown = pilot_core::contract::signals::shutdown_flag()?;

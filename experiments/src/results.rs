@@ -428,6 +428,18 @@ pub struct Manifest {
     /// Every planned run has a finished row.
     pub complete: bool,
     pub runs: Vec<RunProvenance>,
+    /// An adaptive sweep's choices, in order: each point, why it was chosen and the metric it measured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adaptive: Vec<AdaptiveChoice>,
+}
+
+/// One point an adaptive sweep chose.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AdaptiveChoice {
+    pub point: String,
+    pub reason: String,
+    /// The chosen metric's mean over the point's ok measured runs (None: none was ok).
+    pub value: Option<f64>,
 }
 
 impl Manifest {

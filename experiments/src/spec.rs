@@ -69,6 +69,9 @@ struct RawFile {
     /// Faults injected into every run (`[[faults]]`), seconds after the producers start.
     #[serde(default)]
     faults: Vec<Spanned<pilot_core::ops::fault::RawFault>>,
+    /// `full` (every point, the default) or `adaptive` (runs chosen one at a time: [`crate::model::plan`]).
+    strategy: Option<Spanned<String>>,
+    adaptive: Option<Spanned<crate::model::plan::RawAdaptive>>,
 }
 
 /// How a pipeline run's processing is sized.
@@ -275,6 +278,8 @@ pub struct Experiment {
     pub points: Vec<Point>,
     /// The axes' names, in order (zip axes after product axes).
     pub axes: Vec<String>,
+    /// `strategy = "adaptive"`: the runs are chosen one at a time instead of running every point.
+    pub adaptive: Option<crate::model::plan::AdaptivePlan>,
 }
 
 /// The value that leaves a key out of a point.
@@ -329,6 +334,41 @@ impl Source<'_> {
         }
         let warmup_runs = raw.warmup_runs.as_ref().map(|r| *r.get_ref()).unwrap_or(0);
         Ok((name, repetitions, warmup_runs))
+    }
+
+    /// The adaptive plan when `strategy = "adaptive"`; `[adaptive]` without it is an error, as is a strategy
+    /// other than `full` or `adaptive`.
+    fn adaptive(
+        &self,
+        raw: &RawFile,
+        points: &[Point],
+    ) -> Result<Option<crate::model::plan::AdaptivePlan>, SpecError> {
+        let strategy = raw
+            .strategy
+            .as_ref()
+            .map(|s| s.get_ref().as_str())
+            .unwrap_or("full");
+        let span = raw.strategy.as_ref().map(|s| s.span()).unwrap_or(0..0);
+        match (strategy, &raw.adaptive) {
+            ("full", None) => Ok(None),
+            ("full", Some(a)) => Err(self.at(
+                a.span(),
+                "[adaptive] is set but strategy is not \"adaptive\" (add strategy = \"adaptive\")"
+                    .into(),
+            )),
+            ("adaptive", a) => {
+                let table_span = a.as_ref().map(|a| a.span()).unwrap_or(span);
+                let default = crate::model::plan::RawAdaptive::default();
+                let raw_plan = a.as_ref().map(|a| a.get_ref()).unwrap_or(&default);
+                crate::model::plan::AdaptivePlan::new(raw_plan, points)
+                    .map(Some)
+                    .map_err(|m| self.at(table_span, m))
+            }
+            (other, _) => Err(self.at(
+                span,
+                format!("strategy `{other}` must be \"full\" (every point) or \"adaptive\""),
+            )),
+        }
     }
 
     /// The file's `[[faults]]`, validated, checked against every point and added to it.
@@ -570,6 +610,7 @@ impl Experiment {
             .collect();
         let mut points = keys.points(&fixed, combos)?;
         src.add_faults(&raw, &mut points)?;
+        let adaptive = src.adaptive(&raw, &points)?;
         Ok(Experiment {
             name,
             description: raw.description,
@@ -579,7 +620,40 @@ impl Experiment {
             warmup_runs,
             points,
             axes: axis_names,
+            adaptive,
         })
+    }
+
+    /// `experiments run --adaptive [--budget N]`: choose the runs (the file's `[adaptive]` table, or its defaults),
+    /// at most `budget` points when given.
+    pub fn make_adaptive(&mut self, budget: Option<usize>) -> Result<(), SpecError> {
+        let mut raw = crate::model::plan::RawAdaptive::default();
+        if let Some(plan) = &self.adaptive {
+            // Keep the file's plan; only the budget changes.
+            let mut plan = plan.clone();
+            if let Some(b) = budget {
+                if b < 3 || b > self.points.len() {
+                    return Err(
+                        self.invalid(format!("--budget {b} must be 3..={}", self.points.len()))
+                    );
+                }
+                plan.stop.budget = b;
+            }
+            self.adaptive = Some(plan);
+            return Ok(());
+        }
+        raw.budget = budget;
+        let plan = crate::model::plan::AdaptivePlan::new(&raw, &self.points)
+            .map_err(|m| self.invalid(m))?;
+        self.adaptive = Some(plan);
+        Ok(())
+    }
+
+    fn invalid(&self, message: String) -> SpecError {
+        SpecError::Invalid {
+            path: self.path.clone(),
+            message,
+        }
     }
 
     /// Runs in all (warm-up included).
@@ -609,6 +683,9 @@ impl Experiment {
         );
         if !self.description.is_empty() {
             s.push_str(&format!("  {}\n", self.description));
+        }
+        if let Some(a) = &self.adaptive {
+            s.push_str(&format!("  {}\n", a.describe()));
         }
         if let Some(p) = self.points.first() {
             for f in &p.faults {

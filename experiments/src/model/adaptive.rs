@@ -53,18 +53,20 @@ pub type Measure<'a, E> = &'a mut dyn FnMut(usize, &str) -> Result<Option<f64>, 
 /// Fewest runs before a stop rule other than the budget may end the sweep.
 const MIN_RUNS: usize = 6;
 
-/// Choose and make runs among `candidates` (count, size) until `stop`; `measure` makes one (an error ends the
-/// sweep with it; the runs made so far are in the caller's records). `rate`: the metric is a rate.
+/// Choose and make runs among `candidates` (count, size) until `stop`, after the `prior` ones (a resumed sweep's);
+/// `measure` makes one (an error ends the sweep with it; the runs made so far are in the caller's records).
+/// `rate`: the metric is a rate.
 pub fn choose_runs<E>(
     candidates: &[(f64, f64)],
     goal: Goal,
     rate: bool,
     stop: StopAt,
+    prior: Vec<ChosenRun>,
     measure: Measure<'_, E>,
 ) -> Result<Vec<ChosenRun>, E> {
     let f = features(candidates);
     let coords = unit_coordinates(candidates);
-    let mut runs: Vec<ChosenRun> = Vec::new();
+    let mut runs: Vec<ChosenRun> = prior;
     while runs.len() < stop.budget.min(candidates.len()) {
         let chosen: Vec<usize> = runs.iter().map(|r| r.candidate).collect();
         let measured: Vec<(usize, f64)> = runs
@@ -200,8 +202,15 @@ pub fn replay(
         interval_fraction: 0.0,
     };
     let lookup = &mut |i: usize, _: &str| -> Result<Option<f64>, ()> { Ok(Some(points[i].2)) };
-    let runs = choose_runs(&candidates, Goal::Predict(Criterion::D), rate, stop, lookup)
-        .unwrap_or_default();
+    let runs = choose_runs(
+        &candidates,
+        Goal::Predict(Criterion::D),
+        rate,
+        stop,
+        vec![],
+        lookup,
+    )
+    .unwrap_or_default();
     for (k, r) in runs.iter().enumerate() {
         let _ = writeln!(
             out,
@@ -295,6 +304,7 @@ fn best_search(
         Goal::Best { maximise: rate },
         rate,
         stop,
+        vec![],
         lookup,
     )
     .unwrap_or_default();
@@ -393,6 +403,7 @@ mod tests {
             Goal::Predict(Criterion::A),
             true,
             stop,
+            vec![],
             &mut |i, why| -> Result<Option<f64>, String> {
                 seen.push(why.to_string());
                 Ok(if i == 0 { None } else { Some(100.0 * i as f64) })
@@ -407,8 +418,33 @@ mod tests {
             Goal::Best { maximise: true },
             true,
             stop,
+            vec![],
             &mut |_, _| -> Result<Option<f64>, String> { Err("broker died".into()) },
         );
         assert_eq!(e.unwrap_err(), "broker died");
+        // A resumed sweep keeps its earlier runs, chooses none of them again, and counts them in the budget.
+        let prior = runs[..2].to_vec();
+        let mut again = Vec::new();
+        let resumed = choose_runs(
+            &c,
+            Goal::Predict(Criterion::A),
+            true,
+            stop,
+            prior.clone(),
+            &mut |i, _| -> Result<Option<f64>, String> {
+                again.push(i);
+                Ok(Some(1.0 + i as f64))
+            },
+        )
+        .unwrap();
+        assert_eq!(resumed.len(), 4);
+        assert_eq!(resumed[..2], prior[..]);
+        assert!(
+            again
+                .iter()
+                .all(|i| !prior.iter().any(|p| p.candidate == *i)),
+            "{again:?}"
+        );
+        assert_eq!(again.len(), 2);
     }
 }

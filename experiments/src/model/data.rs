@@ -53,6 +53,8 @@ fn is_size(column: &str) -> bool {
         "size",
         "frame_rows",
         "frame_cols",
+        // The work a message carries in MASA's emulation.
+        "cost_ms_per_message",
     ]
     .iter()
     .any(|k| column.contains(k))
@@ -78,7 +80,7 @@ fn measured(table: &Table) -> impl Iterator<Item = &BTreeMap<String, String>> {
 
 impl Layout {
     /// Detected from the settings that vary over the measured runs: numeric ones named for nodes or processes
-    /// are counts, those for the message size sizes, the rest groups. `count` and `size`, when given, replace
+    /// are counts, those for the message size (or MASA's emulated cost per message) sizes, the rest groups. `count` and `size`, when given, replace
     /// the detected ones (and leave the group).
     pub fn detect(table: &Table, count: &[String], size: &[String]) -> Result<Layout, ModelError> {
         let settings = settings_columns(table);

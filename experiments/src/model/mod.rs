@@ -9,6 +9,7 @@
 //!   optimisation by expected improvement toward the best configuration (as CherryPick);
 //! - [`adaptive`]: the adaptive loop (design runs for a model, or expected improvement toward the best), and
 //!   its replay on a full measured sweep, scored on the held-out points against interpolation and random runs;
+//! - [`plan`]: `strategy = "adaptive"` and its `[adaptive]` table, checked against an experiment's points;
 //! - [`data`]: a results table's settings read as counts, sizes and groups, its ok runs as observations;
 //! - [`analysis`]: every metric of every group fitted, the predicted optimum, the pipeline's bottleneck (the
 //!   smaller of the producer's and the consumer's modelled capacity), and predictions at given settings, as text.
@@ -19,6 +20,7 @@ pub mod data;
 pub mod design;
 pub mod forms;
 pub mod nnls;
+pub mod plan;
 pub mod select;
 
 /// One measured run: its count N, message size and the metric's value, and the point it belongs to.

@@ -13,6 +13,7 @@
 //! the run's timeline (`timeline`), then the records collected into metrics (`collect`) and the pilots
 //! cancelled (so the broker is restarted between runs). A start-up run (`startup`) times a framework pilot.
 
+mod adaptive;
 mod autoscaled;
 mod collect;
 mod commands;
@@ -154,7 +155,7 @@ pub fn results_dir(root: &Path, exp: &Experiment) -> PathBuf {
 type PlannedRun<'a> = (&'a Point, u32, bool);
 
 /// Run every point of `exp` (skipping finished runs) into `root/<name>/`, calling `progress` with a line before
-/// each run.
+/// each run; an adaptive experiment's points as its design chooses them ([`adaptive`]).
 pub fn run(
     exp: &Experiment,
     root: &Path,
@@ -163,6 +164,9 @@ pub fn run(
     shutdown: &AtomicBool,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Summary, RunError> {
+    if let Some(plan) = &exp.adaptive {
+        return adaptive::run(exp, plan, root, executor, options, shutdown, progress);
+    }
     let mut results = Results::open(exp, root, executor, options, progress)?;
     let plan = planned_runs(exp);
     let todo: Vec<&PlannedRun> = plan
@@ -210,7 +214,7 @@ pub fn run(
             progress(&format!("  run {}: {}", status.0.as_str(), status.1));
         }
     }
-    results.finish(&plan)?;
+    results.finish(&plan, false)?;
     Ok(summary)
 }
 
@@ -352,11 +356,13 @@ impl Results {
         Ok((status, error))
     }
 
-    /// The manifest's last word: complete when every planned run is ok.
-    fn finish(mut self, plan: &[PlannedRun]) -> Result<(), RunError> {
-        self.manifest.complete = plan
-            .iter()
-            .all(|(p, r, w)| self.table.status(&p.id, *r, *w) == Some(RunStatus::Ok));
+    /// The manifest's last word: complete when every planned run is ok (and the sweep was not `cut_short`: an
+    /// adaptive one interrupted before its design had finished choosing).
+    fn finish(mut self, plan: &[PlannedRun], cut_short: bool) -> Result<(), RunError> {
+        self.manifest.complete = !cut_short
+            && plan
+                .iter()
+                .all(|(p, r, w)| self.table.status(&p.id, *r, *w) == Some(RunStatus::Ok));
         self.manifest.finished_utc = pilot_core::contract::clock::now_utc();
         self.manifest.write_atomic(&self.manifest_path)?;
         Ok(())
@@ -649,5 +655,175 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("no manifest.json"), "{err}");
+    }
+
+    /// Answers an Ernest-shaped consumer throughput from the point's settings (cost per message / processes),
+    /// and interrupts after a given number of runs.
+    struct Formula {
+        calls: Vec<String>,
+        interrupt_after: Option<usize>,
+    }
+
+    impl Executor for Formula {
+        fn run(
+            &mut self,
+            point: &Point,
+            run_dir: &Path,
+            shutdown: &AtomicBool,
+        ) -> Result<RunOutcome, RunError> {
+            self.calls
+                .push(run_dir.file_name().unwrap().to_string_lossy().to_string());
+            if self.interrupt_after == Some(self.calls.len()) {
+                shutdown.store(true, Ordering::SeqCst);
+            }
+            let get = |k: &str| {
+                point.settings[k]
+                    .as_float()
+                    .or_else(|| point.settings[k].as_integer().map(|i| i as f64))
+                    .unwrap()
+            };
+            let (m, cost) = (
+                get("consumer_processes_per_node"),
+                get("masa.cost_ms_per_message"),
+            );
+            let rate = 1.0 / (2e-4 + 1e-3 * cost / m + 2e-5 * m);
+            Ok(RunOutcome {
+                metrics: vec![("consumer_throughput_msgs_per_s", rate)],
+                ..Default::default()
+            })
+        }
+    }
+
+    const ADAPTIVE: &str = "name = \"a\"\nstrategy = \"adaptive\"\n[adaptive]\nbudget = 6\ninterval_fraction = 0.0001\n[fixed]\n\"mass.messages\" = 10\n\"masa.processor\" = \"none\"\n[axes]\nconsumer_processes_per_node = [1, 2, 3, 4, 6, 8]\n\"masa.cost_ms_per_message\" = [2.0, 4.0, 8.0, 16.0]\n";
+
+    #[test]
+    fn an_adaptive_sweep_runs_only_its_choices_records_why_and_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let exp = Experiment::from_text(Path::new("a.toml"), ADAPTIVE).unwrap();
+        assert!(
+            exp.describe().contains(
+                "adaptive: at most 6 of 24 points, chosen for consumer_throughput_msgs_per_s"
+            ),
+            "{}",
+            exp.describe()
+        );
+        let opts = RunOptions {
+            rerun_failed: false,
+            repo: PathBuf::from("."),
+        };
+        // Interrupted during the third choice.
+        let mut ex = Formula {
+            calls: vec![],
+            interrupt_after: Some(3),
+        };
+        let shutdown = AtomicBool::new(false);
+        let s = run(&exp, dir.path(), &mut ex, &opts, &shutdown, &mut |_| {}).unwrap();
+        assert!(s.interrupted && s.ran == 3, "{s:?}");
+        let m = Manifest::read(&dir.path().join("a/manifest.json")).unwrap();
+        assert_eq!(
+            m.adaptive.len(),
+            2,
+            "the interrupted point is not a choice yet"
+        );
+        assert!(!m.complete);
+        // Resumed with --rerun-failed: the two earlier choices stand, the third point's interrupted run runs
+        // again, and four more are chosen.
+        let mut ex = Formula {
+            calls: vec![],
+            interrupt_after: None,
+        };
+        let opts = RunOptions {
+            rerun_failed: true,
+            ..opts
+        };
+        let shutdown = AtomicBool::new(false);
+        let mut lines = Vec::new();
+        let s = run(&exp, dir.path(), &mut ex, &opts, &shutdown, &mut |l| {
+            lines.push(l.to_string())
+        })
+        .unwrap();
+        assert!(!s.interrupted);
+        assert_eq!((s.ran, s.skipped), (4, 0), "{s:?} {lines:?}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("resuming an adaptive sweep: 2 points chosen earlier")),
+            "{lines:?}"
+        );
+        let m = Manifest::read(&dir.path().join("a/manifest.json")).unwrap();
+        assert_eq!(m.adaptive.len(), 6);
+        assert!(m.complete, "every chosen point's runs are ok");
+        assert!(
+            m.adaptive
+                .iter()
+                .all(|c| c.reason.contains("D-optimal") && c.value.is_some_and(|v| v > 0.0)),
+            "{:?}",
+            m.adaptive
+        );
+        let mut ids: Vec<&String> = m.adaptive.iter().map(|c| &c.point).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 6, "no point chosen twice");
+        let table = Table::read(&dir.path().join("a/results.csv")).unwrap();
+        assert_eq!(table.rows.len(), 6, "only the chosen points ran");
+        // The runs it chose model the whole matrix: the largest and smallest counts and costs are among them.
+        let chosen: Vec<&Point> = m
+            .adaptive
+            .iter()
+            .map(|c| exp.points.iter().find(|p| p.id == c.point).unwrap())
+            .collect();
+        let has = |k: &str, v: f64| {
+            chosen.iter().any(|p| {
+                p.settings[k]
+                    .as_float()
+                    .or_else(|| p.settings[k].as_integer().map(|i| i as f64))
+                    == Some(v)
+            })
+        };
+        assert!(has("consumer_processes_per_node", 1.0) && has("consumer_processes_per_node", 8.0));
+        assert!(has("masa.cost_ms_per_message", 16.0));
+    }
+
+    #[test]
+    fn adaptive_plans_are_checked_before_anything_runs() {
+        let bad = |text: &str| {
+            Experiment::from_text(Path::new("b.toml"), text)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = bad(&ADAPTIVE.replace("budget = 6", "budget = 60"));
+        assert!(e.contains("adaptive.budget 60 must be 3..=24"), "{e}");
+        let e = bad(&ADAPTIVE.replace("budget = 6", "metric = \"speed\""));
+        assert!(e.contains("adaptive.metric `speed`"), "{e}");
+        let e = bad(&ADAPTIVE.replace("budget = 6", "goal = \"fast\""));
+        assert!(e.contains("adaptive.goal `fast`"), "{e}");
+        let e = bad(&ADAPTIVE.replace("budget = 6", "budgt = 6"));
+        assert!(e.contains("budgt") && e.contains("b.toml:4"), "{e}");
+        let e = bad(&ADAPTIVE.replace("strategy = \"adaptive\"", "strategy = \"full\""));
+        assert!(e.contains("[adaptive] is set but strategy is not"), "{e}");
+        let e = bad(&ADAPTIVE.replace("strategy = \"adaptive\"", "strategy = \"some\""));
+        assert!(e.contains("strategy `some`"), "{e}");
+        let e = bad(&format!("{ADAPTIVE}[zip]\n\"mass.linger_ms\" = [1, 5]\n")
+            .replace("budget = 6", "budget = 12"));
+        assert!(e.contains("mass.linger_ms vary too"), "{e}");
+        // --adaptive on a full sweep: the defaults, a quarter of the points.
+        let mut full = Experiment::from_text(
+            Path::new("f.toml"),
+            &ADAPTIVE.replace(
+                "strategy = \"adaptive\"\n[adaptive]\nbudget = 6\ninterval_fraction = 0.0001\n",
+                "",
+            ),
+        )
+        .unwrap();
+        assert!(full.adaptive.is_none());
+        full.make_adaptive(None).unwrap();
+        assert_eq!(full.adaptive.as_ref().unwrap().stop.budget, 6);
+        full.make_adaptive(Some(8)).unwrap();
+        assert_eq!(full.adaptive.as_ref().unwrap().stop.budget, 8);
+        assert!(full
+            .make_adaptive(Some(2))
+            .unwrap_err()
+            .to_string()
+            .contains("--budget 2"));
     }
 }
