@@ -21,12 +21,17 @@
 //!   repetitions, machine fingerprint) and `experiments check` (like for like: same experiment, point and
 //!   machine, each value as a ratio to the run's [`calibration`]) for regression benchmarking.
 //! - [`calibration`]: the machine-speed measurement taken before every run.
+//! - [`model`]: `experiments model` and `experiments predict` (the Universal Scalability Law, Ernest's form and
+//!   interpolation fitted per metric, chosen by held-out error, with bootstrap intervals, the optimum and the
+//!   bottleneck), and the designs behind `strategy = "adaptive"` (runs chosen by D- or A-optimal design, or by
+//!   Bayesian optimisation toward the best configuration); `experiments model --replay` scores a design on a full
+//!   sweep's held-out points.
 //!
 //! Shipped experiment files are in `experiments/` beside this crate's sources: `quickstart.toml` (the README's
 //! main job), `smoke.toml` with `references.toml` and `elastic-smoke.toml` (checked in the test suite),
 //! `elastic-local.toml` (autoscaled vs static through a 4x step), `regression.toml` with its baseline
-//! `regression-baseline.toml` (CI's regression check, under 2 minutes), and one per paper figure in a local-scale and a
-//! cluster-scale variant.
+//! `regression-baseline.toml` (CI's regression check, under 2 minutes), `model-sweep-local.toml` (24 points for the
+//! models to be measured against), and one per paper figure in a local-scale and a cluster-scale variant.
 pub mod calibration;
 pub mod compare;
 pub mod elastic;

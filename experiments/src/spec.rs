@@ -20,6 +20,9 @@
 //!
 //! The value `"(unset)"` leaves a key out of a point (a zip axis where only some points use a setting).
 //!
+//! `strategy = "adaptive"` with an `[adaptive]` table runs only the points a design chooses, one at a time (see
+//! [`crate::model::plan`]); the default, `strategy = "full"`, runs every point.
+//!
 //! Keys are either the orchestration settings of [`Layout`] (nodes, processes, partitions, timeouts) or
 //! `mass.<key>` / `masa.<key>`, passed to MASS and MASA as their own settings. Those are checked by MASS's and
 //! MASA's own validation for every point, so a typo or an impossible combination is reported with its key and

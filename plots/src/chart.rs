@@ -19,6 +19,20 @@ use crate::PlotError;
 pub struct Series {
     pub name: String,
     pub points: Vec<(f64, f64, f64)>,
+    /// A model's prediction rather than measurements: `(lo, hi)` of its interval at each point, shaded; the
+    /// curve is drawn dashed, without markers or error bars.
+    pub predicted: Option<Vec<(f64, f64)>>,
+}
+
+impl Series {
+    /// Measured points.
+    pub fn measured(name: String, points: Vec<(f64, f64, f64)>) -> Self {
+        Series {
+            name,
+            points,
+            predicted: None,
+        }
+    }
 }
 
 /// One facet.
@@ -581,6 +595,10 @@ where
                     }))
                     .map_err(|x| e(&x))?;
             }
+            Look::Curves | Look::Lines if s.predicted.is_some() => {
+                draw_predicted(&mut chart, s, color, fig)?;
+                continue;
+            }
             Look::Curves | Look::Lines => {
                 chart
                     .draw_series(LineSeries::new(
@@ -622,5 +640,57 @@ where
                 .map_err(|x| e(&x))?;
         }
     }
+    Ok(())
+}
+
+/// A predicted series: its interval shaded (a polygon from the lower edge out and the upper edge back), then the
+/// curve dashed.
+fn draw_predicted<DB: DrawingBackend, X, Y>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<Ticked<X>, Ticked<Y>>>,
+    s: &Series,
+    color: RGBColor,
+    fig: &Figure,
+) -> Result<(), String>
+where
+    DB::ErrorType: 'static,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    let e = |x: &dyn std::fmt::Display| x.to_string();
+    let ok = |x: f64, y: f64| {
+        x.is_finite() && y.is_finite() && (!fig.log_y || y > 0.0) && (!fig.log_x || x > 0.0)
+    };
+    let band = s.predicted.as_deref().unwrap_or(&[]);
+    let mut outline: Vec<(f64, f64)> = s
+        .points
+        .iter()
+        .zip(band)
+        .filter(|(p, b)| ok(p.0, b.0))
+        .map(|(p, b)| (p.0, b.0))
+        .collect();
+    let upper: Vec<(f64, f64)> = s
+        .points
+        .iter()
+        .zip(band)
+        .filter(|(p, b)| ok(p.0, b.1))
+        .map(|(p, b)| (p.0, b.1))
+        .collect();
+    outline.extend(upper.into_iter().rev());
+    if outline.len() >= 3 {
+        chart
+            .draw_series(std::iter::once(Polygon::new(
+                outline,
+                color.mix(0.15).filled(),
+            )))
+            .map_err(|x| e(&x))?;
+    }
+    chart
+        .draw_series(DashedLineSeries::new(
+            s.points.iter().filter(|p| ok(p.0, p.1)).map(|p| (p.0, p.1)),
+            6,
+            4,
+            color.stroke_width(2),
+        ))
+        .map_err(|x| e(&x))?;
     Ok(())
 }

@@ -150,7 +150,7 @@ impl Results {
                             })
                             .collect();
                         points.sort_by(|a, b| a.0.total_cmp(&b.0));
-                        Series { name, points }
+                        Series::measured(name, points)
                     })
                     .collect(),
             })
@@ -444,7 +444,7 @@ fn percentiles(r: &Results, varying: &[String]) -> Figure {
                 .collect(),
             };
         if !points.is_empty() {
-            series.push(Series { name, points });
+            series.push(Series::measured(name, points));
         }
     }
     Figure {
@@ -496,13 +496,12 @@ pub fn throughput_over_time(r: &Results) -> Option<Figure> {
             continue;
         }
         let name = point_label(row, &varying, "run");
-        series.push(Series {
+        series.push(Series::measured(
             name,
-            points: rows
-                .iter()
+            rows.iter()
                 .map(|r| (r.t_s, r.consumed_msgs_per_s, 0.0))
                 .collect(),
-        });
+        ));
     }
     (!series.is_empty()).then(|| Figure {
         look: Look::Curves,
@@ -590,6 +589,7 @@ pub fn plot_dir(dir: &Path, out: Option<&Path>) -> Result<Vec<PathBuf>, PlotErro
     })?;
     let mut figs = plan(&r);
     figs.extend(throughput_over_time(&r));
+    figs.extend(crate::models::model_figures(&r));
     let mut files = Vec::new();
     for f in &figs {
         files.extend(render(f, &out)?);

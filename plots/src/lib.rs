@@ -13,6 +13,8 @@
 //!   Fig. 8 is drawn as the paper drew it, a bar per source at each producer count, a panel per broker count.
 //!   The latency figure is HdrHistogram's percentile distribution (x: 1/(1-p) on a log axis, 50 % .. 99.99 %)
 //!   from each run's merged `e2e-latency.hgrm`.
+//! - [`models`]: each metric's model (`experiments model`): the measured points and the chosen form's curve on to
+//!   counts not measured, dashed, with its 90 % interval shaded.
 //! - [`chart`]: how to draw it (plotters), the same figure to SVG and PNG, one legend outside the data. Text uses
 //!   the DejaVu Sans font compiled into the binary, so PNGs render with no system fonts installed.
 //! - [`style`]: how every figure looks: colour-blind-safe palette, markers, ticks (whole numbers for counts),
@@ -22,6 +24,7 @@
 
 pub mod chart;
 pub mod figures;
+pub mod models;
 pub mod report;
 pub mod style;
 pub mod timeline;

@@ -76,9 +76,23 @@ fn the_quickstart_fixture_renders() {
             "latency-p50",
             "latency-percentiles",
             "throughput-over-time",
+            // The models of `experiments model`, measured points and predicted curves.
+            "model-producer_throughput_msgs_per_s-0",
+            "model-consumer_throughput_msgs_per_s-1",
         ],
     );
     assert!(files.iter().all(|f| f.starts_with(results.join("figures"))));
+    let svg =
+        std::fs::read_to_string(results.join("figures/model-consumer_throughput_msgs_per_s-1.svg"))
+            .unwrap();
+    assert!(
+        svg.contains("ernest fit, held-out error") && svg.contains("(dashed: predicted)"),
+        "the title names the form"
+    );
+    assert!(
+        svg.contains("stroke-dasharray") || svg.matches("<polyline").count() > 8,
+        "the prediction is dashed"
+    );
 }
 
 fn synthetic(dir: &Path, name: &str, rows: Vec<BTreeMap<&str, String>>) -> PathBuf {
