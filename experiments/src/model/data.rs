@@ -70,6 +70,21 @@ pub fn settings_columns(table: &Table) -> Vec<String> {
         .collect()
 }
 
+/// Count columns that are metrics too, tried in order when no count setting varies.
+const FALLBACK_COUNTS: &[&str] = &[
+    "framework_nodes",
+    "consumer_processes",
+    "producer_processes",
+];
+
+/// Whether `column` is numeric in every measured row and varies between them.
+fn varies_numeric(table: &Table, column: &str) -> bool {
+    let values: Vec<Option<f64>> = measured(table)
+        .map(|r| r.get(column).and_then(|v| v.parse::<f64>().ok()))
+        .collect();
+    values.iter().all(Option::is_some) && values.iter().any(|v| *v != values[0])
+}
+
 /// Measured (not warm-up) rows.
 fn measured(table: &Table) -> impl Iterator<Item = &BTreeMap<String, String>> {
     table
@@ -106,6 +121,16 @@ impl Layout {
             } else if varies {
                 layout.groups.push(c);
             }
+        }
+        if count.is_empty() && layout.count.is_empty() {
+            // A count that is also a measured column (a start-up sweep's `framework_nodes` axis), or what the
+            // runs measured when no count setting varies.
+            layout.count.extend(
+                FALLBACK_COUNTS
+                    .iter()
+                    .find(|c| varies_numeric(table, c))
+                    .map(|c| c.to_string()),
+            );
         }
         Ok(layout)
     }
@@ -261,5 +286,25 @@ mod tests {
             .inputs(&|c| (c != "processing_nodes").then(|| "2".into()))
             .unwrap_err();
         assert!(e.to_string().contains("processing_nodes"), "{e}");
+        // A start-up sweep: its count, framework_nodes, is a metric column too.
+        let startup = |fw: &'static str, nodes: &'static str, s: &'static str| {
+            vec![
+                ("point", nodes),
+                ("warmup", "false"),
+                ("status", "ok"),
+                ("framework", fw),
+                ("framework_nodes", nodes),
+                ("framework_startup_s", s),
+            ]
+        };
+        let rows = [
+            startup("kafka", "1", "2.0"),
+            startup("kafka", "2", "2.5"),
+            startup("spark", "1", "9.0"),
+        ];
+        let refs: Vec<&[(&str, &str)]> = rows.iter().map(|r| r.as_slice()).collect();
+        let l = Layout::detect(&table(&refs), &[], &[]).unwrap();
+        assert_eq!(l.count, ["framework_nodes"]);
+        assert_eq!(l.groups, ["framework"]);
     }
 }
