@@ -438,6 +438,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(resumed.len(), 4);
+        // Prediction stops early once every interval is narrow enough (here any width under 10x the value), after
+        // the fewest runs a stop rule may end it on.
+        let wide = StopAt {
+            budget: 8,
+            interval_fraction: 10.0,
+        };
+        let early = choose_runs(
+            &c,
+            Goal::Predict(Criterion::D),
+            true,
+            wide,
+            vec![],
+            &mut |i, _| -> Result<Option<f64>, String> { Ok(Some(100.0 * (i + 1) as f64)) },
+        )
+        .unwrap();
+        assert_eq!(early.len(), MIN_RUNS);
         assert_eq!(resumed[..2], prior[..]);
         assert!(
             again
