@@ -90,8 +90,11 @@ enum Command {
         #[command(flatten)]
         model: ModelArgs,
         /// The settings to predict at: KEY=VALUE,... over the results' count, size and group columns
+        #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+        at: Option<String>,
+        /// Predict at every point of this experiment file instead (e.g. a larger sweep than was run)
         #[arg(long)]
-        at: String,
+        file: Option<PathBuf>,
     },
     Check {
         /// Results directory (results/<name>)
@@ -213,9 +216,15 @@ fn main() -> anyhow::Result<()> {
                 print!("{}", f.replay(budget_pct / 100.0, best_pct / 100.0));
             }
         }
-        Command::Predict { model, at } => {
+        Command::Predict { model, at, file } => {
             let f = model.fit()?;
-            print!("{}", f.predict_at(&at)?);
+            match (at, file) {
+                (Some(at), _) => print!("{}", f.predict_at(&at)?),
+                (None, Some(file)) => {
+                    print!("{}", f.predict_points(&Experiment::from_file(&file)?)?)
+                }
+                (None, None) => bail!("give --at KEY=VALUE,... or --file EXPERIMENT.toml"),
+            }
         }
         Command::Compare { baseline, current } => {
             print!(

@@ -108,3 +108,28 @@ fn too_few_points_is_a_stated_limitation_not_a_number() {
     assert!(text.contains("no model: cross-validation (distinct points) needs at least 3 distinct points (2 distinct points here)"), "{text}");
     assert!(!text.contains("NaN"), "{text}");
 }
+
+#[test]
+fn predict_over_an_experiment_file_labels_every_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bigger.toml");
+    std::fs::write(
+        &file,
+        "name = \"bigger\"\n[fixed]\n\"mass.messages\" = 1000\n\"masa.processor\" = \"kmeans\"\n[axes]\nconsumer_processes_per_node = [4, 8]\n\"mass.points_per_message\" = [500, 2000]\n",
+    )
+    .unwrap();
+    let f = fixture();
+    let (ok, text) = run(&[
+        "predict",
+        f.to_str().unwrap(),
+        "--metric",
+        "consumer_throughput_msgs_per_s",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{text}");
+    assert_eq!(text.matches("point ").count(), 4, "{text}");
+    assert_eq!(text.matches("(predicted, ").count(), 4, "{text}");
+    let (ok, text) = run(&["predict", f.to_str().unwrap()]);
+    assert!(!ok && text.contains("--at"), "{text}");
+}

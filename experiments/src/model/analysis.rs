@@ -391,6 +391,35 @@ impl Fitted {
             .sum()
     }
 
+    /// Predictions at every point of `exp` (its settings that the models are over), each headed by the point.
+    pub fn predict_points(&self, exp: &crate::spec::Experiment) -> Result<String, ModelError> {
+        let mut out = String::new();
+        for p in &exp.points {
+            let at: BTreeMap<String, String> = p
+                .settings
+                .iter()
+                .filter(|(k, _)| {
+                    self.layout.count.contains(k)
+                        || self.layout.size.contains(k)
+                        || self.layout.groups.contains(k)
+                })
+                .map(|(k, v)| (k.clone(), crate::spec::show(v)))
+                .collect();
+            let _ = writeln!(out, "point {} [{}] {}:", p.index + 1, p.id, p.label());
+            match predict_at(&self.fits, &self.layout, &at) {
+                Ok(text) => {
+                    for line in text.lines() {
+                        let _ = writeln!(out, "  {line}");
+                    }
+                }
+                Err(e) => {
+                    let _ = writeln!(out, "  no prediction: {e}");
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Predictions at `at` (`KEY=VALUE,...`).
     pub fn predict_at(&self, at: &str) -> Result<String, ModelError> {
         predict_at(&self.fits, &self.layout, &parse_at(at)?)
