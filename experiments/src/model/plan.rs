@@ -12,6 +12,9 @@
 //! count = ["consumer_processes_per_node"]      # the count and size axes [default: detected by name]
 //! size = ["masa.cost_ms_per_message"]
 //! ```
+//!
+//! Settings other than the count and size that vary (a framework, a resource) make groups: each group is
+//! designed on its own with an equal share of the budget (at least 3 points each).
 
 use std::collections::BTreeMap;
 
@@ -48,6 +51,9 @@ pub struct AdaptivePlan {
     pub layout: Layout,
     /// (count, size) of each point, in the points' order.
     pub candidates: Vec<(f64, f64)>,
+    /// The groups the other varying settings make (their values as text, and their points' indices), each
+    /// designed on its own with an equal share of the budget; one group of every point when nothing else varies.
+    pub groups: Vec<(String, Vec<usize>)>,
 }
 
 impl AdaptivePlan {
@@ -83,12 +89,6 @@ impl AdaptivePlan {
         };
         let layout = Layout::detect(&settings_table(points), &raw.count, &raw.size)
             .map_err(|e| format!("adaptive: {e}"))?;
-        if !layout.groups.is_empty() {
-            return Err(format!(
-                "adaptive sweeps choose among count and size axes, but {} vary too: split the file by them",
-                layout.groups.join(", ")
-            ));
-        }
         if layout.count.is_empty() {
             return Err(
                 "adaptive: no count axis (nodes or processes) varies; name one with adaptive.count"
@@ -112,13 +112,22 @@ impl AdaptivePlan {
                 candidates[i].1
             ));
         }
+        let groups = groups_of(&layout, points);
         let budget = raw
             .budget
-            .unwrap_or_else(|| points.len().div_ceil(4).max(3));
+            .unwrap_or_else(|| points.len().div_ceil(4).max(3 * groups.len()));
         if budget < 3 || budget > points.len() {
             return Err(format!(
                 "adaptive.budget {budget} must be 3..={} (the points of the matrix)",
                 points.len()
+            ));
+        }
+        if budget < 3 * groups.len() {
+            return Err(format!(
+                "adaptive.budget {budget} is under 3 points for each of the {} groups that {} make: raise it to {}",
+                groups.len(),
+                layout.groups.join(", "),
+                3 * groups.len()
             ));
         }
         let interval_fraction = raw.interval_fraction.unwrap_or(0.1);
@@ -136,7 +145,13 @@ impl AdaptivePlan {
             },
             layout,
             candidates,
+            groups,
         })
+    }
+
+    /// Each group's share of the budget.
+    pub fn group_budget(&self) -> usize {
+        self.stop.budget / self.groups.len().max(1)
     }
 
     /// One line for `experiments plan`.
@@ -145,8 +160,18 @@ impl AdaptivePlan {
             Goal::Predict(c) => format!("a model of it by {c:?}-optimal design, until every 90 % interval is within {:.0} %", self.stop.interval_fraction * 100.0),
             Goal::Best { maximise } => format!("its {} by expected improvement, until less than 10 % is expected", if maximise { "largest" } else { "smallest" }),
         };
+        let groups = if self.groups.len() > 1 {
+            format!(
+                " in each of {} groups ({}), {} points a group",
+                self.groups.len(),
+                self.layout.groups.join(", "),
+                self.group_budget()
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "adaptive: at most {} of {} points, chosen for {} ({goal}); count = {}, size = {}",
+            "adaptive: at most {} of {} points{groups}, chosen for {} ({goal}); count = {}, size = {}",
             self.stop.budget,
             self.candidates.len(),
             self.metric,
@@ -158,6 +183,24 @@ impl AdaptivePlan {
             }
         )
     }
+}
+
+/// The points grouped by the values of the layout's group columns, in first-seen order.
+fn groups_of(layout: &Layout, points: &[Point]) -> Vec<(String, Vec<usize>)> {
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, p) in points.iter().enumerate() {
+        let label = layout
+            .groups
+            .iter()
+            .map(|g| format!("{g}={}", p.settings.get(g).map(show).unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(",");
+        match groups.iter_mut().find(|(l, _)| *l == label) {
+            Some((_, idx)) => idx.push(i),
+            None => groups.push((label, vec![i])),
+        }
+    }
+    groups
 }
 
 /// The points' settings as a results table (one ok row each), for the layout's detection.

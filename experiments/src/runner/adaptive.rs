@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{execute, Executor, Results, RunError, RunOptions, Summary};
-use crate::model::adaptive::{choose_runs, ChosenRun};
+use crate::model::adaptive::{choose_runs, ChosenRun, Measure, StopAt};
 use crate::model::analysis::is_rate;
 use crate::model::plan::AdaptivePlan;
 use crate::results::{AdaptiveChoice, RunStatus};
@@ -118,14 +118,7 @@ pub(super) fn run(
                 .map_err(|e| Stop::Failed(e.into()))?;
             Ok(value)
         };
-        choose_runs(
-            &plan.candidates,
-            plan.goal,
-            is_rate(&plan.metric),
-            plan.stop,
-            prior,
-            &mut measure,
-        )
+        by_group(plan, prior, &mut measure)
     };
     match outcome {
         Ok(runs) => progress(&format!(
@@ -146,6 +139,53 @@ pub(super) fn run(
     let planned: Vec<_> = chosen.iter().flat_map(|&p| runs_of(exp, p)).collect();
     results.finish(&planned, summary.interrupted)?;
     Ok(summary)
+}
+
+/// Each group's design in turn, over its own points and share of the budget, after its earlier choices; the
+/// runs of every group (indices into the plan's points).
+fn by_group(
+    plan: &AdaptivePlan,
+    prior: Vec<ChosenRun>,
+    measure: Measure<'_, Stop>,
+) -> Result<Vec<ChosenRun>, Stop> {
+    let stop = StopAt {
+        budget: plan.group_budget(),
+        ..plan.stop
+    };
+    let mut all = Vec::new();
+    for (label, idx) in &plan.groups {
+        let local = |global: usize| idx.iter().position(|&i| i == global);
+        let sub: Vec<(f64, f64)> = idx.iter().map(|&i| plan.candidates[i]).collect();
+        let earlier: Vec<ChosenRun> = prior
+            .iter()
+            .filter_map(|c| {
+                local(c.candidate).map(|l| ChosenRun {
+                    candidate: l,
+                    ..c.clone()
+                })
+            })
+            .collect();
+        let named = plan.groups.len() > 1;
+        let runs = choose_runs(
+            &sub,
+            plan.goal,
+            is_rate(&plan.metric),
+            stop,
+            earlier,
+            &mut |l, why| {
+                if named {
+                    measure(idx[l], &format!("{label}: {why}"))
+                } else {
+                    measure(idx[l], why)
+                }
+            },
+        )?;
+        all.extend(runs.into_iter().map(|r| ChosenRun {
+            candidate: idx[r.candidate],
+            ..r
+        }));
+    }
+    Ok(all)
 }
 
 /// A point's warm-ups, then its measured repetitions.

@@ -803,9 +803,53 @@ mod tests {
         assert!(e.contains("[adaptive] is set but strategy is not"), "{e}");
         let e = bad(&ADAPTIVE.replace("strategy = \"adaptive\"", "strategy = \"some\""));
         assert!(e.contains("strategy `some`"), "{e}");
-        let e = bad(&format!("{ADAPTIVE}[zip]\n\"mass.linger_ms\" = [1, 5]\n")
-            .replace("budget = 6", "budget = 12"));
-        assert!(e.contains("mass.linger_ms vary too"), "{e}");
+        let grouped = format!("{ADAPTIVE}[zip]\n\"mass.linger_ms\" = [1, 5]\n");
+        let e = bad(&grouped.replace("budget = 6", "budget = 5"));
+        assert!(
+            e.contains("adaptive.budget 5 is under 3 points for each of the 2 groups that mass.linger_ms make: raise it to 6"),
+            "{e}"
+        );
+        // Other varying settings make groups, each designed on its own share of the budget.
+        let exp = Experiment::from_text(Path::new("g.toml"), &grouped).unwrap();
+        let plan = exp.adaptive.clone().unwrap();
+        assert_eq!((plan.groups.len(), plan.group_budget()), (2, 3));
+        assert!(
+            exp.describe()
+                .contains("in each of 2 groups (mass.linger_ms), 3 points a group"),
+            "{}",
+            exp.describe()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let mut ex = Formula {
+            calls: vec![],
+            interrupt_after: None,
+        };
+        let opts = RunOptions {
+            rerun_failed: false,
+            repo: PathBuf::from("."),
+        };
+        run(
+            &exp,
+            dir.path(),
+            &mut ex,
+            &opts,
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )
+        .unwrap();
+        let m = Manifest::read(&dir.path().join("a/manifest.json")).unwrap();
+        assert_eq!(m.adaptive.len(), 6);
+        for g in ["mass.linger_ms=1: ", "mass.linger_ms=5: "] {
+            assert_eq!(
+                m.adaptive
+                    .iter()
+                    .filter(|c| c.reason.starts_with(g))
+                    .count(),
+                3,
+                "{:?}",
+                m.adaptive
+            );
+        }
         // --adaptive on a full sweep: the defaults, a quarter of the points.
         let mut full = Experiment::from_text(
             Path::new("f.toml"),
