@@ -2,8 +2,10 @@
 //! at each size (mean and standard deviation per point) and the chosen model's curve through them and on over
 //! counts up to four times the largest measured, dashed as a prediction, with its 90 % bootstrap interval
 //! shaded; the title names the form and its held-out error, and the scalability law's peak where it has one.
+//! Throughput figures mark with a dashed vertical line each count where the modelled bottleneck moves between
+//! producer, broker and consumer.
 
-use experiments::model::analysis::{fit_all, MetricFit};
+use experiments::model::analysis::{bottleneck_moves, fit_all, Bottleneck, MetricFit};
 use experiments::model::data::Layout;
 use experiments::model::select::by_point;
 
@@ -22,10 +24,43 @@ pub fn model_figures(r: &Results) -> Vec<Figure> {
     let Ok(fits) = fit_all(&r.table, &layout, &[], 1) else {
         return vec![];
     };
+    let moves = bottleneck_moves(&fits, &layout);
     fits.iter()
         .enumerate()
-        .filter_map(|(i, f)| figure(&layout, f, i))
+        .filter_map(|(i, f)| {
+            let mut fig = figure(&layout, f, i)?;
+            if f.metric.ends_with("throughput_msgs_per_s") {
+                mark_moves(&mut fig, &moves, &f.series.group_text());
+            }
+            Some(fig)
+        })
         .collect()
+}
+
+/// A dashed vertical line at each count where the model says the bottleneck moves (from the smaller of the
+/// producer's and the consumer's modelled rate), named for the move.
+fn mark_moves(fig: &mut Figure, moves: &[Bottleneck], group: &str) {
+    let values: Vec<f64> = fig.panels[0]
+        .series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .filter(|v| *v > 0.0 && v.is_finite())
+        .collect();
+    let lo = values.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().cloned().fold(0.0, f64::max);
+    if !(lo.is_finite() && hi > lo) {
+        return;
+    }
+    for b in moves.iter().filter(|b| b.group == group) {
+        for w in b.moves.windows(2) {
+            let n = w[1].0;
+            fig.panels[0].series.push(Series {
+                name: format!("bottleneck moves: {} -> {}", w[0].1, w[1].1),
+                points: vec![(n, lo, 0.0), (n, hi, 0.0)],
+                predicted: Some(vec![(lo, lo), (hi, hi)]),
+            });
+        }
+    }
 }
 
 fn figure(layout: &Layout, f: &MetricFit, index: usize) -> Option<Figure> {

@@ -227,10 +227,22 @@ fn param_text(m: &Model, boots: &[Model]) -> String {
         .join(", ")
 }
 
-/// Where the pipeline's throughput is set: the smaller of the producer's and the consumer's modelled rate at each
-/// count, and the counts where that moves from one side to the other. One line per group with both models.
-pub fn bottlenecks(fits: &[MetricFit]) -> Vec<String> {
-    let mut lines = Vec::new();
+/// Where one group's pipeline rate is set at one size: the side that limits it from each count on where that
+/// changes (the first entry from the smallest count).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bottleneck {
+    pub group: String,
+    pub size: f64,
+    pub moves: Vec<(f64, &'static str)>,
+}
+
+/// The pipeline's rate at each count is the smaller of the producer's and the consumer's modelled capacity;
+/// where the producers' side sets it and their rate has stopped growing with their own count (under 10 % more
+/// from N to 2N, the count being producers), the limit they share is named: the broker. One entry per group and
+/// size with both models.
+pub fn bottleneck_moves(fits: &[MetricFit], layout: &Layout) -> Vec<Bottleneck> {
+    let producers_counted = layout.count.iter().any(|c| c.contains("producer"));
+    let mut out = Vec::new();
     for p in fits
         .iter()
         .filter(|f| f.metric == "producer_throughput_msgs_per_s")
@@ -240,34 +252,63 @@ pub fn bottlenecks(fits: &[MetricFit]) -> Vec<String> {
         }) else {
             continue;
         };
-        let mut sides: Vec<(f64, &str)> = Vec::new();
+        let mut by_size: Vec<Bottleneck> = Vec::new();
         for (n, size) in candidates(&c.series) {
             let (Some(pp), Some(cp)) = (p.predict(n, size), c.predict(n, size)) else {
                 continue;
             };
-            let side = if pp.value <= cp.value {
-                "producer"
-            } else {
+            let side = if cp.value < pp.value {
                 "consumer"
+            } else if producers_counted
+                && p.predict(2.0 * n, size)
+                    .is_some_and(|p2| p2.value < 1.1 * pp.value)
+            {
+                "broker"
+            } else {
+                "producer"
             };
-            if sides.last().is_none_or(|(_, s)| *s != side) {
-                sides.push((n, side));
+            let b = match by_size.iter_mut().find(|b| b.size == size) {
+                Some(b) => b,
+                None => {
+                    by_size.push(Bottleneck {
+                        group: p.series.group_text(),
+                        size,
+                        moves: vec![],
+                    });
+                    by_size.last_mut().expect("just pushed")
+                }
+            };
+            if b.moves.last().is_none_or(|(_, s)| *s != side) {
+                b.moves.push((n, side));
             }
         }
-        if sides.is_empty() {
-            continue;
-        }
-        let text = sides
-            .iter()
-            .map(|(n, s)| format!("{s} from count {}", num(*n)))
-            .collect::<Vec<_>>()
-            .join(", then ");
-        lines.push(format!(
-            "bottleneck [{}] (predicted; the smaller of the producer's and the consumer's rate): {text}",
-            p.series.group_text()
-        ));
+        out.extend(by_size.into_iter().filter(|b| !b.moves.is_empty()));
     }
-    lines
+    out
+}
+
+/// [`bottleneck_moves`] as lines of text.
+pub fn bottlenecks(fits: &[MetricFit], layout: &Layout) -> Vec<String> {
+    bottleneck_moves(fits, layout)
+        .iter()
+        .map(|b| {
+            let text = b
+                .moves
+                .iter()
+                .map(|(n, s)| format!("{s} from count {}", num(*n)))
+                .collect::<Vec<_>>()
+                .join(", then ");
+            let size = if layout.size.is_empty() {
+                String::new()
+            } else {
+                format!(", size {}", num(b.size))
+            };
+            format!(
+                "bottleneck [{}{size}] (predicted; the smaller of the producer's and the consumer's rate): {text}",
+                b.group
+            )
+        })
+        .collect()
 }
 
 /// The whole report of `experiments model`.
@@ -295,7 +336,7 @@ pub fn render(name: &str, layout: &Layout, fits: &[MetricFit]) -> String {
     for f in fits {
         render_fit(f, &mut out);
     }
-    for l in bottlenecks(fits) {
+    for l in bottlenecks(fits, layout) {
         let _ = writeln!(out, "{l}");
     }
     out
@@ -599,7 +640,13 @@ mod tests {
             .is_some_and(|(lo, hi)| lo <= p.value && p.value <= hi));
         // The consumer (1000 msg/s at 1) sets the pipeline's rate until it passes the producer's 4000 (X(7) =
         // 4070), and again once its retrograde fall takes it below (X(15) = 3937).
-        let b = bottlenecks(&fits);
+        let moves = bottleneck_moves(&fits, &layout);
+        assert_eq!(
+            moves[0].moves,
+            vec![(1.0, "consumer"), (7.0, "producer"), (15.0, "consumer")],
+            "the count is consumers, so the producers' flat rate is theirs, not the broker's"
+        );
+        let b = bottlenecks(&fits, &layout);
         assert_eq!(b.len(), 1);
         assert!(
             b[0].contains(
@@ -620,5 +667,56 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("consumer_processes_per_node"));
+    }
+
+    #[test]
+    fn producers_whose_rate_stops_growing_are_held_by_the_broker() {
+        // Producers scale toward a shared limit of 5,000 msg/s (lambda 1,500, sigma 0.3); consumers could take 10,000.
+        let producer = Model::Usl {
+            lambda: 1500.0,
+            sigma: 0.3,
+            kappa: 0.0,
+        };
+        let mut t = Table {
+            columns: [
+                "point",
+                "warmup",
+                "status",
+                "producer_processes_per_node",
+                "producer_throughput_msgs_per_s",
+                "consumer_throughput_msgs_per_s",
+            ]
+            .map(String::from)
+            .to_vec(),
+            ..Default::default()
+        };
+        for n in [1, 2, 3, 4, 6, 8] {
+            for rep in 0..2 {
+                let row: BTreeMap<String, String> = [
+                    ("point", format!("p{n}")),
+                    ("warmup", "false".into()),
+                    ("status", "ok".into()),
+                    ("producer_processes_per_node", n.to_string()),
+                    (
+                        "producer_throughput_msgs_per_s",
+                        (producer.predict(n as f64, 1.0) * (1.0 + 0.001 * rep as f64)).to_string(),
+                    ),
+                    (
+                        "consumer_throughput_msgs_per_s",
+                        (10_000.0 + rep as f64).to_string(),
+                    ),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+                t.rows.push(row);
+            }
+        }
+        let layout = Layout::detect(&t, &[], &[]).unwrap();
+        let fits = fit_all(&t, &layout, &[], 1).unwrap();
+        let moves = bottleneck_moves(&fits, &layout);
+        assert_eq!(moves.len(), 1);
+        let sides: Vec<&str> = moves[0].moves.iter().map(|m| m.1).collect();
+        assert_eq!(sides, ["producer", "broker"], "{moves:?}");
     }
 }
