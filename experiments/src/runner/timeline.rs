@@ -98,9 +98,47 @@ pub(crate) fn write_run_timeline(
     })
 }
 
+/// Pieces a rate profile's target is cut into (seconds): a row that spans a step of the profile (a reporter late
+/// on a loaded machine) then puts each side of the step in its own seconds instead of smearing both over the row.
+const TARGET_PIECE_S: f64 = 0.1;
+
+/// What a producer's schedule asked for over each interval row (`(t_s, interval_s, target_msgs_per_s)`, seconds
+/// since its `start`): with its rate `profile`, the profile's own average over pieces of each row; else the
+/// row's target spread over the row.
+fn target_samples(
+    start: f64,
+    rows: &[(f64, f64, f64)],
+    profile: Option<&mass::profile::Profile>,
+) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for &(t_s, interval_s, target) in rows {
+        match profile {
+            Some(p) if interval_s > 0.0 => {
+                let pieces = (interval_s / TARGET_PIECE_S).ceil().max(1.0) as usize;
+                let d = interval_s / pieces as f64;
+                for k in 0..pieces {
+                    let a = t_s - interval_s + k as f64 * d;
+                    let n = p.average(a, a + d) * d;
+                    out.push((start, a + d, d, if n.is_finite() { n } else { 0.0 }));
+                }
+            }
+            _ => {
+                let n = target * interval_s;
+                out.push((start, t_s, interval_s, if n.is_finite() { n } else { 0.0 }));
+            }
+        }
+    }
+    out
+}
+
 /// What every producer delivered, and what its schedule asked for, per interval row.
 fn producer_samples(point: &Point, run_dir: &Path) -> (Vec<Sample>, Vec<Sample>) {
     let (mut produced, mut target) = (Vec::new(), Vec::new());
+    let profile = point
+        .mass
+        .get("rate_profile")
+        .and_then(toml::Value::as_str)
+        .and_then(|p| mass::profile::Profile::parse(p, None).ok());
     for i in 0..point.producer_processes() {
         let dir = run_dir.join(format!("producer-{i}"));
         let start = read_csv::<mass::report::ProducerSummary>(&mass::producer::summary_path(&dir))
@@ -113,15 +151,11 @@ fn producer_samples(point: &Point, run_dir: &Path) -> (Vec<Sample>, Vec<Sample>)
                 rows.iter()
                     .map(|r| (start, r.t_s, 0.0, r.delivered_msgs as f64)),
             );
-            target.extend(rows.iter().map(|r| {
-                let n = r.target_msgs_per_s * r.interval_s;
-                (
-                    start,
-                    r.t_s,
-                    r.interval_s,
-                    if n.is_finite() { n } else { 0.0 },
-                )
-            }));
+            let asked: Vec<(f64, f64, f64)> = rows
+                .iter()
+                .map(|r| (r.t_s, r.interval_s, r.target_msgs_per_s))
+                .collect();
+            target.extend(target_samples(start, &asked, profile.as_ref()));
         }
     }
     (produced, target)
@@ -299,6 +333,29 @@ mod tests {
         );
         assert!((life.busy_s - 0.2).abs() < 1e-12);
         assert!(life_from_reports(&[], &mut consumed).is_none());
+    }
+
+    #[test]
+    fn a_late_row_across_a_profile_step_keeps_the_step_sharp() {
+        // 40 msg/s for 8 s, then 160; the reporter stalled, so one row covers 5.5 s to 10.5 s.
+        let p = mass::profile::Profile::parse("steps:40@8,160@14,40@12", None).unwrap();
+        let rows = [(5.5, 5.5, 40.0), (10.5, 5.0, 100.0), (34.0, 23.5, 110.0)];
+        let mut samples = target_samples(1000.0, &rows, Some(&p));
+        samples.push((1000.0, 0.0, 0.0, 0.0));
+        let per_s: Vec<f64> = crate::results::bucket_per_second(&samples)
+            .iter()
+            .map(|x| (x.1 * 1000.0).round() / 1000.0)
+            .collect();
+        assert_eq!(
+            &per_s[..12],
+            &[40.0, 40.0, 40.0, 40.0, 40.0, 40.0, 40.0, 40.0, 160.0, 160.0, 160.0, 160.0]
+        );
+        let steps = crate::elastic::steps(&per_s);
+        assert_eq!(steps.len(), 2, "{steps:?}");
+        assert!(steps[0].up() && !steps[1].up());
+        // Without a profile the row's own target is spread over it, as before.
+        let flat = target_samples(0.0, &[(2.0, 2.0, 50.0)], None);
+        assert_eq!(flat, vec![(0.0, 2.0, 2.0, 100.0)]);
     }
 
     #[test]
