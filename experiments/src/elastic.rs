@@ -6,6 +6,7 @@
 
 use pilot_core::ops::autoscale::PolicyConfig;
 
+use crate::model::select::median;
 use crate::results::TimelineRow;
 
 /// A scaling decision on the timeline's clock.
@@ -36,19 +37,6 @@ impl Step {
 pub const STEP_FACTOR: f64 = 1.5;
 /// Seconds a changed rate must hold (either side) to count as a step.
 pub const HOLD_S: usize = 3;
-
-fn median(v: &mut [f64]) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
 
 /// Steps in a per-second target series (`target[k]` is second `k + 1`): where the median of the next
 /// [`HOLD_S`] seconds differs from that of the previous ones by [`STEP_FACTOR`] or more. A boundary second

@@ -90,7 +90,8 @@ fn the_quickstart_fixture_renders() {
         "the title names the form"
     );
     assert!(
-        svg.contains("stroke-dasharray") || svg.matches("<polyline").count() > 8,
+        // plotters draws a dashed line as its segments: 81 polylines here, a measured-only figure 13.
+        svg.matches("<polyline").count() > 40,
         "the prediction is dashed"
     );
 }

@@ -52,12 +52,11 @@ pub fn next_optimal(
             }
         }
     }
-    let inv = invert4(m)?;
     (0..features.len())
         .filter(|i| !chosen.contains(i))
         .map(|i| {
             let f = features[i];
-            let mf = mat_vec(&inv, &f);
+            let mf = solve(&m, &f);
             let v = dot(&f, &mf);
             let score = match criterion {
                 Criterion::D => v,
@@ -72,40 +71,13 @@ fn dot(a: &[f64; 4], b: &[f64; 4]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-fn mat_vec(m: &[[f64; 4]; 4], v: &[f64; 4]) -> [f64; 4] {
-    [0, 1, 2, 3].map(|i| dot(&m[i], v))
-}
-
-/// Gauss-Jordan inverse of a 4x4 matrix (None when singular).
-fn invert4(mut a: [[f64; 4]; 4]) -> Option<[[f64; 4]; 4]> {
-    let mut inv = [[0.0; 4]; 4];
-    for (i, row) in inv.iter_mut().enumerate() {
-        row[i] = 1.0;
-    }
-    for c in 0..4 {
-        let p = (c..4).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))?;
-        if a[p][c].abs() < 1e-300 {
-            return None;
-        }
-        a.swap(c, p);
-        inv.swap(c, p);
-        let d = a[c][c];
-        for j in 0..4 {
-            a[c][j] /= d;
-            inv[c][j] /= d;
-        }
-        for r in 0..4 {
-            if r != c {
-                let f = a[r][c];
-                let (ac, ic) = (a[c], inv[c]);
-                for j in 0..4 {
-                    a[r][j] -= f * ac[j];
-                    inv[r][j] -= f * ic[j];
-                }
-            }
-        }
-    }
-    Some(inv)
+/// `M^-1 f`, by the elimination the least-squares fits use (the ridge keeps `M` invertible).
+fn solve(m: &[[f64; 4]; 4], f: &[f64; 4]) -> [f64; 4] {
+    let augmented: Vec<Vec<f64>> = (0..4)
+        .map(|i| m[i].iter().copied().chain([f[i]]).collect())
+        .collect();
+    let x = super::nnls::gauss(augmented);
+    [x[0], x[1], x[2], x[3]]
 }
 
 /// Candidates' coordinates for the Gaussian process: (ln n, ln size), each scaled to [0, 1] over the candidates.

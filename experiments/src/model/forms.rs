@@ -48,7 +48,7 @@ pub enum Model {
     Interpolation {
         /// (ln n, ln size) and the point's mean value.
         points: Vec<([f64; 2], f64)>,
-        /// Each coordinate's range over the points (1 where it does not vary).
+        /// Each coordinate's range over the points (0 where it does not vary: that axis is left out).
         span: [f64; 2],
     },
 }
@@ -201,7 +201,10 @@ fn ernest_row(m: f64, size: f64) -> [f64; 4] {
 }
 
 fn fit_ernest(obs: &[Obs], rate: bool) -> Result<Model, ModelError> {
-    let points = distinct(obs.iter().map(|o| o.n * 1e6 + o.size.ln()));
+    let mut pairs: Vec<(f64, f64)> = obs.iter().map(|o| (o.n, o.size)).collect();
+    pairs.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    pairs.dedup();
+    let points = pairs.len();
     if points < 2 {
         return Err(ModelError::TooFewPoints {
             points,

@@ -102,8 +102,9 @@ fn solve_on(a: &[Vec<f64>], b: &[f64], passive: &[bool]) -> Vec<f64> {
     z
 }
 
-/// Gaussian elimination with partial pivoting on an augmented `k x (k+1)` matrix.
-fn gauss(mut m: Vec<Vec<f64>>) -> Vec<f64> {
+/// Gaussian elimination with partial pivoting on an augmented `k x (k+1)` matrix (a zero pivot gives 0 for
+/// its unknown).
+pub(super) fn gauss(mut m: Vec<Vec<f64>>) -> Vec<f64> {
     let k = m.len();
     for c in 0..k {
         let p = (c..k)

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::{execute, Executor, Results, RunError, RunOptions, Summary};
+use super::{execute, runs_of, Executor, Results, RunError, RunOptions, Summary};
 use crate::model::adaptive::{choose_runs, ChosenRun, Measure, StopAt};
 use crate::model::analysis::is_rate;
 use crate::model::plan::AdaptivePlan;
@@ -186,17 +186,6 @@ fn by_group(
         }));
     }
     Ok(all)
-}
-
-/// A point's warm-ups, then its measured repetitions.
-fn runs_of<'a>(
-    exp: &Experiment,
-    p: &'a crate::spec::Point,
-) -> Vec<(&'a crate::spec::Point, u32, bool)> {
-    (0..exp.warmup_runs)
-        .map(|r| (p, r, true))
-        .chain((0..exp.repetitions).map(|r| (p, r, false)))
-        .collect()
 }
 
 /// Make point `i`'s runs that are not recorded yet (or failed, with `rerun_failed`).

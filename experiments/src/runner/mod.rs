@@ -220,13 +220,14 @@ pub fn run(
 
 /// The runs in order: per point, warm-ups then measured repetitions.
 fn planned_runs(exp: &Experiment) -> Vec<PlannedRun<'_>> {
-    exp.points
-        .iter()
-        .flat_map(|p| {
-            (0..exp.warmup_runs)
-                .map(move |r| (p, r, true))
-                .chain((0..exp.repetitions).map(move |r| (p, r, false)))
-        })
+    exp.points.iter().flat_map(|p| runs_of(exp, p)).collect()
+}
+
+/// A point's warm-ups, then its measured repetitions.
+fn runs_of<'a>(exp: &Experiment, p: &'a Point) -> Vec<PlannedRun<'a>> {
+    (0..exp.warmup_runs)
+        .map(|r| (p, r, true))
+        .chain((0..exp.repetitions).map(|r| (p, r, false)))
         .collect()
 }
 
